@@ -1,0 +1,68 @@
+//! Wire formats of the pipeline: Prometheus remote-write 1.0 and 2.0 as senders
+//! put them on the wire, the pipeline's own records, and a zero-copy protobuf
+//! field reader for the hot paths that must not allocate per label.
+
+pub mod wire;
+
+/// Remote-write 1.0: `prometheus.WriteRequest`.
+pub mod prometheus {
+    include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));
+}
+
+/// Remote-write 2.0 lives in package `io.prometheus.write.v2`; see [`v2`].
+pub mod io {
+    pub mod prometheus {
+        pub mod write {
+            pub mod v2 {
+                include!(concat!(env!("OUT_DIR"), "/io.prometheus.write.v2.rs"));
+            }
+        }
+    }
+}
+
+/// Remote-write 2.0: `io.prometheus.write.v2.Request`.
+pub use io::prometheus::write::v2;
+
+/// Package `pipeline.v1`; see [`records`].
+pub mod pipeline {
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/pipeline.v1.rs"));
+    }
+}
+
+/// The pipeline's own records (`topology.components`, `metrics.bound`, `metrics.unbound`).
+pub use pipeline::v1 as records;
+
+pub use prost::Message;
+
+/// The bit pattern Prometheus uses to mark a series stale (a NaN that must survive the trip).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Content type of a remote-write 1.0 body (and of `metrics.samples` records holding one).
+pub const CONTENT_TYPE_V1: &str = "application/x-protobuf;proto=prometheus.WriteRequest";
+/// Content type of a remote-write 2.0 body (and of `metrics.samples` records holding one).
+pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+
+/// The captured Prometheus traffic in `testdata/`, for tests and benchmarks.
+pub mod fixtures {
+    use std::path::PathBuf;
+
+    /// Real remote-write 1.0 requests from Prometheus 2.42 (see `testdata/README.md`).
+    pub fn prometheus_2_42_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/remote-write/prometheus-2.42")
+    }
+
+    /// Every request body of `prometheus_2_42_dir()` (snappy-compressed), in file order.
+    pub fn prometheus_2_42_bodies() -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        let mut bodies = Vec::new();
+        for entry in std::fs::read_dir(prometheus_2_42_dir())? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|ext| ext == "bin") {
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                bodies.push((name, std::fs::read(&path)?));
+            }
+        }
+        bodies.sort();
+        Ok(bodies)
+    }
+}
