@@ -10,7 +10,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["protos"])?;
-    prost_build::Config::new()
-        .compile_fds(descriptors)?;
+    prost_build::Config::new().compile_fds(descriptors)?;
     Ok(())
 }

@@ -210,7 +210,9 @@ cmd_start() {
             local size
             size="$(wc -c <"$LOG")"
             ((size < log_offset)) && log_offset=0 # log rolled over meanwhile
-            if tail -c +"$((log_offset + 1))" "$LOG" | grep -q 'Kafka Server started' &&
+            # Process substitution, not a pipe: with pipefail, grep -q quitting
+            # early would SIGPIPE tail and turn a match into a failure.
+            if grep -q 'Kafka Server started' < <(tail -c +"$((log_offset + 1))" "$LOG") &&
                 port_open "$KAFKA_PORT"; then
                 break
             fi

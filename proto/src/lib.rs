@@ -58,7 +58,11 @@ pub mod fixtures {
         for entry in std::fs::read_dir(prometheus_2_42_dir())? {
             let path = entry?.path();
             if path.extension().is_some_and(|ext| ext == "bin") {
-                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let name = path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned();
                 bodies.push((name, std::fs::read(&path)?));
             }
         }

@@ -19,7 +19,10 @@ pub enum WireError {
     BadWireType(u8),
     ZeroFieldNumber,
     /// A field carried another wire type than its schema says.
-    UnexpectedWireType { field: u32, wire_type: u8 },
+    UnexpectedWireType {
+        field: u32,
+        wire_type: u8,
+    },
 }
 
 impl fmt::Display for WireError {

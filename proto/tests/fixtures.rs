@@ -6,7 +6,9 @@ use proto::wire::Fields;
 use proto::{Message, STALE_NAN_BITS};
 
 fn decompress(body: &[u8]) -> Vec<u8> {
-    snap::raw::Decoder::new().decompress_vec(body).expect("snappy body")
+    snap::raw::Decoder::new()
+        .decompress_vec(body)
+        .expect("snappy body")
 }
 
 #[test]
@@ -19,10 +21,19 @@ fn every_fixture_decodes_to_the_documented_totals() {
         let raw = decompress(body);
         compressed += body.len();
         decompressed += raw.len();
-        let request = WriteRequest::decode(raw.as_slice()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let request =
+            WriteRequest::decode(raw.as_slice()).unwrap_or_else(|e| panic!("{name}: {e}"));
         series += request.timeseries.len();
-        samples += request.timeseries.iter().map(|s| s.samples.len()).sum::<usize>();
-        labels += request.timeseries.iter().map(|s| s.labels.len()).sum::<usize>();
+        samples += request
+            .timeseries
+            .iter()
+            .map(|s| s.samples.len())
+            .sum::<usize>();
+        labels += request
+            .timeseries
+            .iter()
+            .map(|s| s.labels.len())
+            .sum::<usize>();
         metadata += request.metadata.len();
     }
     assert_eq!(series, 20_000);
@@ -60,8 +71,20 @@ fn the_field_walker_sees_what_prost_sees() {
 
 fn v2_request() -> v2::Request {
     let symbols = [
-        "", "__name__", "http_request_duration_seconds", "job", "api", "instance", "a:9090",
-        "trace_id", "abc123", "Request latency.", "seconds", "up", "pod", "web-0",
+        "",
+        "__name__",
+        "http_request_duration_seconds",
+        "job",
+        "api",
+        "instance",
+        "a:9090",
+        "trace_id",
+        "abc123",
+        "Request latency.",
+        "seconds",
+        "up",
+        "pod",
+        "web-0",
     ];
     let histogram = v2::Histogram {
         count: Some(v2::histogram::Count::CountInt(6)),
@@ -69,9 +92,21 @@ fn v2_request() -> v2::Request {
         schema: 3,
         zero_threshold: 1e-128,
         zero_count: Some(v2::histogram::ZeroCount::ZeroCountInt(1)),
-        negative_spans: vec![v2::BucketSpan { offset: -2, length: 1 }],
+        negative_spans: vec![v2::BucketSpan {
+            offset: -2,
+            length: 1,
+        }],
         negative_deltas: vec![1],
-        positive_spans: vec![v2::BucketSpan { offset: 0, length: 2 }, v2::BucketSpan { offset: 3, length: 1 }],
+        positive_spans: vec![
+            v2::BucketSpan {
+                offset: 0,
+                length: 2,
+            },
+            v2::BucketSpan {
+                offset: 3,
+                length: 1,
+            },
+        ],
         positive_deltas: vec![1, 1, -1],
         timestamp: 1_700_000_000_000,
         start_timestamp: 1_699_999_000_000,
@@ -82,7 +117,10 @@ fn v2_request() -> v2::Request {
         count: Some(v2::histogram::Count::CountFloat(3.0)),
         sum: 4.0,
         schema: -53,
-        positive_spans: vec![v2::BucketSpan { offset: 0, length: 2 }],
+        positive_spans: vec![v2::BucketSpan {
+            offset: 0,
+            length: 2,
+        }],
         positive_counts: vec![1.0, 2.0],
         custom_values: vec![0.5, 1.0],
         timestamp: 1_700_000_000_000,
@@ -94,7 +132,11 @@ fn v2_request() -> v2::Request {
             v2::TimeSeries {
                 labels_refs: vec![1, 2, 3, 4, 5, 6],
                 histograms: vec![histogram, custom_buckets],
-                exemplars: vec![v2::Exemplar { labels_refs: vec![7, 8], value: 0.25, timestamp: 1_700_000_000_001 }],
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: vec![7, 8],
+                    value: 0.25,
+                    timestamp: 1_700_000_000_001,
+                }],
                 metadata: Some(v2::Metadata {
                     r#type: v2::metadata::MetricType::Histogram as i32,
                     help_ref: 9,
@@ -105,13 +147,37 @@ fn v2_request() -> v2::Request {
             v2::TimeSeries {
                 labels_refs: vec![1, 11, 12, 13],
                 samples: vec![
-                    v2::Sample { value: 1.0, timestamp: 1_700_000_000_000, start_timestamp: 0 },
-                    v2::Sample { value: f64::from_bits(STALE_NAN_BITS), timestamp: 1_700_000_015_000, start_timestamp: 0 },
-                    v2::Sample { value: f64::NAN, timestamp: 1_700_000_030_000, start_timestamp: 0 },
-                    v2::Sample { value: f64::INFINITY, timestamp: 1_700_000_045_000, start_timestamp: 0 },
-                    v2::Sample { value: f64::NEG_INFINITY, timestamp: 1_700_000_060_000, start_timestamp: 0 },
+                    v2::Sample {
+                        value: 1.0,
+                        timestamp: 1_700_000_000_000,
+                        start_timestamp: 0,
+                    },
+                    v2::Sample {
+                        value: f64::from_bits(STALE_NAN_BITS),
+                        timestamp: 1_700_000_015_000,
+                        start_timestamp: 0,
+                    },
+                    v2::Sample {
+                        value: f64::NAN,
+                        timestamp: 1_700_000_030_000,
+                        start_timestamp: 0,
+                    },
+                    v2::Sample {
+                        value: f64::INFINITY,
+                        timestamp: 1_700_000_045_000,
+                        start_timestamp: 0,
+                    },
+                    v2::Sample {
+                        value: f64::NEG_INFINITY,
+                        timestamp: 1_700_000_060_000,
+                        start_timestamp: 0,
+                    },
                 ],
-                metadata: Some(v2::Metadata { r#type: v2::metadata::MetricType::Gauge as i32, help_ref: 0, unit_ref: 0 }),
+                metadata: Some(v2::Metadata {
+                    r#type: v2::metadata::MetricType::Gauge as i32,
+                    help_ref: 0,
+                    unit_ref: 0,
+                }),
                 ..Default::default()
             },
         ],
@@ -127,11 +193,28 @@ fn v2_round_trips_symbols_histograms_exemplars_metadata_and_stale_markers() {
     // NaN != NaN, so compare the bytes of a re-encoding and the float bits separately.
     assert_eq!(decoded.encode_to_vec(), encoded);
     assert_eq!(decoded.symbols, request.symbols);
-    assert_eq!(decoded.timeseries[0].histograms, request.timeseries[0].histograms);
-    assert_eq!(decoded.timeseries[0].exemplars, request.timeseries[0].exemplars);
-    assert_eq!(decoded.timeseries[0].metadata, request.timeseries[0].metadata);
-    let bits: Vec<u64> = decoded.timeseries[1].samples.iter().map(|s| s.value.to_bits()).collect();
-    let expected: Vec<u64> = request.timeseries[1].samples.iter().map(|s| s.value.to_bits()).collect();
+    assert_eq!(
+        decoded.timeseries[0].histograms,
+        request.timeseries[0].histograms
+    );
+    assert_eq!(
+        decoded.timeseries[0].exemplars,
+        request.timeseries[0].exemplars
+    );
+    assert_eq!(
+        decoded.timeseries[0].metadata,
+        request.timeseries[0].metadata
+    );
+    let bits: Vec<u64> = decoded.timeseries[1]
+        .samples
+        .iter()
+        .map(|s| s.value.to_bits())
+        .collect();
+    let expected: Vec<u64> = request.timeseries[1]
+        .samples
+        .iter()
+        .map(|s| s.value.to_bits())
+        .collect();
     assert_eq!(bits, expected);
     assert_eq!(bits[1], STALE_NAN_BITS);
 }
@@ -140,7 +223,11 @@ fn v2_round_trips_symbols_histograms_exemplars_metadata_and_stale_markers() {
 fn v1_and_v2_disagree_on_histogram_and_exemplar_field_numbers() {
     // A v1 series with one exemplar (field 3) reads, with the v2 schema, as a histogram.
     let series = prometheus::TimeSeries {
-        exemplars: vec![prometheus::Exemplar { labels: vec![], value: 1.0, timestamp: 0 }],
+        exemplars: vec![prometheus::Exemplar {
+            labels: vec![],
+            value: 1.0,
+            timestamp: 0,
+        }],
         ..Default::default()
     };
     let as_v2 = v2::TimeSeries::decode(series.encode_to_vec().as_slice()).unwrap();

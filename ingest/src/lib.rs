@@ -1,0 +1,21 @@
+//! The ingest service: Prometheus remote_write (1.0 and 2.0) over HTTP in,
+//! one Kafka record per request and partition out, acknowledged only once
+//! Kafka holds it.
+//!
+//! A write flows through the modules in this order:
+//! [`auth`] → [`decode`] → [`validate`] and [`partition`] → [`rate_limit`] → [`publish`],
+//! driven by the handler in [`write`]; [`routes`] is the route table.
+
+pub mod auth;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod metrics;
+pub mod partition;
+pub mod publish;
+pub mod rate_limit;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod validate;
+pub mod write;

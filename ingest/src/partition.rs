@@ -1,0 +1,543 @@
+//! Splits a decoded write by Kafka partition, validating each series on the way.
+//!
+//! A series goes to partition `xxh3_64(series key) % partitions`, where the
+//! series key is the tenant, a 0xff byte, then for each label in name order
+//! its name, a 0xfe byte, its value and a 0xff byte. One series therefore
+//! always lands in one partition. v1 metadata entries hash the same way with
+//! the metric family name in place of the labels.
+//!
+//! Remote-write 1.0 series are copied as the byte ranges they had on the wire
+//! (re-encoded only when their labels arrive unsorted), so values stay
+//! bit-exact and nothing is allocated per label or sample. Remote-write 2.0
+//! series get a symbol table of their own partition's.
+
+use std::collections::HashMap;
+
+use proto::wire::{self, Fields, WireError};
+use proto::{Message, v2};
+use xxhash_rust::xxh3::Xxh3Default;
+
+use crate::config::SeriesLimits;
+use crate::validate::{self, Rejection, RejectionReport};
+
+/// What a request writes: exact counts for the v2 `Written` headers and metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub series: usize,
+    pub samples: usize,
+    pub histograms: usize,
+    pub exemplars: usize,
+    pub metadata: usize,
+}
+
+/// One request split into one uncompressed remote-write message per partition.
+#[derive(Debug, Default)]
+pub struct PartitionedBatch {
+    /// (partition, message), only for partitions that received something.
+    pub records: Vec<(i32, Vec<u8>)>,
+    /// What the records hold.
+    pub written: Written,
+    /// Series in the request, valid or not.
+    pub total_series: usize,
+    pub rejected: RejectionReport,
+}
+
+/// The partition of a series whose labels are sorted by name.
+pub fn partition_of_series(tenant: &str, sorted_labels: &[(&[u8], &[u8])], partitions: u32) -> i32 {
+    let mut hasher = Xxh3Default::new();
+    hasher.update(tenant.as_bytes());
+    hasher.update(&[0xff]);
+    for (name, value) in sorted_labels {
+        hasher.update(name);
+        hasher.update(&[0xfe]);
+        hasher.update(value);
+        hasher.update(&[0xff]);
+    }
+    (hasher.digest() % u64::from(partitions.max(1))) as i32
+}
+
+/// The partition of a v1 metadata entry.
+pub fn partition_of_metric_family(tenant: &str, family: &[u8], partitions: u32) -> i32 {
+    let mut hasher = Xxh3Default::new();
+    hasher.update(tenant.as_bytes());
+    hasher.update(&[0xff]);
+    hasher.update(family);
+    (hasher.digest() % u64::from(partitions.max(1))) as i32
+}
+
+/// Splits a decompressed `prometheus.WriteRequest`. A framing error anywhere
+/// fails the whole request: nothing of a corrupt message is trusted.
+pub fn split_v1(
+    raw: &[u8],
+    tenant: &str,
+    limits: &SeriesLimits,
+    partitions: u32,
+) -> Result<PartitionedBatch, WireError> {
+    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); partitions.max(1) as usize];
+    let mut batch = PartitionedBatch::default();
+    let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+    let mut reencoded = Vec::new();
+    for field in Fields::new(raw) {
+        let field = field?;
+        match field.number {
+            1 => {
+                batch.total_series += 1;
+                let series = field.bytes()?;
+                let contents = read_v1_series(series, &mut labels)?;
+                let rejection = match (
+                    &contents.invalid_histogram,
+                    validate::check_labels(&mut labels, limits),
+                ) {
+                    (_, Err(reason)) => Some(reason),
+                    (Some(_), Ok(_)) => Some(Rejection::InvalidHistogram),
+                    (None, Ok(_)) => None,
+                };
+                if let Some(reason) = rejection {
+                    let detail = contents.invalid_histogram.clone();
+                    batch
+                        .rejected
+                        .reject(reason, contents.samples + contents.histograms, || {
+                            let described = validate::describe_labels(&labels);
+                            match detail {
+                                Some(detail) => format!("{described}: {detail}"),
+                                None => described,
+                            }
+                        });
+                    continue;
+                }
+                let partition = partition_of_series(tenant, &labels, partitions);
+                let out = &mut buffers[partition as usize];
+                if contents.labels_sorted_on_wire {
+                    out.extend_from_slice(field.raw);
+                } else {
+                    reencode_v1_series_sorted(series, &labels, &mut reencoded)?;
+                    wire::put_len_field(out, 1, &reencoded);
+                }
+                batch.written.series += 1;
+                batch.written.samples += contents.samples;
+                batch.written.histograms += contents.histograms;
+                batch.written.exemplars += contents.exemplars;
+            }
+            3 => {
+                let family = metadata_family_name(field.bytes()?)?;
+                if family.is_empty() {
+                    batch.rejected.reject(Rejection::MissingMetricName, 0, || {
+                        "metadata without metric_family_name".into()
+                    });
+                    continue;
+                }
+                let partition = partition_of_metric_family(tenant, family, partitions);
+                buffers[partition as usize].extend_from_slice(field.raw);
+                batch.written.metadata += 1;
+            }
+            // Field 2 is Cortex's "source"; nothing else is defined. Dropped.
+            _ => {}
+        }
+    }
+    batch.records = collect_records(buffers);
+    Ok(batch)
+}
+
+struct V1SeriesContents {
+    samples: usize,
+    histograms: usize,
+    exemplars: usize,
+    labels_sorted_on_wire: bool,
+    invalid_histogram: Option<String>,
+}
+
+/// Reads a v1 `TimeSeries`: its labels into `labels` (borrowed), the rest counted.
+fn read_v1_series<'a>(
+    series: &'a [u8],
+    labels: &mut Vec<(&'a [u8], &'a [u8])>,
+) -> Result<V1SeriesContents, WireError> {
+    labels.clear();
+    let mut contents = V1SeriesContents {
+        samples: 0,
+        histograms: 0,
+        exemplars: 0,
+        labels_sorted_on_wire: true,
+        invalid_histogram: None,
+    };
+    for field in Fields::new(series) {
+        let field = field?;
+        match field.number {
+            1 => {
+                let label = read_label(field.bytes()?)?;
+                if let Some(previous) = labels.last() {
+                    contents.labels_sorted_on_wire &= previous.0 < label.0;
+                }
+                labels.push(label);
+            }
+            2 => {
+                field.bytes()?;
+                contents.samples += 1;
+            }
+            3 => {
+                field.bytes()?;
+                contents.exemplars += 1;
+            }
+            4 => {
+                let bytes = field.bytes()?;
+                contents.histograms += 1;
+                if contents.invalid_histogram.is_none() {
+                    let checked = v2::Histogram::decode(bytes)
+                        .map_err(|e| e.to_string())
+                        .and_then(|histogram| validate::check_histogram(&histogram));
+                    contents.invalid_histogram = checked.err();
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(contents)
+}
+
+fn read_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+    for field in Fields::new(label) {
+        let field = field?;
+        match field.number {
+            1 => name = field.bytes()?,
+            2 => value = field.bytes()?,
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
+fn metadata_family_name(metadata: &[u8]) -> Result<&[u8], WireError> {
+    let mut family: &[u8] = &[];
+    for field in Fields::new(metadata) {
+        let field = field?;
+        if field.number == 2 {
+            family = field.bytes()?;
+        }
+    }
+    Ok(family)
+}
+
+/// Writes `series` with `sorted_labels` first and every other field as it was.
+fn reencode_v1_series_sorted(
+    series: &[u8],
+    sorted_labels: &[(&[u8], &[u8])],
+    out: &mut Vec<u8>,
+) -> Result<(), WireError> {
+    out.clear();
+    let mut label = Vec::new();
+    for (name, value) in sorted_labels {
+        label.clear();
+        wire::put_len_field(&mut label, 1, name);
+        wire::put_len_field(&mut label, 2, value);
+        wire::put_len_field(out, 1, &label);
+    }
+    for field in Fields::new(series) {
+        let field = field?;
+        if field.number != 1 {
+            out.extend_from_slice(field.raw);
+        }
+    }
+    Ok(())
+}
+
+fn collect_records(buffers: Vec<Vec<u8>>) -> Vec<(i32, Vec<u8>)> {
+    buffers
+        .into_iter()
+        .enumerate()
+        .filter(|(_, buffer)| !buffer.is_empty())
+        .map(|(partition, buffer)| (partition as i32, buffer))
+        .collect()
+}
+
+/// A v2 message under construction for one partition, with its own symbols.
+#[derive(Default)]
+struct V2PartitionBuilder<'a> {
+    symbols: Vec<&'a str>,
+    index: HashMap<&'a str, u32>,
+    series: Vec<v2::TimeSeries>,
+}
+
+impl<'a> V2PartitionBuilder<'a> {
+    fn intern(&mut self, symbol: &'a str) -> u32 {
+        if self.symbols.is_empty() {
+            self.symbols.push("");
+            self.index.insert("", 0);
+        }
+        if let Some(&reference) = self.index.get(symbol) {
+            return reference;
+        }
+        let reference = self.symbols.len() as u32;
+        self.symbols.push(symbol);
+        self.index.insert(symbol, reference);
+        reference
+    }
+
+    fn encode(self) -> Vec<u8> {
+        let request = v2::Request {
+            symbols: self.symbols.into_iter().map(str::to_owned).collect(),
+            timeseries: self.series,
+        };
+        request.encode_to_vec()
+    }
+}
+
+/// Splits a decompressed `io.prometheus.write.v2.Request`.
+pub fn split_v2(
+    raw: &[u8],
+    tenant: &str,
+    limits: &SeriesLimits,
+    partitions: u32,
+) -> Result<PartitionedBatch, prost::DecodeError> {
+    let v2::Request {
+        symbols,
+        timeseries,
+    } = v2::Request::decode(raw)?;
+    let symbols = &symbols;
+    let mut builders: Vec<V2PartitionBuilder<'_>> = (0..partitions.max(1))
+        .map(|_| V2PartitionBuilder::default())
+        .collect();
+    let mut batch = PartitionedBatch::default();
+    let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+    for mut series in timeseries {
+        batch.total_series += 1;
+        let samples = series.samples.len() + series.histograms.len();
+        if let Err((reason, detail)) = check_v2_series(&series, symbols, limits, &mut labels) {
+            batch.rejected.reject(reason, samples, || {
+                let described = validate::describe_labels(&labels);
+                if detail.is_empty() {
+                    described
+                } else {
+                    format!("{described}: {detail}")
+                }
+            });
+            continue;
+        }
+        let partition = partition_of_series(tenant, &labels, partitions);
+        let builder = &mut builders[partition as usize];
+        // Labels go out sorted; every reference is remapped into this partition's symbols.
+        series.labels_refs.clear();
+        for (name, value) in &labels {
+            let name = std::str::from_utf8(name).expect("checked");
+            let value = std::str::from_utf8(value).expect("checked");
+            let name_ref = builder.intern(name);
+            let value_ref = builder.intern(value);
+            series.labels_refs.push(name_ref);
+            series.labels_refs.push(value_ref);
+        }
+        for exemplar in &mut series.exemplars {
+            for reference in &mut exemplar.labels_refs {
+                *reference = builder.intern(&symbols[*reference as usize]);
+            }
+        }
+        if let Some(metadata) = &mut series.metadata {
+            metadata.help_ref = builder.intern(&symbols[metadata.help_ref as usize]);
+            metadata.unit_ref = builder.intern(&symbols[metadata.unit_ref as usize]);
+        }
+        batch.written.series += 1;
+        batch.written.samples += series.samples.len();
+        batch.written.histograms += series.histograms.len();
+        batch.written.exemplars += series.exemplars.len();
+        builder.series.push(series);
+    }
+    batch.records = builders
+        .into_iter()
+        .enumerate()
+        .filter(|(_, builder)| !builder.series.is_empty())
+        .map(|(partition, builder)| (partition as i32, builder.encode()))
+        .collect();
+    Ok(batch)
+}
+
+/// Checks one v2 series; on success `labels` holds its labels sorted by name.
+fn check_v2_series<'a>(
+    series: &v2::TimeSeries,
+    symbols: &'a [String],
+    limits: &SeriesLimits,
+    labels: &mut Vec<(&'a [u8], &'a [u8])>,
+) -> Result<(), (Rejection, String)> {
+    labels.clear();
+    let symbol = |reference: u32| symbols.get(reference as usize).map(|s| s.as_bytes());
+    if series.labels_refs.len() % 2 != 0 {
+        return Err((
+            Rejection::SymbolOutOfRange,
+            format!(
+                "odd number of label references ({})",
+                series.labels_refs.len()
+            ),
+        ));
+    }
+    for pair in series.labels_refs.chunks_exact(2) {
+        match (symbol(pair[0]), symbol(pair[1])) {
+            (Some(name), Some(value)) => labels.push((name, value)),
+            _ => {
+                let detail = format!(
+                    "label reference {} or {} not below {} symbols",
+                    pair[0],
+                    pair[1],
+                    symbols.len()
+                );
+                return Err((Rejection::SymbolOutOfRange, detail));
+            }
+        }
+    }
+    for exemplar in &series.exemplars {
+        if exemplar.labels_refs.len() % 2 != 0
+            || exemplar.labels_refs.iter().any(|r| symbol(*r).is_none())
+        {
+            return Err((
+                Rejection::SymbolOutOfRange,
+                "exemplar label reference out of range".into(),
+            ));
+        }
+    }
+    if let Some(metadata) = &series.metadata {
+        if symbol(metadata.help_ref).is_none() || symbol(metadata.unit_ref).is_none() {
+            return Err((
+                Rejection::SymbolOutOfRange,
+                "metadata help or unit reference out of range".into(),
+            ));
+        }
+    }
+    validate::check_labels(labels, limits).map_err(|reason| (reason, String::new()))?;
+    match (series.samples.is_empty(), series.histograms.is_empty()) {
+        (false, false) => return Err((Rejection::SamplesAndHistograms, String::new())),
+        (true, true) => return Err((Rejection::NoSamples, String::new())),
+        _ => {}
+    }
+    for histogram in &series.histograms {
+        validate::check_histogram(histogram)
+            .map_err(|detail| (Rejection::InvalidHistogram, detail))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+
+    fn series(labels: &[(&str, &str)], value: f64) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: vec![Sample {
+                value,
+                timestamp: 1000,
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn decode_all(batch: &PartitionedBatch) -> Vec<TimeSeries> {
+        let mut all = Vec::new();
+        for (_, record) in &batch.records {
+            all.extend(WriteRequest::decode(record.as_slice()).unwrap().timeseries);
+        }
+        all
+    }
+
+    #[test]
+    fn v1_series_are_split_validated_and_sorted() {
+        let request = WriteRequest {
+            timeseries: vec![
+                series(&[("__name__", "up"), ("job", "a")], 1.0),
+                series(
+                    &[("job", "b"), ("__name__", "up")],
+                    f64::from_bits(proto::STALE_NAN_BITS),
+                ),
+                series(&[("job", "c")], 3.0),
+            ],
+            ..Default::default()
+        };
+        let raw = request.encode_to_vec();
+        let batch = split_v1(&raw, "acme", &SeriesLimits::default(), 4).unwrap();
+        assert_eq!(batch.total_series, 3);
+        assert_eq!(batch.written.samples, 2);
+        assert_eq!(batch.rejected.series(), 1);
+        let out = decode_all(&batch);
+        assert_eq!(out.len(), 2);
+        let resorted = out.iter().find(|s| s.labels[1].value == "b").unwrap();
+        assert_eq!(resorted.labels[0].name, "__name__");
+        assert_eq!(resorted.samples[0].value.to_bits(), proto::STALE_NAN_BITS);
+    }
+
+    #[test]
+    fn one_series_always_lands_in_one_partition() {
+        let labels: [(&[u8], &[u8]); 2] = [(b"__name__", b"up"), (b"job", b"a")];
+        let first = partition_of_series("acme", &labels, 8);
+        for _ in 0..10 {
+            assert_eq!(partition_of_series("acme", &labels, 8), first);
+        }
+        // The tenant is part of the key.
+        let spread: std::collections::HashSet<i32> = (0..64)
+            .map(|i| partition_of_series(&format!("tenant-{i}"), &labels, 8))
+            .collect();
+        assert!(spread.len() > 4);
+    }
+
+    #[test]
+    fn v2_series_get_their_own_partition_symbols() {
+        let request = v2::Request {
+            symbols: ["", "__name__", "up", "job", "a", "b", "zzz"]
+                .map(String::from)
+                .to_vec(),
+            timeseries: vec![
+                v2::TimeSeries {
+                    labels_refs: vec![3, 4, 1, 2],
+                    samples: vec![v2::Sample {
+                        value: 1.0,
+                        timestamp: 1,
+                        start_timestamp: 0,
+                    }],
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 5],
+                    samples: vec![v2::Sample {
+                        value: 2.0,
+                        timestamp: 1,
+                        start_timestamp: 0,
+                    }],
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 99],
+                    samples: vec![v2::Sample::default()],
+                    ..Default::default()
+                },
+            ],
+        };
+        let batch = split_v2(
+            &request.encode_to_vec(),
+            "acme",
+            &SeriesLimits::default(),
+            3,
+        )
+        .unwrap();
+        assert_eq!(batch.written.samples, 2);
+        assert_eq!(
+            batch.rejected.counts().next().unwrap().0,
+            Rejection::SymbolOutOfRange
+        );
+        let mut seen = Vec::new();
+        for (_, record) in &batch.records {
+            let part = v2::Request::decode(record.as_slice()).unwrap();
+            assert_eq!(part.symbols[0], "");
+            for series in part.timeseries {
+                let labels: Vec<&str> = series
+                    .labels_refs
+                    .iter()
+                    .map(|r| part.symbols[*r as usize].as_str())
+                    .collect();
+                seen.push(labels.join(","));
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, vec!["__name__,up,job,a", "__name__,up,job,b"]);
+    }
+}

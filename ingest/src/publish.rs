@@ -1,0 +1,276 @@
+//! Last stage of a write: the records of one request go to Kafka together and
+//! the answer waits for every ack (acks=all). Queue full, timeouts and an
+//! unreachable cluster are back-pressure (503), never a hang or a crash.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use thiserror::Error;
+use tracing::{error, info, warn};
+
+#[derive(Debug, Error)]
+pub enum PublishError {
+    #[error("kafka producer queue is full")]
+    QueueFull,
+    #[error("kafka did not acknowledge within {0:?}")]
+    Timeout(Duration),
+    #[error("kafka delivery failed: {0}")]
+    Delivery(KafkaError),
+    #[error("kafka topic {0} is not known yet")]
+    TopicUnknown(String),
+}
+
+/// How the producer and topics are set up.
+#[derive(Debug, Clone)]
+pub struct PublisherSettings {
+    pub brokers: String,
+    pub compression: String,
+    /// Every delivery resolves within this (librdkafka's `message.timeout.ms`).
+    pub delivery_timeout: Duration,
+    pub max_record_bytes: usize,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A topic the service writes and, when allowed, creates.
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub config: Vec<(&'static str, String)>,
+}
+
+pub struct Publisher {
+    settings: PublisherSettings,
+    producer: RwLock<FutureProducer>,
+    samples_topic: String,
+    /// Partitions of the samples topic; 0 until metadata says.
+    samples_partitions: AtomicU32,
+    connected: AtomicBool,
+}
+
+impl Publisher {
+    pub fn new(
+        settings: PublisherSettings,
+        samples_topic: String,
+    ) -> Result<Publisher, KafkaError> {
+        let producer = producer_config(&settings).create()?;
+        Ok(Publisher {
+            settings,
+            producer: RwLock::new(producer),
+            samples_topic,
+            samples_partitions: AtomicU32::new(0),
+            connected: AtomicBool::new(false),
+        })
+    }
+
+    fn producer(&self) -> FutureProducer {
+        self.producer.read().expect("producer lock").clone()
+    }
+
+    /// Partitions of the samples topic, or None while metadata is not in.
+    pub fn samples_partitions(&self) -> Option<u32> {
+        match self.samples_partitions.load(Ordering::Acquire) {
+            0 => None,
+            partitions => Some(partitions),
+        }
+    }
+
+    pub fn samples_topic(&self) -> &str {
+        &self.samples_topic
+    }
+
+    /// Connected to the cluster, with the samples topic's partitions known.
+    pub fn is_ready(&self) -> bool {
+        self.connected.load(Ordering::Acquire) && self.samples_partitions().is_some()
+    }
+
+    /// Messages waiting in the producer for delivery or acks.
+    pub fn queue_depth(&self) -> i32 {
+        self.producer().in_flight_count()
+    }
+
+    /// Sends every record and waits for all their acks, or fails as a whole.
+    /// `partition` None lets the key choose the partition.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        key: &str,
+        content_type: &str,
+        tenant: &str,
+        records: &[(Option<i32>, &[u8])],
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        let producer = self.producer();
+        let mut deliveries = Vec::with_capacity(records.len());
+        for (partition, payload) in records {
+            let headers = OwnedHeaders::new_with_capacity(2)
+                .insert(Header {
+                    key: "tenant",
+                    value: Some(tenant),
+                })
+                .insert(Header {
+                    key: "content-type",
+                    value: Some(content_type),
+                });
+            let mut record = FutureRecord::to(topic)
+                .key(key)
+                .payload(*payload)
+                .headers(headers);
+            if let Some(partition) = partition {
+                record = record.partition(*partition);
+            }
+            match producer.send_result(record) {
+                Ok(delivery) => deliveries.push(delivery),
+                Err((error, _)) => return Err(self.failed(error)),
+            }
+        }
+        let results =
+            match tokio::time::timeout(timeout, futures::future::join_all(deliveries)).await {
+                Ok(results) => results,
+                Err(_) => return Err(PublishError::Timeout(timeout)),
+            };
+        for result in results {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(self.failed(error)),
+                Err(_canceled) => return Err(PublishError::Delivery(KafkaError::Canceled)),
+            }
+        }
+        Ok(())
+    }
+
+    fn failed(&self, error: KafkaError) -> PublishError {
+        self.recreate_if_fatal();
+        match error {
+            KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => PublishError::QueueFull,
+            KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopicOrPartition)
+            | KafkaError::MessageProduction(RDKafkaErrorCode::UnknownPartition) => {
+                PublishError::TopicUnknown(self.samples_topic.clone())
+            }
+            other => PublishError::Delivery(other),
+        }
+    }
+
+    /// A fatal error (such as a fenced idempotent producer) leaves the client
+    /// unusable: replace it so the next request can succeed.
+    fn recreate_if_fatal(&self) {
+        let current = self.producer();
+        let Some((code, reason)) = current.client().fatal_error() else {
+            return;
+        };
+        error!(%code, %reason, "kafka producer hit a fatal error, recreating it");
+        match producer_config(&self.settings).create::<FutureProducer>() {
+            Ok(fresh) => {
+                let mut slot = self.producer.write().expect("producer lock");
+                if slot.client().fatal_error().is_some() {
+                    *slot = fresh;
+                }
+            }
+            Err(create_error) => {
+                error!(error = %create_error, "recreating the kafka producer failed")
+            }
+        }
+    }
+
+    /// Refreshes connectivity and the samples topic's partition count (blocking).
+    pub fn refresh_metadata(&self) {
+        let producer = self.producer();
+        match producer
+            .client()
+            .fetch_metadata(Some(&self.samples_topic), Duration::from_secs(5))
+        {
+            Ok(metadata) => {
+                self.connected.store(true, Ordering::Release);
+                let partitions = metadata
+                    .topics()
+                    .iter()
+                    .find(|topic| topic.name() == self.samples_topic && topic.error().is_none())
+                    .map(|topic| topic.partitions().len() as u32)
+                    .unwrap_or(0);
+                let previous = self.samples_partitions.swap(partitions, Ordering::AcqRel);
+                if previous != partitions {
+                    info!(topic = %self.samples_topic, partitions, "samples topic partitions");
+                }
+            }
+            Err(fetch_error) => {
+                if self.connected.swap(false, Ordering::AcqRel) {
+                    warn!(error = %fetch_error, "kafka metadata unavailable");
+                }
+            }
+        }
+    }
+
+    /// Waits for queued messages to be delivered (blocking), for shutdown.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer().flush(timeout)
+    }
+}
+
+fn producer_config(settings: &PublisherSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", &settings.compression)
+        .set("linger.ms", "2")
+        .set(
+            "message.timeout.ms",
+            settings.delivery_timeout.as_millis().to_string(),
+        )
+        .set("message.max.bytes", settings.max_record_bytes.to_string())
+        // The Java clients' partitioner, so keyed records land where they would.
+        .set("partitioner", "murmur2_random");
+    for (name, value) in &settings.properties {
+        config.set(name, value);
+    }
+    config
+}
+
+/// Creates the topics that do not exist yet; existing ones are left alone.
+pub async fn create_topics(
+    settings: &PublisherSettings,
+    topics: &[TopicSpec],
+) -> Result<(), KafkaError> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &settings.brokers);
+    for (name, value) in &settings.properties {
+        config.set(name, value);
+    }
+    let admin: AdminClient<DefaultClientContext> = config.create()?;
+    let new_topics: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|spec| {
+            let mut topic = NewTopic::new(
+                &spec.name,
+                spec.partitions,
+                TopicReplication::Fixed(spec.replication_factor),
+            );
+            for (name, value) in &spec.config {
+                topic = topic.set(name, value);
+            }
+            topic
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&new_topics, &options).await? {
+        match result {
+            Ok(name) => info!(topic = %name, "created topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(KafkaError::AdminOp(code))
+                    .inspect_err(|_| error!(topic = %name, %code, "creating topic failed"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! Wires the service together: state, background upkeep, the HTTP server, and
+//! the SIGTERM drain (not ready, finish in-flight requests, flush, exit 0).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use tracing::{error, info, warn};
+
+use crate::auth::{ApiKeys, Reload};
+use crate::config::Settings;
+use crate::metrics::{Metrics, ResultLabels};
+use crate::publish::{self, Publisher, PublisherSettings, TopicSpec};
+use crate::rate_limit::RateLimiters;
+use crate::routes;
+use crate::state::{AppState, InflightBytes};
+
+const KEYS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+const LIMITER_RECLAIM_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Builds the shared state from settings (reads the keys file, creates the producer).
+pub fn build_state(settings: Settings) -> anyhow::Result<AppState> {
+    let keys = ApiKeys::load(
+        &settings.api_keys_file,
+        settings.series_limits,
+        RateLimiters::default(),
+    )
+    .context("loading API_KEYS_FILE")?;
+    let publisher = Publisher::new(
+        publisher_settings(&settings),
+        settings.topic_samples.clone(),
+    )
+    .context("creating the kafka producer")?;
+    let metrics = Metrics::new();
+    metrics.api_keys.set(keys.current().len() as i64);
+    Ok(AppState {
+        inflight: InflightBytes::new(settings.max_inflight_bytes),
+        settings,
+        keys,
+        publisher,
+        metrics,
+        draining: Default::default(),
+    })
+}
+
+pub fn publisher_settings(settings: &Settings) -> PublisherSettings {
+    PublisherSettings {
+        brokers: settings.kafka_brokers.clone(),
+        compression: settings.kafka_compression.clone(),
+        // Deliveries resolve before the request's own deadline, so no answer waits past it.
+        delivery_timeout: settings
+            .request_timeout
+            .saturating_sub(Duration::from_millis(500)),
+        max_record_bytes: settings.max_decoded_bytes + (1 << 20),
+        properties: settings.kafka_properties.clone(),
+    }
+}
+
+/// The topics ingest writes, as it creates them when they are missing.
+pub fn topics(settings: &Settings) -> Vec<TopicSpec> {
+    let delete = |name: &str| TopicSpec {
+        name: name.to_string(),
+        partitions: settings.topic_partitions,
+        replication_factor: settings.topic_replication_factor,
+        config: vec![
+            ("cleanup.policy", "delete".into()),
+            ("max.message.bytes", (16 << 20).to_string()),
+        ],
+    };
+    vec![
+        delete(&settings.topic_samples),
+        delete(&settings.topic_topology_raw),
+    ]
+}
+
+/// Starts the background upkeep: topic creation, metadata, keys reload, limiter reclaim.
+pub fn spawn_upkeep(state: web::Data<AppState>) {
+    let upkeep = state.clone();
+    tokio::spawn(async move {
+        if upkeep.settings.create_topics {
+            let publisher = publisher_settings(&upkeep.settings);
+            let topics = topics(&upkeep.settings);
+            while let Err(create_error) = publish::create_topics(&publisher, &topics).await {
+                warn!(error = %create_error, "creating topics failed, retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        loop {
+            let refresh = upkeep.clone();
+            let _ = tokio::task::spawn_blocking(move || refresh.publisher.refresh_metadata()).await;
+            let pause = if upkeep.publisher.is_ready() { 5 } else { 1 };
+            tokio::time::sleep(Duration::from_secs(pause)).await;
+        }
+    });
+
+    let keys = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(KEYS_RELOAD_INTERVAL).await;
+            let reloader = keys.clone();
+            let Ok(result) =
+                tokio::task::spawn_blocking(move || reloader.keys.reload_if_changed()).await
+            else {
+                continue;
+            };
+            match result {
+                Ok(Reload::Unchanged) => {}
+                Ok(Reload::Reloaded { keys: count }) => {
+                    info!(keys = count, "reloaded API keys");
+                    keys.metrics
+                        .api_key_reloads
+                        .get_or_create(&ResultLabels { result: "ok" })
+                        .inc();
+                    keys.metrics.api_keys.set(count as i64);
+                }
+                Err(reload_error) => {
+                    error!(error = %reload_error, "API keys file is broken, keeping the keys in force");
+                    keys.metrics
+                        .api_key_reloads
+                        .get_or_create(&ResultLabels { result: "error" })
+                        .inc();
+                }
+            }
+        }
+    });
+
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LIMITER_RECLAIM_INTERVAL).await;
+            state.keys.limiters().reclaim_idle();
+        }
+    });
+}
+
+/// Runs the service until SIGTERM or SIGINT, then drains and returns.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let listen = settings.listen;
+    let workers = match settings.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    };
+    let shutdown_timeout = settings.shutdown_timeout;
+    let shutdown_delay = settings.shutdown_delay;
+    let state = web::Data::new(build_state(settings)?);
+    spawn_upkeep(state.clone());
+
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(routes::configure)
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+    .bind(listen)
+    .with_context(|| format!("binding INGEST_LISTEN {listen}"))?
+    .run();
+    info!(%listen, workers, "ingest listening");
+
+    let handle = server.handle();
+    let drain_state = state.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down: not ready, finishing in-flight requests");
+        drain_state.draining.store(true, Ordering::Release);
+        tokio::time::sleep(shutdown_delay).await;
+        handle.stop(true).await;
+    });
+    server.await.context("http server")?;
+
+    let flushing = state.clone();
+    let flushed =
+        tokio::task::spawn_blocking(move || flushing.publisher.flush(shutdown_timeout)).await?;
+    if let Err(flush_error) = flushed {
+        warn!(error = %flush_error, "producer flush incomplete at shutdown");
+    }
+    info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+}
+
+/// Sets up `tracing` in the chosen format.
+pub fn init_logging(format: crate::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        crate::config::LogFormat::Json => builder.json().init(),
+        crate::config::LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,345 @@
+//! `POST /receiver/prometheus/api/v1/write`: authenticate, negotiate, read the
+//! body within limits, decode and split by partition (off the reactor when the
+//! body is large), charge the tenant's rate limit, publish, answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use bytes::BytesMut;
+use futures::StreamExt;
+use tracing::{debug, warn};
+
+use crate::auth::Tenant;
+use crate::decode::{self, Protocol};
+use crate::error::IngestError;
+use crate::partition::{self, PartitionedBatch, Written};
+use crate::rate_limit::Limited;
+use crate::state::AppState;
+
+/// Bodies above this are decoded on the blocking pool, so one large request
+/// never stalls the other connections of its worker.
+const INLINE_DECODE_MAX_BYTES: usize = 64 * 1024;
+
+const WRITTEN_SAMPLES: &str = "x-prometheus-remote-write-samples-written";
+const WRITTEN_HISTOGRAMS: &str = "x-prometheus-remote-write-histograms-written";
+const WRITTEN_EXEMPLARS: &str = "x-prometheus-remote-write-exemplars-written";
+
+pub async fn write(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let started = Instant::now();
+    let mut outcome = WriteOutcome::default();
+    let result = handle(&request, payload, &state, &mut outcome).await;
+    let mut response = match result {
+        Ok(()) => HttpResponse::NoContent().finish(),
+        Err(error) => {
+            if error.status_code().is_server_error() {
+                warn!(tenant = %outcome.tenant.as_deref().unwrap_or("-"), error = %error, "write failed");
+            } else {
+                debug!(tenant = %outcome.tenant.as_deref().unwrap_or("-"), error = %error, "write refused");
+            }
+            state
+                .metrics
+                .rejected_samples
+                .get_or_create(&reason_labels(error.reason()))
+                .inc_by(outcome.decoded_samples as u64);
+            error.error_response()
+        }
+    };
+    // v2 senders read these on every answer; v1 senders must not get them.
+    if outcome.protocol == Some(Protocol::V2) {
+        let headers = response.headers_mut();
+        for (name, count) in [
+            (WRITTEN_SAMPLES, outcome.written.samples),
+            (WRITTEN_HISTOGRAMS, outcome.written.histograms),
+            (WRITTEN_EXEMPLARS, outcome.written.exemplars),
+        ] {
+            headers.insert(
+                header::HeaderName::from_static(name),
+                header::HeaderValue::from(count),
+            );
+        }
+    }
+    let status = response.status();
+    record_request(&state, "write", status, started);
+    response
+}
+
+fn reason_labels(reason: &'static str) -> crate::metrics::ReasonLabels {
+    crate::metrics::ReasonLabels { reason }
+}
+
+pub(crate) fn record_request(
+    state: &AppState,
+    endpoint: &'static str,
+    status: StatusCode,
+    started: Instant,
+) {
+    let metrics = &state.metrics;
+    metrics
+        .requests
+        .get_or_create(&crate::metrics::RequestLabels {
+            endpoint,
+            status: status.as_u16(),
+        })
+        .inc();
+    metrics
+        .request_duration
+        .get_or_create(&crate::metrics::KindLabels { kind: endpoint })
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// What the answer needs to know however the request ended.
+#[derive(Default)]
+struct WriteOutcome {
+    protocol: Option<Protocol>,
+    tenant: Option<Arc<str>>,
+    /// Acknowledged counts (zero unless Kafka took the records).
+    written: Written,
+    /// Samples decoded, counted as rejected if the request fails after decoding.
+    decoded_samples: usize,
+}
+
+async fn handle(
+    request: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    outcome: &mut WriteOutcome,
+) -> Result<(), IngestError> {
+    let headers = request.headers();
+    let tenant = authenticate(headers, None, state)?;
+    outcome.tenant = Some(tenant.name.clone());
+    let protocol = decode::protocol_of(header_str(headers, header::CONTENT_TYPE.as_str()))?;
+    outcome.protocol = Some(protocol);
+    decode::check_content_encoding(header_str(headers, header::CONTENT_ENCODING.as_str()))?;
+
+    let body = read_body(headers, payload, state).await?;
+    state
+        .metrics
+        .received_bytes
+        .get_or_create(&kind_labels("compressed"))
+        .inc_by(body.len() as u64);
+    let declared = decode::declared_length(&body, state.settings.max_decoded_bytes)?;
+    let Some(_held) = state.inflight.try_reserve(declared + body.len()) else {
+        return Err(IngestError::unavailable(
+            "ingest holds as many request bytes as it may; retry later",
+        ));
+    };
+    let Some(partitions) = state.publisher.samples_partitions() else {
+        return Err(IngestError::unavailable(format!(
+            "kafka topic {} is not available yet",
+            state.publisher.samples_topic()
+        )));
+    };
+
+    let decode_started = Instant::now();
+    let limits = tenant.limits;
+    let tenant_name = tenant.name.clone();
+    let split = move || split(protocol, &body, declared, &tenant_name, &limits, partitions);
+    let batch = if declared <= INLINE_DECODE_MAX_BYTES {
+        split()?
+    } else {
+        web::block(split)
+            .await
+            .map_err(|_| IngestError::unavailable("decoder pool is shutting down"))??
+    };
+    state
+        .metrics
+        .decode_duration
+        .observe(decode_started.elapsed().as_secs_f64());
+    state
+        .metrics
+        .received_bytes
+        .get_or_create(&kind_labels("decompressed"))
+        .inc_by(declared as u64);
+    for (reason, series, samples) in batch.rejected.counts() {
+        state
+            .metrics
+            .rejected_series
+            .get_or_create(&reason_labels(reason.as_str()))
+            .inc_by(series as u64);
+        state
+            .metrics
+            .rejected_samples
+            .get_or_create(&reason_labels(reason.as_str()))
+            .inc_by(samples as u64);
+    }
+    let charged = batch.written.samples + batch.written.histograms;
+    outcome.decoded_samples = charged;
+
+    if let Some(limiter) = &tenant.limiter {
+        match limiter.charge(charged) {
+            Ok(()) => {}
+            Err(Limited::RetryAfter(wait)) => {
+                state
+                    .metrics
+                    .rate_limited
+                    .get_or_create(&crate::metrics::TenantLabels {
+                        tenant: tenant.name.to_string(),
+                    })
+                    .inc();
+                return Err(IngestError::RateLimited {
+                    message: format!(
+                        "tenant {} is over its rate of {} samples/s",
+                        tenant.name,
+                        limiter.quota().per_second
+                    ),
+                    retry_after: wait,
+                });
+            }
+            Err(Limited::OverBurst { burst }) => {
+                return Err(IngestError::PayloadTooLarge(format!(
+                    "request holds {charged} samples, more than tenant {}'s burst of {burst}; send smaller requests",
+                    tenant.name
+                )));
+            }
+        }
+    }
+
+    publish(state, protocol, &tenant, &batch).await?;
+    outcome.written = batch.written;
+    outcome.decoded_samples = 0;
+    let accepted = &state.metrics.accepted;
+    accepted
+        .get_or_create(&kind_labels("sample"))
+        .inc_by(batch.written.samples as u64);
+    accepted
+        .get_or_create(&kind_labels("histogram"))
+        .inc_by(batch.written.histograms as u64);
+    accepted
+        .get_or_create(&kind_labels("exemplar"))
+        .inc_by(batch.written.exemplars as u64);
+    accepted
+        .get_or_create(&kind_labels("metadata"))
+        .inc_by(batch.written.metadata as u64);
+
+    if !batch.rejected.is_empty() {
+        return Err(IngestError::BadRequest(
+            batch.rejected.message(batch.total_series),
+        ));
+    }
+    Ok(())
+}
+
+fn kind_labels(kind: &'static str) -> crate::metrics::KindLabels {
+    crate::metrics::KindLabels { kind }
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+pub(crate) fn authenticate(
+    headers: &HeaderMap,
+    query_key: Option<&str>,
+    state: &AppState,
+) -> Result<Arc<Tenant>, IngestError> {
+    let api_key = headers.get("sts-api-key").map(|value| value.as_bytes());
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(|value| value.as_bytes());
+    Ok(state.keys.authenticate(api_key, authorization, query_key)?)
+}
+
+/// Reads the body, refusing it as soon as it is over the limit, and giving up
+/// on senders that trickle it slower than the request timeout allows.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    mut payload: web::Payload,
+    state: &AppState,
+) -> Result<BytesMut, IngestError> {
+    let limit = state.settings.max_body_bytes;
+    let too_large = |size: usize| {
+        IngestError::PayloadTooLarge(format!(
+            "request body of {size} bytes is over the limit of {limit}"
+        ))
+    };
+    let declared = header_str(headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    if let Some(length) = declared {
+        if length > limit {
+            return Err(too_large(length));
+        }
+    }
+    let timeout = state.settings.request_timeout;
+    let read = async {
+        let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| IngestError::BadRequest(format!("reading request body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(body.len() + chunk.len()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .map_err(|_| IngestError::BodyTimeout(timeout))?
+}
+
+fn split(
+    protocol: Protocol,
+    body: &[u8],
+    declared: usize,
+    tenant: &str,
+    limits: &crate::config::SeriesLimits,
+    partitions: u32,
+) -> Result<PartitionedBatch, IngestError> {
+    let raw = decode::decompress(body, declared)?;
+    match protocol {
+        Protocol::V1 => partition::split_v1(&raw, tenant, limits, partitions).map_err(|e| {
+            IngestError::BadRequest(format!("corrupt remote-write 1.0 protobuf: {e}"))
+        }),
+        Protocol::V2 => partition::split_v2(&raw, tenant, limits, partitions).map_err(|e| {
+            IngestError::BadRequest(format!("corrupt remote-write 2.0 protobuf: {e}"))
+        }),
+    }
+}
+
+async fn publish(
+    state: &AppState,
+    protocol: Protocol,
+    tenant: &Tenant,
+    batch: &PartitionedBatch,
+) -> Result<(), IngestError> {
+    if batch.records.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<(Option<i32>, &[u8])> = batch
+        .records
+        .iter()
+        .map(|(p, r)| (Some(*p), r.as_slice()))
+        .collect();
+    let started = Instant::now();
+    let result = state
+        .publisher
+        .publish(
+            state.publisher.samples_topic(),
+            &tenant.name,
+            protocol.content_type(),
+            &tenant.name,
+            &records,
+            state.settings.request_timeout,
+        )
+        .await;
+    state
+        .metrics
+        .kafka_publish_duration
+        .observe(started.elapsed().as_secs_f64());
+    let result_label = if result.is_ok() { "acked" } else { "failed" };
+    state
+        .metrics
+        .kafka_records
+        .get_or_create(&crate::metrics::ResultLabels {
+            result: result_label,
+        })
+        .inc_by(records.len() as u64);
+    result.map_err(|error| IngestError::unavailable(error.to_string()))
+}
