@@ -1,0 +1,55 @@
+//! The broker the tests run against is real: N records in, exactly N out.
+
+mod common;
+
+use std::time::Duration;
+
+use ingest::publish::{self, Publisher, PublisherSettings, TopicSpec};
+
+#[tokio::test]
+async fn records_produced_to_a_fresh_topic_read_back_exactly() {
+    let topic = common::unique("roundtrip");
+    let settings = PublisherSettings {
+        brokers: common::brokers(),
+        compression: "lz4".into(),
+        delivery_timeout: Duration::from_secs(10),
+        max_record_bytes: 1 << 20,
+        properties: Default::default(),
+    };
+    let spec = TopicSpec {
+        name: topic.clone(),
+        partitions: 3,
+        replication_factor: -1,
+        config: vec![],
+    };
+    publish::create_topics(&settings, &[spec]).await.unwrap();
+    let publisher = Publisher::new(settings, topic.clone()).unwrap();
+
+    const N: usize = 1000;
+    let payloads: Vec<Vec<u8>> = (0..N).map(|i| format!("record {i}").into_bytes()).collect();
+    for chunk in payloads.chunks(100) {
+        let records: Vec<(Option<i32>, &[u8])> =
+            chunk.iter().map(|p| (None, p.as_slice())).collect();
+        publisher
+            .publish(
+                &topic,
+                "k",
+                "text/plain",
+                "t",
+                &records,
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap();
+    }
+
+    let mut read: Vec<Vec<u8>> = common::read_all(&topic)
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
+    read.sort();
+    let mut expected = payloads.clone();
+    expected.sort();
+    assert_eq!(read.len(), N);
+    assert_eq!(read, expected);
+}
