@@ -253,7 +253,7 @@ pub fn check_histogram(histogram: &v2::Histogram) -> Result<(), String> {
             .iter()
             .chain(&histogram.positive_counts)
         {
-            if !(*count >= 0.0) {
+            if count.is_nan() || *count < 0.0 {
                 return Err(format!("bucket count {count} is negative or NaN"));
             }
         }

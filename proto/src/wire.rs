@@ -229,7 +229,7 @@ pub fn put_len_field(out: &mut Vec<u8>, number: u32, payload: &[u8]) {
 /// The number of bytes `put_varint` writes for `value`.
 #[inline]
 pub fn varint_len(value: u64) -> usize {
-    ((64 - (value | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 #[cfg(test)]

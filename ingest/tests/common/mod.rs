@@ -108,8 +108,13 @@ pub struct Record {
 
 /// Reads every record of `topic` from the beginning to the end offsets it has now.
 pub fn read_all(topic: &str) -> Vec<Record> {
+    read_all_from(&brokers(), topic)
+}
+
+/// [`read_all`] from another cluster than `KAFKA_BROKERS`.
+pub fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -178,4 +183,148 @@ pub fn read_at_least(topic: &str, count: usize, within: Duration) -> Vec<Record>
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `ingest` binary running as its own process, stopped on drop.
+pub struct IngestProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub topic: String,
+    pub log: PathBuf,
+}
+
+impl IngestProcess {
+    /// Starts the binary against `brokers` with a fresh samples topic and waits for `/readyz`.
+    pub fn start(
+        dir: &TempDir,
+        keys: &PathBuf,
+        brokers: &str,
+        extra_env: &[(&str, &str)],
+    ) -> IngestProcess {
+        let port = free_port();
+        let topic = unique("samples");
+        let log = dir.0.join(format!("ingest-{port}.log"));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KAFKA_BROKERS", brokers)
+            .env("API_KEYS_FILE", keys)
+            .env("INGEST_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TOPIC_SAMPLES", &topic)
+            .env("TOPIC_TOPOLOGY_RAW", unique("topology-raw"))
+            .env("TOPIC_PARTITIONS", "4")
+            .env("INGEST_WORKERS", "2")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap());
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let child = command.spawn().unwrap();
+        let process = IngestProcess {
+            child,
+            port,
+            topic,
+            log,
+        };
+        process.wait_ready(Duration::from_secs(60));
+        process
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let ready = std::process::Command::new("curl")
+                .args(["-fs", "-o", "/dev/null", &self.url("/readyz")])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ingest not ready; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for IngestProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A snappy v1 body with `series` series of one sample each, labelled `request=<id>`.
+pub fn v1_request(id: &str, series: usize) -> Vec<u8> {
+    use proto::Message;
+    use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    let label = |name: &str, value: String| Label {
+        name: name.into(),
+        value,
+    };
+    let timeseries = (0..series)
+        .map(|index| TimeSeries {
+            labels: vec![
+                label("__name__", "load_test_metric".into()),
+                label("request", id.to_string()),
+                label("series", index.to_string()),
+            ],
+            samples: vec![Sample {
+                value: index as f64,
+                timestamp: 1_700_000_000_000,
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let raw = WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+}
+
+/// Samples per `request` label value found in `records` (v1 payloads).
+pub fn samples_per_request(records: &[Record]) -> BTreeMap<String, usize> {
+    use proto::Message;
+    let mut counts = BTreeMap::new();
+    for record in records {
+        let request = proto::prometheus::WriteRequest::decode(record.payload.as_slice()).unwrap();
+        for series in request.timeseries {
+            if let Some(label) = series.labels.iter().find(|l| l.name == "request") {
+                *counts.entry(label.value.clone()).or_insert(0) += series.samples.len();
+            }
+        }
+    }
+    counts
 }

@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+CARGO ?= cargo
+KAFKA := deploy/local/kafka.sh
+
+.PHONY: all deps build test lint fmt run kafka-start kafka-stop clean
+
+all: build
+
+## Install missing system packages (cmake, libcurl/openssl headers, prometheus, kcat).
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+## Every test of the workspace, unit and integration, against a real local Kafka
+## (started here if it is not running, and stopped again afterwards).
+test: build
+	deploy/local/with-kafka.sh $(CARGO) test --workspace --no-fail-fast
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## The pipeline locally: Kafka, ingest with a development key, and a real
+## Prometheus remote-writing into it. Ctrl-C stops everything.
+run: deps
+	$(CARGO) build --release --bin ingest
+	scripts/run-local.sh
+
+kafka-start:
+	$(KAFKA) start
+
+kafka-stop:
+	$(KAFKA) stop
+
+clean:
+	$(KAFKA) stop
+	$(CARGO) clean
