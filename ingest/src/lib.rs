@@ -17,5 +17,6 @@ pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod topology;
 pub mod validate;
 pub mod write;

@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
 use crate::state::AppState;
-use crate::write;
+use crate::{topology, write};
 
 /// Registers every endpoint of the ingest service.
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -16,6 +16,10 @@ pub fn configure(config: &mut web::ServiceConfig) {
             web::post().to(write::write),
         )
         .route("/api/v1/write", web::post().to(write::write))
+        .route(
+            "/receiver/stsAgent/intake",
+            web::post().to(topology::intake),
+        )
         .route("/metrics", web::get().to(metrics))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));

@@ -1,0 +1,98 @@
+//! The agent intake into the real broker: one `topology.raw` record per part,
+//! in order on one partition per instance, the tenant taken from the key.
+
+mod common;
+
+use std::io::Write;
+
+use actix_web::http::StatusCode;
+use actix_web::{App, test};
+use ingest::routes;
+
+fn snapshot_parts() -> serde_json::Value {
+    let component = |id: &str, kind: &str| serde_json::json!({"externalId": id, "type": {"name": kind}, "data": {"name": id.rsplit('/').next().unwrap(), "identifiers": []}});
+    serde_json::json!({
+        "apiKey": "ignored",
+        "collection_timestamp": 1_700_000_000,
+        "internalHostname": "agent-1",
+        "events": {}, "metrics": [], "service_checks": [], "health": [],
+        "topologies": [
+            {"start_snapshot": true, "stop_snapshot": false, "instance": {"type": "kubernetes", "url": "demo-cluster"},
+             "components": [component("urn:kubernetes:/demo-cluster:node/node-1", "node")], "relations": []},
+            {"start_snapshot": false, "stop_snapshot": false, "instance": {"type": "kubernetes", "url": "demo-cluster"},
+             "components": [component("urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p", "pod")], "relations": []},
+            {"start_snapshot": false, "stop_snapshot": true, "instance": {"type": "kubernetes", "url": "demo-cluster"},
+             "tenant": "beta",
+             "components": [component("urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p:container/node-exporter", "container")],
+             "relations": []}
+        ]
+    })
+}
+
+#[actix_web::test]
+async fn snapshot_parts_arrive_in_order_on_one_partition_for_the_keys_tenant() {
+    let dir = common::TempDir::new();
+    let state = common::ready_state(common::settings(common::keys_file(&dir, ""), |_| {})).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(state.clone())
+            .configure(routes::configure),
+    )
+    .await;
+
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gzip.write_all(snapshot_parts().to_string().as_bytes())
+        .unwrap();
+    let request = test::TestRequest::post()
+        .uri(&format!(
+            "/receiver/stsAgent/intake?api_key={}",
+            common::KEY_A
+        ))
+        .insert_header(("content-type", "application/json"))
+        .insert_header(("content-encoding", "gzip"))
+        .set_payload(gzip.finish().unwrap())
+        .to_request();
+    let response = test::call_service(&app, request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let records = common::read_all(&state.settings.topic_topology_raw);
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r.partition == records[0].partition));
+    let mut records = records;
+    records.sort_by_key(|r| r.offset);
+    let kinds: Vec<String> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(
+                r.key.as_deref(),
+                Some(&b"alpha/kubernetes/demo-cluster"[..])
+            );
+            let part: serde_json::Value = serde_json::from_slice(&r.payload).unwrap();
+            assert_eq!(part["tenant"], "alpha");
+            part["components"][0]["type"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["node", "pod", "container"]);
+
+    // A part without an instance: 400, naming it; no key: 401.
+    let bad = test::TestRequest::post()
+        .uri("/receiver/stsAgent/intake")
+        .insert_header(("sts-api-key", common::KEY_A))
+        .set_payload(r#"{"topologies": [{"components": []}]}"#)
+        .to_request();
+    let response = test::call_service(&app, bad).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = test::read_body(response).await;
+    assert!(String::from_utf8_lossy(&body).contains("topologies[0] has no instance"));
+    let anonymous = test::TestRequest::post()
+        .uri("/receiver/stsAgent/intake")
+        .set_payload("{}")
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, anonymous).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
