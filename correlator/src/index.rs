@@ -1,0 +1,181 @@
+//! The topology as the join sees it: every component's versions over time
+//! (from `topology.components`), and which components carry an identifier.
+//! Lookups are as of a sample's timestamp.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proto::records::Component;
+
+/// One lifetime of a component: from its first report to its tombstone.
+#[derive(Debug, Clone)]
+pub struct ComponentVersion {
+    pub valid_from_ms: i64,
+    pub valid_to_ms: Option<i64>,
+    pub component: Arc<Component>,
+}
+
+/// Tolerances of as-of lookups.
+#[derive(Debug, Clone, Copy)]
+pub struct AsOf {
+    /// A sample may be this much older than its component's first report.
+    pub skew_ms: i64,
+    /// A deleted component still binds samples this long after its deletion.
+    pub delete_grace_ms: i64,
+}
+
+impl ComponentVersion {
+    fn covers(&self, timestamp_ms: i64, as_of: AsOf) -> bool {
+        let after_start = timestamp_ms >= self.valid_from_ms.saturating_sub(as_of.skew_ms);
+        let before_end = self.valid_to_ms.is_none_or(|end| timestamp_ms < end.saturating_add(as_of.delete_grace_ms));
+        after_start && before_end
+    }
+}
+
+fn identifier_key(tenant: &str, identifier: &str) -> String {
+    let mut key = String::with_capacity(tenant.len() + identifier.len() + 1);
+    key.push_str(tenant);
+    key.push('\n');
+    key.push_str(identifier);
+    key
+}
+
+#[derive(Default)]
+pub struct TopologyIndex {
+    /// `topology.components` key → versions, oldest first.
+    versions: HashMap<String, Vec<ComponentVersion>>,
+    /// `tenant\nidentifier` → keys of components that carry (or carried) it.
+    by_identifier: HashMap<String, Vec<String>>,
+}
+
+impl TopologyIndex {
+    /// A component reported (new or changed); returns the identifiers it carries.
+    pub fn upsert(&mut self, key: &str, component: Component) -> Vec<String> {
+        let component = Arc::new(component);
+        for identifier in &component.identifiers {
+            let keys = self.by_identifier.entry(identifier_key(&component.tenant, identifier)).or_default();
+            if !keys.iter().any(|k| k == key) {
+                keys.push(key.to_string());
+            }
+        }
+        let identifiers = component.identifiers.clone();
+        let versions = self.versions.entry(key.to_string()).or_default();
+        match versions.last_mut() {
+            Some(current) if current.valid_to_ms.is_none() => {
+                current.component = component;
+            }
+            _ => versions.push(ComponentVersion {
+                valid_from_ms: component.first_seen_ms,
+                valid_to_ms: None,
+                component,
+            }),
+        }
+        identifiers
+    }
+
+    /// A tombstone: the component's current version ends at `deleted_ms`.
+    pub fn delete(&mut self, key: &str, deleted_ms: i64) {
+        if let Some(current) = self.versions.get_mut(key).and_then(|versions| versions.last_mut()) {
+            if current.valid_to_ms.is_none() {
+                current.valid_to_ms = Some(deleted_ms);
+            }
+        }
+    }
+
+    /// Components carrying `identifier` for `tenant` at `timestamp_ms`.
+    pub fn resolve<'a>(
+        &'a self,
+        tenant: &str,
+        identifier: &str,
+        timestamp_ms: i64,
+        as_of: AsOf,
+    ) -> impl Iterator<Item = (&'a str, &'a Arc<Component>)> + 'a {
+        let identifier = identifier.to_string();
+        self.by_identifier
+            .get(&identifier_key(tenant, &identifier))
+            .into_iter()
+            .flatten()
+            .filter_map(move |key| {
+                let versions = self.versions.get(key)?;
+                let version = versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.covers(timestamp_ms, as_of) && v.component.identifiers.contains(&identifier))?;
+                Some((key.as_str(), &version.component))
+            })
+    }
+
+    /// Forgets versions deleted before `cutoff_ms` (the history kept for late samples).
+    pub fn purge(&mut self, cutoff_ms: i64) {
+        self.versions.retain(|_, versions| {
+            versions.retain(|v| v.valid_to_ms.is_none_or(|end| end >= cutoff_ms));
+            !versions.is_empty()
+        });
+        let versions = &self.versions;
+        self.by_identifier.retain(|_, keys| {
+            keys.retain(|key| versions.contains_key(key));
+            !keys.is_empty()
+        });
+    }
+
+    /// Components with a current (not deleted) version.
+    pub fn current_components(&self) -> usize {
+        self.versions.values().filter(|v| v.last().is_some_and(|v| v.valid_to_ms.is_none())).count()
+    }
+
+    pub fn identifiers(&self) -> usize {
+        self.by_identifier.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AS_OF: AsOf = AsOf { skew_ms: 1_000, delete_grace_ms: 5_000 };
+
+    fn pod(first_seen_ms: i64) -> Component {
+        Component {
+            tenant: "acme".into(),
+            external_id: "urn:pod".into(),
+            identifiers: vec!["urn:pod".into(), "urn:ip:10.0.0.1".into()],
+            first_seen_ms,
+            ..Default::default()
+        }
+    }
+
+    fn found(index: &TopologyIndex, tenant: &str, identifier: &str, at: i64) -> usize {
+        index.resolve(tenant, identifier, at, AS_OF).count()
+    }
+
+    #[test]
+    fn lookups_are_as_of_the_sample_timestamp() {
+        let mut index = TopologyIndex::default();
+        index.upsert("k", pod(10_000));
+        assert_eq!(found(&index, "acme", "urn:pod", 9_500), 1, "within the skew");
+        assert_eq!(found(&index, "acme", "urn:pod", 8_000), 0, "before the component existed");
+        assert_eq!(found(&index, "acme", "urn:ip:10.0.0.1", 20_000), 1);
+        assert_eq!(found(&index, "globex", "urn:pod", 20_000), 0, "tenants are apart");
+        index.delete("k", 30_000);
+        assert_eq!(found(&index, "acme", "urn:pod", 34_000), 1, "within the delete grace");
+        assert_eq!(found(&index, "acme", "urn:pod", 36_000), 0, "after the grace");
+        assert_eq!(found(&index, "acme", "urn:pod", 20_000), 1, "history still binds earlier samples");
+        index.upsert("k", pod(50_000));
+        assert_eq!(found(&index, "acme", "urn:pod", 40_000), 0, "a gap between two lifetimes");
+        assert_eq!(found(&index, "acme", "urn:pod", 50_000), 1);
+        index.purge(40_000);
+        assert_eq!(found(&index, "acme", "urn:pod", 20_000), 0, "purged history");
+        assert_eq!(index.current_components(), 1);
+    }
+
+    #[test]
+    fn a_changed_identifier_stops_matching() {
+        let mut index = TopologyIndex::default();
+        index.upsert("k", pod(0));
+        let mut moved = pod(0);
+        moved.identifiers = vec!["urn:pod".into(), "urn:ip:10.0.0.2".into()];
+        index.upsert("k", moved);
+        assert_eq!(found(&index, "acme", "urn:ip:10.0.0.1", 1_000), 0);
+        assert_eq!(found(&index, "acme", "urn:ip:10.0.0.2", 1_000), 1);
+    }
+}

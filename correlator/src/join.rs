@@ -1,0 +1,653 @@
+//! The join's pure core: a `metrics.samples` record in, `metrics.bound` and
+//! `metrics.unbound` records out.
+//!
+//! Each series' labels are rendered through the binding rules once and cached
+//! (rules depend on labels only, so topology changes never stale the cache);
+//! the rendered identifiers are resolved against the topology index as of each
+//! sample's timestamp, on every sample. A sample whose identifiers resolve to
+//! nothing yet waits in a bounded pending buffer until a component arrives or
+//! its grace runs out.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use proto::prometheus::{Histogram, Label, Sample, WriteRequest};
+use proto::records::{BoundComponent, BoundSeries, Component, UnboundReason, UnboundSeries};
+use proto::{Message, v2};
+use thiserror::Error;
+use xxhash_rust::xxh3::Xxh3Default;
+
+use crate::bindings::{Bindings, Rendered};
+use crate::index::{AsOf, TopologyIndex};
+use crate::output::{self, OutputEncoding};
+
+#[derive(Debug, Clone, Copy)]
+pub struct JoinSettings {
+    pub as_of: AsOf,
+    /// Samples older than the newest seen minus this are `late`.
+    pub history_ms: i64,
+    /// How long a sample waits for its component before it is `no_component`.
+    pub pending_grace_ms: i64,
+    /// Most samples waiting at once; past it the oldest leave as `no_component`.
+    pub pending_max_samples: usize,
+    /// Most series whose rendered identifiers are cached.
+    pub series_cache_max: usize,
+    pub encoding: OutputEncoding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    Bound,
+    Unbound,
+}
+
+/// One record to produce.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub destination: Destination,
+    pub key: String,
+    pub payload: Vec<u8>,
+    /// Samples and histograms it carries, for metrics.
+    pub points: usize,
+    pub reason: Option<UnboundReason>,
+}
+
+/// Where a sample was read from: offsets may be committed only past it once
+/// its outputs are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Origin {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Debug, Error)]
+pub enum JoinError {
+    #[error("record is not a remote-write message: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("unknown content type {0:?}")]
+    ContentType(String),
+    #[error("symbol reference {0} out of range")]
+    Symbol(u32),
+}
+
+#[derive(Debug, Clone)]
+enum Point {
+    Sample(Sample),
+    Histogram(Histogram),
+}
+
+impl Point {
+    fn timestamp(&self) -> i64 {
+        match self {
+            Point::Sample(sample) => sample.timestamp,
+            Point::Histogram(histogram) => histogram.timestamp,
+        }
+    }
+}
+
+type Identifiers = Arc<Vec<(usize, String)>>;
+
+#[derive(Clone)]
+enum CachedRender {
+    Identifiers(Identifiers),
+    Unbound(UnboundReason, Arc<str>),
+}
+
+struct PendingSample {
+    tenant: Arc<str>,
+    labels: Arc<Vec<Label>>,
+    identifiers: Identifiers,
+    point: Point,
+    origin: Origin,
+    deadline_ms: i64,
+}
+
+#[derive(Default)]
+struct PendingBuffer {
+    entries: BTreeMap<u64, PendingSample>,
+    by_identifier: HashMap<String, Vec<u64>>,
+    origins: BTreeMap<Origin, usize>,
+    next_sequence: u64,
+}
+
+impl PendingBuffer {
+    fn push(&mut self, sample: PendingSample) {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        for (_, identifier) in sample.identifiers.iter() {
+            self.by_identifier.entry(identifier_key(&sample.tenant, identifier)).or_default().push(sequence);
+        }
+        *self.origins.entry(sample.origin).or_default() += 1;
+        self.entries.insert(sequence, sample);
+    }
+
+    fn remove(&mut self, sequence: u64) -> Option<PendingSample> {
+        let sample = self.entries.remove(&sequence)?;
+        if let Some(count) = self.origins.get_mut(&sample.origin) {
+            *count -= 1;
+            if *count == 0 {
+                self.origins.remove(&sample.origin);
+            }
+        }
+        // by_identifier is cleaned lazily: stale sequences are skipped on lookup.
+        Some(sample)
+    }
+
+    fn oldest(&self) -> Option<u64> {
+        self.entries.keys().next().copied()
+    }
+}
+
+fn identifier_key(tenant: &str, identifier: &str) -> String {
+    format!("{tenant}\n{identifier}")
+}
+
+/// Counters the service turns into metrics.
+#[derive(Debug, Default, Clone)]
+pub struct JoinStats {
+    pub bound_points: u64,
+    pub released_points: u64,
+    pub unbound_points: BTreeMap<&'static str, u64>,
+    pub series_cache_misses: u64,
+}
+
+pub struct Joiner {
+    bindings: Bindings,
+    index: TopologyIndex,
+    series_cache: HashMap<u64, CachedRender>,
+    pending: PendingBuffer,
+    newest_sample_ms: i64,
+    touched_identifiers: Vec<String>,
+    settings: JoinSettings,
+    pub stats: JoinStats,
+}
+
+/// Points bound to one component, on their way into one `BoundSeries`.
+struct BoundGroup {
+    component: Arc<Component>,
+    identifier: String,
+    rule: usize,
+    samples: Vec<Sample>,
+    histograms: Vec<Histogram>,
+}
+
+impl Joiner {
+    pub fn new(bindings: Bindings, settings: JoinSettings) -> Joiner {
+        Joiner {
+            bindings,
+            index: TopologyIndex::default(),
+            series_cache: HashMap::new(),
+            pending: PendingBuffer::default(),
+            newest_sample_ms: i64::MIN,
+            touched_identifiers: Vec::new(),
+            settings,
+            stats: JoinStats::default(),
+        }
+    }
+
+    pub fn index(&self) -> &TopologyIndex {
+        &self.index
+    }
+
+    pub fn pending_samples(&self) -> usize {
+        self.pending.entries.len()
+    }
+
+    pub fn cached_series(&self) -> usize {
+        self.series_cache.len()
+    }
+
+    /// A component reported: index it. Samples waiting for it are released by
+    /// [`Joiner::release_pending`], called once a batch of topology changes is
+    /// in, so a sample waiting for a pod and its container binds to both when
+    /// they arrive together.
+    pub fn upsert_component(&mut self, key: &str, component: Component) {
+        let tenant = component.tenant.clone();
+        for identifier in self.index.upsert(key, component) {
+            self.touched_identifiers.push(identifier_key(&tenant, &identifier));
+        }
+    }
+
+    /// Binds the waiting samples whose identifiers gained a component.
+    pub fn release_pending(&mut self) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        let touched = std::mem::take(&mut self.touched_identifiers);
+        for identifier_key in touched {
+            let Some(sequences) = self.pending.by_identifier.remove(&identifier_key) else {
+                continue;
+            };
+            let mut still_waiting = Vec::new();
+            for sequence in sequences {
+                let Some(entry) = self.pending.entries.get(&sequence) else { continue };
+                let groups = self.bind_point(&entry.tenant, &entry.identifiers, &entry.point);
+                if groups.is_empty() {
+                    still_waiting.push(sequence);
+                    continue;
+                }
+                let entry = self.pending.remove(sequence).expect("present");
+                self.stats.released_points += 1;
+                self.emit_bound(&entry.tenant, &entry.labels, groups, &mut outputs);
+            }
+            if !still_waiting.is_empty() {
+                self.pending.by_identifier.insert(identifier_key, still_waiting);
+            }
+        }
+        outputs
+    }
+
+    /// A tombstone in `topology.components`.
+    pub fn delete_component(&mut self, key: &str, deleted_ms: i64) {
+        self.index.delete(key, deleted_ms);
+    }
+
+    /// Forgets topology history older than the history window of the newest sample.
+    pub fn purge_history(&mut self) {
+        if self.newest_sample_ms != i64::MIN {
+            let cutoff = self.newest_sample_ms - self.settings.history_ms - self.settings.as_of.delete_grace_ms;
+            self.index.purge(cutoff);
+        }
+    }
+
+    /// Joins one `metrics.samples` record.
+    pub fn process(
+        &mut self,
+        tenant: &str,
+        content_type: &str,
+        payload: &[u8],
+        origin: Origin,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, JoinError> {
+        let series = decode_series(content_type, payload)?;
+        let tenant: Arc<str> = Arc::from(tenant);
+        let mut outputs = Vec::new();
+        for (labels, samples, histograms) in series {
+            let points: Vec<Point> = samples.into_iter().map(Point::Sample).chain(histograms.into_iter().map(Point::Histogram)).collect();
+            if points.is_empty() {
+                continue;
+            }
+            let labels = Arc::new(labels);
+            match self.render(&tenant, &labels) {
+                CachedRender::Unbound(reason, detail) => {
+                    self.emit_unbound(&tenant, &labels, reason, &detail, points, &mut outputs);
+                }
+                CachedRender::Identifiers(identifiers) => {
+                    self.join_points(&tenant, &labels, &identifiers, points, origin, now_ms, &mut outputs);
+                }
+            }
+        }
+        Ok(outputs)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join_points(
+        &mut self,
+        tenant: &Arc<str>,
+        labels: &Arc<Vec<Label>>,
+        identifiers: &Identifiers,
+        points: Vec<Point>,
+        origin: Origin,
+        now_ms: i64,
+        outputs: &mut Vec<Output>,
+    ) {
+        let mut groups: Vec<BoundGroup> = Vec::new();
+        let mut late = Vec::new();
+        for point in points {
+            let timestamp = point.timestamp();
+            if self.newest_sample_ms != i64::MIN && timestamp < self.newest_sample_ms - self.settings.history_ms {
+                late.push(point);
+                continue;
+            }
+            self.newest_sample_ms = self.newest_sample_ms.max(timestamp);
+            let bound = self.bind_point(tenant, identifiers, &point);
+            if bound.is_empty() {
+                self.hold(PendingSample {
+                    tenant: tenant.clone(),
+                    labels: labels.clone(),
+                    identifiers: identifiers.clone(),
+                    point,
+                    origin,
+                    deadline_ms: now_ms + self.settings.pending_grace_ms,
+                }, outputs);
+                continue;
+            }
+            self.stats.bound_points += 1;
+            for group in bound {
+                match groups.iter_mut().find(|g| g.component.external_id == group.component.external_id) {
+                    Some(existing) => {
+                        existing.samples.extend(group.samples);
+                        existing.histograms.extend(group.histograms);
+                    }
+                    None => groups.push(group),
+                }
+            }
+        }
+        if !late.is_empty() {
+            let detail = format!("older than the {} ms history", self.settings.history_ms);
+            self.emit_unbound(tenant, labels, UnboundReason::Late, &detail, late, outputs);
+        }
+        self.emit_bound(tenant, labels, groups, outputs);
+    }
+
+    /// The components `point` binds to now, one group each (holding just this point).
+    fn bind_point(&self, tenant: &str, identifiers: &Identifiers, point: &Point) -> Vec<BoundGroup> {
+        let mut groups: Vec<BoundGroup> = Vec::new();
+        for (rule, identifier) in identifiers.iter() {
+            for (_, component) in self.index.resolve(tenant, identifier, point.timestamp(), self.settings.as_of) {
+                if groups.iter().any(|g| g.component.external_id == component.external_id) {
+                    continue;
+                }
+                let (samples, histograms) = match point {
+                    Point::Sample(sample) => (vec![*sample], Vec::new()),
+                    Point::Histogram(histogram) => (Vec::new(), vec![histogram.clone()]),
+                };
+                groups.push(BoundGroup { component: component.clone(), identifier: identifier.clone(), rule: *rule, samples, histograms });
+            }
+        }
+        groups
+    }
+
+    fn hold(&mut self, sample: PendingSample, outputs: &mut Vec<Output>) {
+        while self.pending.entries.len() >= self.settings.pending_max_samples.max(1) {
+            let Some(oldest) = self.pending.oldest() else { break };
+            let evicted = self.pending.remove(oldest).expect("present");
+            self.emit_unbound(&evicted.tenant, &evicted.labels, UnboundReason::NoComponent, "pending buffer full", vec![evicted.point], outputs);
+        }
+        self.pending.push(sample);
+    }
+
+    /// Samples whose grace ran out without a component go to `metrics.unbound`.
+    pub fn expire_pending(&mut self, now_ms: i64) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        while let Some(oldest) = self.pending.oldest() {
+            if self.pending.entries[&oldest].deadline_ms > now_ms {
+                break;
+            }
+            let expired = self.pending.remove(oldest).expect("present");
+            let detail = format!("no component carries {}", expired.identifiers.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>().join(" or "));
+            self.emit_unbound(&expired.tenant, &expired.labels, UnboundReason::NoComponent, &detail, vec![expired.point], &mut outputs);
+        }
+        outputs
+    }
+
+    /// Per partition, the oldest offset with a sample still waiting.
+    pub fn pending_floor(&self) -> BTreeMap<i32, i64> {
+        let mut floor = BTreeMap::new();
+        for origin in self.pending.origins.keys() {
+            floor.entry(origin.partition).or_insert(origin.offset);
+        }
+        floor
+    }
+
+    /// Drops waiting samples of partitions this member no longer owns: the new
+    /// owner reads them again from the committed offset.
+    pub fn forget_partitions(&mut self, partitions: &[i32]) {
+        let sequences: Vec<u64> =
+            self.pending.entries.iter().filter(|(_, e)| partitions.contains(&e.origin.partition)).map(|(s, _)| *s).collect();
+        for sequence in sequences {
+            self.pending.remove(sequence);
+        }
+    }
+
+    fn render(&mut self, tenant: &str, labels: &[Label]) -> CachedRender {
+        let fingerprint = fingerprint(tenant, labels);
+        if let Some(cached) = self.series_cache.get(&fingerprint) {
+            return cached.clone();
+        }
+        self.stats.series_cache_misses += 1;
+        let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        let rendered = match self.bindings.render(&pairs) {
+            Rendered::Identifiers(identifiers) => CachedRender::Identifiers(Arc::new(identifiers)),
+            Rendered::MissingLabel { rule, label } => {
+                let detail = format!("rule {} needs label {label}", self.bindings.rules()[rule].name());
+                CachedRender::Unbound(UnboundReason::MissingLabel, Arc::from(detail))
+            }
+            Rendered::NoRule => CachedRender::Unbound(UnboundReason::NoRule, Arc::from("no binding rule uses these labels")),
+        };
+        if self.series_cache.len() >= self.settings.series_cache_max.max(1) {
+            // Cheap and bounded: start over rather than track recency per series.
+            self.series_cache.clear();
+        }
+        self.series_cache.insert(fingerprint, rendered.clone());
+        rendered
+    }
+
+    fn emit_bound(&mut self, tenant: &str, labels: &[Label], groups: Vec<BoundGroup>, outputs: &mut Vec<Output>) {
+        for group in groups {
+            let points = group.samples.len() + group.histograms.len();
+            let series = BoundSeries {
+                tenant: tenant.to_string(),
+                component: Some(BoundComponent {
+                    external_id: group.component.external_id.clone(),
+                    type_name: group.component.type_name.clone(),
+                    name: group.component.name.clone(),
+                    identifier: group.identifier,
+                    rule: self.bindings.rules()[group.rule].name().to_string(),
+                }),
+                labels: labels.to_vec(),
+                samples: group.samples,
+                histograms: group.histograms,
+            };
+            outputs.push(Output {
+                destination: Destination::Bound,
+                key: format!("{tenant}/{}", group.component.external_id),
+                payload: output::encode_bound(&series, self.settings.encoding),
+                points,
+                reason: None,
+            });
+        }
+    }
+
+    fn emit_unbound(
+        &mut self,
+        tenant: &str,
+        labels: &[Label],
+        reason: UnboundReason,
+        detail: &str,
+        points: Vec<Point>,
+        outputs: &mut Vec<Output>,
+    ) {
+        let mut samples = Vec::new();
+        let mut histograms = Vec::new();
+        for point in points {
+            match point {
+                Point::Sample(sample) => samples.push(sample),
+                Point::Histogram(histogram) => histograms.push(histogram),
+            }
+        }
+        let count = samples.len() + histograms.len();
+        *self.stats.unbound_points.entry(output::reason_name(reason)).or_default() += count as u64;
+        let series = UnboundSeries {
+            tenant: tenant.to_string(),
+            reason: reason as i32,
+            detail: detail.to_string(),
+            labels: labels.to_vec(),
+            samples,
+            histograms,
+        };
+        outputs.push(Output {
+            destination: Destination::Unbound,
+            key: tenant.to_string(),
+            payload: output::encode_unbound(&series, self.settings.encoding),
+            points: count,
+            reason: Some(reason),
+        });
+    }
+}
+
+fn fingerprint(tenant: &str, labels: &[Label]) -> u64 {
+    let mut hasher = Xxh3Default::new();
+    hasher.update(tenant.as_bytes());
+    hasher.update(&[0xff]);
+    for label in labels {
+        hasher.update(label.name.as_bytes());
+        hasher.update(&[0xfe]);
+        hasher.update(label.value.as_bytes());
+        hasher.update(&[0xff]);
+    }
+    hasher.digest()
+}
+
+type DecodedSeries = (Vec<Label>, Vec<Sample>, Vec<Histogram>);
+
+/// The series of a record, whichever remote-write version it holds.
+fn decode_series(content_type: &str, payload: &[u8]) -> Result<Vec<DecodedSeries>, JoinError> {
+    if content_type == proto::CONTENT_TYPE_V2 {
+        let request = v2::Request::decode(payload)?;
+        let symbol = |reference: u32| request.symbols.get(reference as usize).cloned().ok_or(JoinError::Symbol(reference));
+        let mut out = Vec::with_capacity(request.timeseries.len());
+        for series in &request.timeseries {
+            let mut labels = Vec::with_capacity(series.labels_refs.len() / 2);
+            for pair in series.labels_refs.chunks_exact(2) {
+                labels.push(Label { name: symbol(pair[0])?, value: symbol(pair[1])? });
+            }
+            let samples = series.samples.iter().map(|s| Sample { value: s.value, timestamp: s.timestamp }).collect();
+            let mut histograms = Vec::with_capacity(series.histograms.len());
+            for histogram in &series.histograms {
+                // Fields 1 to 16 are the same in both versions.
+                histograms.push(Histogram::decode(histogram.encode_to_vec().as_slice())?);
+            }
+            out.push((labels, samples, histograms));
+        }
+        return Ok(out);
+    }
+    if content_type == proto::CONTENT_TYPE_V1 || content_type == "application/x-protobuf" {
+        let request = WriteRequest::decode(payload)?;
+        return Ok(request.timeseries.into_iter().map(|ts| (ts.labels, ts.samples, ts.histograms)).collect());
+    }
+    Err(JoinError::ContentType(content_type.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::prometheus::TimeSeries;
+
+    fn settings() -> JoinSettings {
+        JoinSettings {
+            as_of: AsOf { skew_ms: 1_000, delete_grace_ms: 2_000 },
+            history_ms: 60_000,
+            pending_grace_ms: 5_000,
+            pending_max_samples: 100,
+            series_cache_max: 1_000,
+            encoding: OutputEncoding::Protobuf,
+        }
+    }
+
+    fn label(name: &str, value: &str) -> Label {
+        Label { name: name.into(), value: value.into() }
+    }
+
+    fn record(pod: &str, timestamp: i64) -> Vec<u8> {
+        let labels = vec![
+            label("__name__", "node_load1"),
+            label("cluster_name", "demo"),
+            label("container", "exporter"),
+            label("namespace", "monitoring"),
+            label("pod", pod),
+        ];
+        WriteRequest {
+            timeseries: vec![TimeSeries { labels, samples: vec![Sample { value: 1.0, timestamp }], ..Default::default() }],
+            metadata: vec![],
+        }
+        .encode_to_vec()
+    }
+
+    fn component(external_id: &str, kind: &str, first_seen_ms: i64) -> Component {
+        Component {
+            tenant: "acme".into(),
+            external_id: external_id.into(),
+            type_name: kind.into(),
+            identifiers: vec![external_id.into()],
+            first_seen_ms,
+            ..Default::default()
+        }
+    }
+
+    const POD: &str = "urn:kubernetes:/demo:monitoring:pod/p1";
+    const CONTAINER: &str = "urn:kubernetes:/demo:monitoring:pod/p1:container/exporter";
+    const ORIGIN: Origin = Origin { partition: 0, offset: 7 };
+
+    fn join(joiner: &mut Joiner, pod: &str, timestamp: i64, now: i64) -> Vec<Output> {
+        joiner.process("acme", proto::CONTENT_TYPE_V1, &record(pod, timestamp), ORIGIN, now).unwrap()
+    }
+
+    fn bound_ids(outputs: &[Output]) -> Vec<String> {
+        outputs
+            .iter()
+            .filter(|o| o.destination == Destination::Bound)
+            .map(|o| BoundSeries::decode(o.payload.as_slice()).unwrap().component.unwrap().external_id)
+            .collect()
+    }
+
+    #[test]
+    fn a_series_binds_to_every_component_carrying_a_rendered_identifier() {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
+        joiner.upsert_component(&format!("acme/k/demo/{POD}"), component(POD, "pod", 0));
+        joiner.upsert_component(&format!("acme/k/demo/{CONTAINER}"), component(CONTAINER, "container", 0));
+        assert!(joiner.release_pending().is_empty());
+        let outputs = join(&mut joiner, "p1", 10_000, 0);
+        assert_eq!(bound_ids(&outputs), [CONTAINER, POD]);
+        assert_eq!(outputs[0].key, format!("acme/{CONTAINER}"));
+        let bound = BoundSeries::decode(outputs[1].payload.as_slice()).unwrap();
+        assert_eq!(bound.component.unwrap().rule, "k8s-pod");
+        assert_eq!(bound.samples, vec![Sample { value: 1.0, timestamp: 10_000 }]);
+    }
+
+    #[test]
+    fn early_samples_wait_for_their_component_or_leave_after_the_grace() {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
+        assert!(join(&mut joiner, "p1", 10_000, 0).is_empty(), "held");
+        assert_eq!(joiner.pending_floor(), BTreeMap::from([(0, 7)]));
+        // Pod and container arrive in one batch: the waiting sample binds to both.
+        joiner.upsert_component("key-pod", component(POD, "pod", 10_500));
+        joiner.upsert_component("key-container", component(CONTAINER, "container", 10_500));
+        assert_eq!(bound_ids(&joiner.release_pending()), [CONTAINER, POD]);
+        assert!(joiner.pending_floor().is_empty());
+
+        assert!(join(&mut joiner, "p2", 10_000, 0).is_empty(), "held");
+        let expired = joiner.expire_pending(6_000);
+        assert_eq!(expired.len(), 1);
+        let unbound = UnboundSeries::decode(expired[0].payload.as_slice()).unwrap();
+        assert_eq!(unbound.reason(), UnboundReason::NoComponent);
+    }
+
+    #[test]
+    fn deleted_components_stop_binding_after_the_grace_and_old_samples_are_late() {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
+        joiner.upsert_component("key-pod", component(POD, "pod", 0));
+        joiner.release_pending();
+        joiner.delete_component("key-pod", 20_000);
+        assert_eq!(bound_ids(&join(&mut joiner, "p1", 21_000, 0)), [POD], "within the delete grace");
+        assert!(join(&mut joiner, "p1", 23_000, 0).is_empty(), "after it: waits, then no_component");
+        assert_eq!(joiner.expire_pending(10_000).len(), 1);
+        let late = join(&mut joiner, "p1", 23_000 - 61_000, 0);
+        let unbound = UnboundSeries::decode(late[0].payload.as_slice()).unwrap();
+        assert_eq!(unbound.reason(), UnboundReason::Late);
+    }
+
+    #[test]
+    fn series_without_the_labels_go_unbound_with_the_reason() {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
+        let request = WriteRequest {
+            timeseries: vec![
+                TimeSeries { labels: vec![label("__name__", "up"), label("cluster_name", "demo")], samples: vec![Sample::default()], ..Default::default() },
+                TimeSeries { labels: vec![label("__name__", "up"), label("job", "x")], samples: vec![Sample::default()], ..Default::default() },
+            ],
+            metadata: vec![],
+        };
+        let outputs = joiner.process("acme", proto::CONTENT_TYPE_V1, &request.encode_to_vec(), ORIGIN, 0).unwrap();
+        let reasons: Vec<UnboundReason> = outputs.iter().map(|o| UnboundSeries::decode(o.payload.as_slice()).unwrap().reason()).collect();
+        assert_eq!(reasons, [UnboundReason::MissingLabel, UnboundReason::NoRule]);
+        assert!(joiner.process("acme", "text/plain", b"x", ORIGIN, 0).is_err());
+    }
+
+    #[test]
+    fn the_pending_buffer_is_bounded() {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), JoinSettings { pending_max_samples: 2, ..settings() });
+        join(&mut joiner, "a", 1_000, 0);
+        join(&mut joiner, "b", 1_000, 0);
+        let evicted = join(&mut joiner, "c", 1_000, 0);
+        assert_eq!(evicted.len(), 1, "the oldest waiting sample leaves as no_component");
+        assert!(joiner.pending_samples() <= 2);
+    }
+}
