@@ -427,6 +427,8 @@ impl Bindings {
 mod tests {
     use super::*;
 
+    type Labels<'a> = &'a [(&'a str, &'a str)];
+
     const NODE_EXPORTER_SERIES: &[(&str, &str)] = &[
         ("__name__", "node_cpu_seconds_total"),
         ("cluster_name", "demo-cluster"),
@@ -540,7 +542,8 @@ mod tests {
         let bindings = Bindings::kubernetes_defaults();
         let cluster = ("cluster_name", "demo-cluster");
         let namespace = ("namespace", "shop");
-        let cases: &[(&[(&str, &str)], &[(&str, &str)])] = &[
+        // Each case: series labels, then the (rule name, identifier) pairs expected.
+        let cases: &[(Labels, Labels)] = &[
             (
                 &[("__name__", "node_load1"), cluster, ("node", "worker-1")],
                 &[("k8s-node", "urn:kubernetes:/demo-cluster:node/worker-1")],

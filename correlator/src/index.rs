@@ -27,7 +27,9 @@ pub struct AsOf {
 impl ComponentVersion {
     fn covers(&self, timestamp_ms: i64, as_of: AsOf) -> bool {
         let after_start = timestamp_ms >= self.valid_from_ms.saturating_sub(as_of.skew_ms);
-        let before_end = self.valid_to_ms.is_none_or(|end| timestamp_ms < end.saturating_add(as_of.delete_grace_ms));
+        let before_end = self
+            .valid_to_ms
+            .is_none_or(|end| timestamp_ms < end.saturating_add(as_of.delete_grace_ms));
         after_start && before_end
     }
 }
@@ -53,7 +55,10 @@ impl TopologyIndex {
     pub fn upsert(&mut self, key: &str, component: Component) -> Vec<String> {
         let component = Arc::new(component);
         for identifier in &component.identifiers {
-            let keys = self.by_identifier.entry(identifier_key(&component.tenant, identifier)).or_default();
+            let keys = self
+                .by_identifier
+                .entry(identifier_key(&component.tenant, identifier))
+                .or_default();
             if !keys.iter().any(|k| k == key) {
                 keys.push(key.to_string());
             }
@@ -75,7 +80,11 @@ impl TopologyIndex {
 
     /// A tombstone: the component's current version ends at `deleted_ms`.
     pub fn delete(&mut self, key: &str, deleted_ms: i64) {
-        if let Some(current) = self.versions.get_mut(key).and_then(|versions| versions.last_mut()) {
+        if let Some(current) = self
+            .versions
+            .get_mut(key)
+            .and_then(|versions| versions.last_mut())
+        {
             if current.valid_to_ms.is_none() {
                 current.valid_to_ms = Some(deleted_ms);
             }
@@ -97,10 +106,9 @@ impl TopologyIndex {
             .flatten()
             .filter_map(move |key| {
                 let versions = self.versions.get(key)?;
-                let version = versions
-                    .iter()
-                    .rev()
-                    .find(|v| v.covers(timestamp_ms, as_of) && v.component.identifiers.contains(&identifier))?;
+                let version = versions.iter().rev().find(|v| {
+                    v.covers(timestamp_ms, as_of) && v.component.identifiers.contains(&identifier)
+                })?;
                 Some((key.as_str(), &version.component))
             })
     }
@@ -120,7 +128,10 @@ impl TopologyIndex {
 
     /// Components with a current (not deleted) version.
     pub fn current_components(&self) -> usize {
-        self.versions.values().filter(|v| v.last().is_some_and(|v| v.valid_to_ms.is_none())).count()
+        self.versions
+            .values()
+            .filter(|v| v.last().is_some_and(|v| v.valid_to_ms.is_none()))
+            .count()
     }
 
     pub fn identifiers(&self) -> usize {
@@ -132,7 +143,10 @@ impl TopologyIndex {
 mod tests {
     use super::*;
 
-    const AS_OF: AsOf = AsOf { skew_ms: 1_000, delete_grace_ms: 5_000 };
+    const AS_OF: AsOf = AsOf {
+        skew_ms: 1_000,
+        delete_grace_ms: 5_000,
+    };
 
     fn pod(first_seen_ms: i64) -> Component {
         Component {
@@ -152,19 +166,51 @@ mod tests {
     fn lookups_are_as_of_the_sample_timestamp() {
         let mut index = TopologyIndex::default();
         index.upsert("k", pod(10_000));
-        assert_eq!(found(&index, "acme", "urn:pod", 9_500), 1, "within the skew");
-        assert_eq!(found(&index, "acme", "urn:pod", 8_000), 0, "before the component existed");
+        assert_eq!(
+            found(&index, "acme", "urn:pod", 9_500),
+            1,
+            "within the skew"
+        );
+        assert_eq!(
+            found(&index, "acme", "urn:pod", 8_000),
+            0,
+            "before the component existed"
+        );
         assert_eq!(found(&index, "acme", "urn:ip:10.0.0.1", 20_000), 1);
-        assert_eq!(found(&index, "globex", "urn:pod", 20_000), 0, "tenants are apart");
+        assert_eq!(
+            found(&index, "globex", "urn:pod", 20_000),
+            0,
+            "tenants are apart"
+        );
         index.delete("k", 30_000);
-        assert_eq!(found(&index, "acme", "urn:pod", 34_000), 1, "within the delete grace");
-        assert_eq!(found(&index, "acme", "urn:pod", 36_000), 0, "after the grace");
-        assert_eq!(found(&index, "acme", "urn:pod", 20_000), 1, "history still binds earlier samples");
+        assert_eq!(
+            found(&index, "acme", "urn:pod", 34_000),
+            1,
+            "within the delete grace"
+        );
+        assert_eq!(
+            found(&index, "acme", "urn:pod", 36_000),
+            0,
+            "after the grace"
+        );
+        assert_eq!(
+            found(&index, "acme", "urn:pod", 20_000),
+            1,
+            "history still binds earlier samples"
+        );
         index.upsert("k", pod(50_000));
-        assert_eq!(found(&index, "acme", "urn:pod", 40_000), 0, "a gap between two lifetimes");
+        assert_eq!(
+            found(&index, "acme", "urn:pod", 40_000),
+            0,
+            "a gap between two lifetimes"
+        );
         assert_eq!(found(&index, "acme", "urn:pod", 50_000), 1);
         index.purge(40_000);
-        assert_eq!(found(&index, "acme", "urn:pod", 20_000), 0, "purged history");
+        assert_eq!(
+            found(&index, "acme", "urn:pod", 20_000),
+            0,
+            "purged history"
+        );
         assert_eq!(index.current_components(), 1);
     }
 

@@ -50,6 +50,9 @@ pub struct Output {
     /// Samples and histograms it carries, for metrics.
     pub points: usize,
     pub reason: Option<UnboundReason>,
+    /// For samples that waited: where they were read, so their offset is held
+    /// back until this output is acknowledged.
+    pub origin: Option<Origin>,
 }
 
 /// Where a sample was read from: offsets may be committed only past it once
@@ -115,7 +118,10 @@ impl PendingBuffer {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         for (_, identifier) in sample.identifiers.iter() {
-            self.by_identifier.entry(identifier_key(&sample.tenant, identifier)).or_default().push(sequence);
+            self.by_identifier
+                .entry(identifier_key(&sample.tenant, identifier))
+                .or_default()
+                .push(sequence);
         }
         *self.origins.entry(sample.origin).or_default() += 1;
         self.entries.insert(sequence, sample);
@@ -204,7 +210,8 @@ impl Joiner {
     pub fn upsert_component(&mut self, key: &str, component: Component) {
         let tenant = component.tenant.clone();
         for identifier in self.index.upsert(key, component) {
-            self.touched_identifiers.push(identifier_key(&tenant, &identifier));
+            self.touched_identifiers
+                .push(identifier_key(&tenant, &identifier));
         }
     }
 
@@ -218,7 +225,9 @@ impl Joiner {
             };
             let mut still_waiting = Vec::new();
             for sequence in sequences {
-                let Some(entry) = self.pending.entries.get(&sequence) else { continue };
+                let Some(entry) = self.pending.entries.get(&sequence) else {
+                    continue;
+                };
                 let groups = self.bind_point(&entry.tenant, &entry.identifiers, &entry.point);
                 if groups.is_empty() {
                     still_waiting.push(sequence);
@@ -226,10 +235,18 @@ impl Joiner {
                 }
                 let entry = self.pending.remove(sequence).expect("present");
                 self.stats.released_points += 1;
-                self.emit_bound(&entry.tenant, &entry.labels, groups, &mut outputs);
+                self.emit_bound(
+                    &entry.tenant,
+                    &entry.labels,
+                    groups,
+                    Some(entry.origin),
+                    &mut outputs,
+                );
             }
             if !still_waiting.is_empty() {
-                self.pending.by_identifier.insert(identifier_key, still_waiting);
+                self.pending
+                    .by_identifier
+                    .insert(identifier_key, still_waiting);
             }
         }
         outputs
@@ -243,7 +260,9 @@ impl Joiner {
     /// Forgets topology history older than the history window of the newest sample.
     pub fn purge_history(&mut self) {
         if self.newest_sample_ms != i64::MIN {
-            let cutoff = self.newest_sample_ms - self.settings.history_ms - self.settings.as_of.delete_grace_ms;
+            let cutoff = self.newest_sample_ms
+                - self.settings.history_ms
+                - self.settings.as_of.delete_grace_ms;
             self.index.purge(cutoff);
         }
     }
@@ -261,17 +280,37 @@ impl Joiner {
         let tenant: Arc<str> = Arc::from(tenant);
         let mut outputs = Vec::new();
         for (labels, samples, histograms) in series {
-            let points: Vec<Point> = samples.into_iter().map(Point::Sample).chain(histograms.into_iter().map(Point::Histogram)).collect();
+            let points: Vec<Point> = samples
+                .into_iter()
+                .map(Point::Sample)
+                .chain(histograms.into_iter().map(Point::Histogram))
+                .collect();
             if points.is_empty() {
                 continue;
             }
             let labels = Arc::new(labels);
             match self.render(&tenant, &labels) {
                 CachedRender::Unbound(reason, detail) => {
-                    self.emit_unbound(&tenant, &labels, reason, &detail, points, &mut outputs);
+                    self.emit_unbound(
+                        &tenant,
+                        &labels,
+                        reason,
+                        &detail,
+                        points,
+                        None,
+                        &mut outputs,
+                    );
                 }
                 CachedRender::Identifiers(identifiers) => {
-                    self.join_points(&tenant, &labels, &identifiers, points, origin, now_ms, &mut outputs);
+                    self.join_points(
+                        &tenant,
+                        &labels,
+                        &identifiers,
+                        points,
+                        origin,
+                        now_ms,
+                        &mut outputs,
+                    );
                 }
             }
         }
@@ -293,26 +332,34 @@ impl Joiner {
         let mut late = Vec::new();
         for point in points {
             let timestamp = point.timestamp();
-            if self.newest_sample_ms != i64::MIN && timestamp < self.newest_sample_ms - self.settings.history_ms {
+            if self.newest_sample_ms != i64::MIN
+                && timestamp < self.newest_sample_ms - self.settings.history_ms
+            {
                 late.push(point);
                 continue;
             }
             self.newest_sample_ms = self.newest_sample_ms.max(timestamp);
             let bound = self.bind_point(tenant, identifiers, &point);
             if bound.is_empty() {
-                self.hold(PendingSample {
-                    tenant: tenant.clone(),
-                    labels: labels.clone(),
-                    identifiers: identifiers.clone(),
-                    point,
-                    origin,
-                    deadline_ms: now_ms + self.settings.pending_grace_ms,
-                }, outputs);
+                self.hold(
+                    PendingSample {
+                        tenant: tenant.clone(),
+                        labels: labels.clone(),
+                        identifiers: identifiers.clone(),
+                        point,
+                        origin,
+                        deadline_ms: now_ms + self.settings.pending_grace_ms,
+                    },
+                    outputs,
+                );
                 continue;
             }
             self.stats.bound_points += 1;
             for group in bound {
-                match groups.iter_mut().find(|g| g.component.external_id == group.component.external_id) {
+                match groups
+                    .iter_mut()
+                    .find(|g| g.component.external_id == group.component.external_id)
+                {
                     Some(existing) => {
                         existing.samples.extend(group.samples);
                         existing.histograms.extend(group.histograms);
@@ -323,24 +370,49 @@ impl Joiner {
         }
         if !late.is_empty() {
             let detail = format!("older than the {} ms history", self.settings.history_ms);
-            self.emit_unbound(tenant, labels, UnboundReason::Late, &detail, late, outputs);
+            self.emit_unbound(
+                tenant,
+                labels,
+                UnboundReason::Late,
+                &detail,
+                late,
+                None,
+                outputs,
+            );
         }
-        self.emit_bound(tenant, labels, groups, outputs);
+        self.emit_bound(tenant, labels, groups, None, outputs);
     }
 
     /// The components `point` binds to now, one group each (holding just this point).
-    fn bind_point(&self, tenant: &str, identifiers: &Identifiers, point: &Point) -> Vec<BoundGroup> {
+    fn bind_point(
+        &self,
+        tenant: &str,
+        identifiers: &Identifiers,
+        point: &Point,
+    ) -> Vec<BoundGroup> {
         let mut groups: Vec<BoundGroup> = Vec::new();
         for (rule, identifier) in identifiers.iter() {
-            for (_, component) in self.index.resolve(tenant, identifier, point.timestamp(), self.settings.as_of) {
-                if groups.iter().any(|g| g.component.external_id == component.external_id) {
+            for (_, component) in
+                self.index
+                    .resolve(tenant, identifier, point.timestamp(), self.settings.as_of)
+            {
+                if groups
+                    .iter()
+                    .any(|g| g.component.external_id == component.external_id)
+                {
                     continue;
                 }
                 let (samples, histograms) = match point {
                     Point::Sample(sample) => (vec![*sample], Vec::new()),
                     Point::Histogram(histogram) => (Vec::new(), vec![histogram.clone()]),
                 };
-                groups.push(BoundGroup { component: component.clone(), identifier: identifier.clone(), rule: *rule, samples, histograms });
+                groups.push(BoundGroup {
+                    component: component.clone(),
+                    identifier: identifier.clone(),
+                    rule: *rule,
+                    samples,
+                    histograms,
+                });
             }
         }
         groups
@@ -348,9 +420,20 @@ impl Joiner {
 
     fn hold(&mut self, sample: PendingSample, outputs: &mut Vec<Output>) {
         while self.pending.entries.len() >= self.settings.pending_max_samples.max(1) {
-            let Some(oldest) = self.pending.oldest() else { break };
+            let Some(oldest) = self.pending.oldest() else {
+                break;
+            };
             let evicted = self.pending.remove(oldest).expect("present");
-            self.emit_unbound(&evicted.tenant, &evicted.labels, UnboundReason::NoComponent, "pending buffer full", vec![evicted.point], outputs);
+            let origin = Some(evicted.origin);
+            self.emit_unbound(
+                &evicted.tenant,
+                &evicted.labels,
+                UnboundReason::NoComponent,
+                "pending buffer full",
+                vec![evicted.point],
+                origin,
+                outputs,
+            );
         }
         self.pending.push(sample);
     }
@@ -363,8 +446,25 @@ impl Joiner {
                 break;
             }
             let expired = self.pending.remove(oldest).expect("present");
-            let detail = format!("no component carries {}", expired.identifiers.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>().join(" or "));
-            self.emit_unbound(&expired.tenant, &expired.labels, UnboundReason::NoComponent, &detail, vec![expired.point], &mut outputs);
+            let detail = format!(
+                "no component carries {}",
+                expired
+                    .identifiers
+                    .iter()
+                    .map(|(_, id)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            );
+            let origin = Some(expired.origin);
+            self.emit_unbound(
+                &expired.tenant,
+                &expired.labels,
+                UnboundReason::NoComponent,
+                &detail,
+                vec![expired.point],
+                origin,
+                &mut outputs,
+            );
         }
         outputs
     }
@@ -381,8 +481,13 @@ impl Joiner {
     /// Drops waiting samples of partitions this member no longer owns: the new
     /// owner reads them again from the committed offset.
     pub fn forget_partitions(&mut self, partitions: &[i32]) {
-        let sequences: Vec<u64> =
-            self.pending.entries.iter().filter(|(_, e)| partitions.contains(&e.origin.partition)).map(|(s, _)| *s).collect();
+        let sequences: Vec<u64> = self
+            .pending
+            .entries
+            .iter()
+            .filter(|(_, e)| partitions.contains(&e.origin.partition))
+            .map(|(s, _)| *s)
+            .collect();
         for sequence in sequences {
             self.pending.remove(sequence);
         }
@@ -394,14 +499,23 @@ impl Joiner {
             return cached.clone();
         }
         self.stats.series_cache_misses += 1;
-        let pairs: Vec<(&str, &str)> = labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
         let rendered = match self.bindings.render(&pairs) {
             Rendered::Identifiers(identifiers) => CachedRender::Identifiers(Arc::new(identifiers)),
             Rendered::MissingLabel { rule, label } => {
-                let detail = format!("rule {} needs label {label}", self.bindings.rules()[rule].name());
+                let detail = format!(
+                    "rule {} needs label {label}",
+                    self.bindings.rules()[rule].name()
+                );
                 CachedRender::Unbound(UnboundReason::MissingLabel, Arc::from(detail))
             }
-            Rendered::NoRule => CachedRender::Unbound(UnboundReason::NoRule, Arc::from("no binding rule uses these labels")),
+            Rendered::NoRule => CachedRender::Unbound(
+                UnboundReason::NoRule,
+                Arc::from("no binding rule uses these labels"),
+            ),
         };
         if self.series_cache.len() >= self.settings.series_cache_max.max(1) {
             // Cheap and bounded: start over rather than track recency per series.
@@ -411,7 +525,14 @@ impl Joiner {
         rendered
     }
 
-    fn emit_bound(&mut self, tenant: &str, labels: &[Label], groups: Vec<BoundGroup>, outputs: &mut Vec<Output>) {
+    fn emit_bound(
+        &mut self,
+        tenant: &str,
+        labels: &[Label],
+        groups: Vec<BoundGroup>,
+        origin: Option<Origin>,
+        outputs: &mut Vec<Output>,
+    ) {
         for group in groups {
             let points = group.samples.len() + group.histograms.len();
             let series = BoundSeries {
@@ -433,6 +554,7 @@ impl Joiner {
                 payload: output::encode_bound(&series, self.settings.encoding),
                 points,
                 reason: None,
+                origin,
             });
         }
     }
@@ -444,6 +566,7 @@ impl Joiner {
         reason: UnboundReason,
         detail: &str,
         points: Vec<Point>,
+        origin: Option<Origin>,
         outputs: &mut Vec<Output>,
     ) {
         let mut samples = Vec::new();
@@ -455,7 +578,11 @@ impl Joiner {
             }
         }
         let count = samples.len() + histograms.len();
-        *self.stats.unbound_points.entry(output::reason_name(reason)).or_default() += count as u64;
+        *self
+            .stats
+            .unbound_points
+            .entry(output::reason_name(reason))
+            .or_default() += count as u64;
         let series = UnboundSeries {
             tenant: tenant.to_string(),
             reason: reason as i32,
@@ -470,6 +597,7 @@ impl Joiner {
             payload: output::encode_unbound(&series, self.settings.encoding),
             points: count,
             reason: Some(reason),
+            origin,
         });
     }
 }
@@ -493,14 +621,30 @@ type DecodedSeries = (Vec<Label>, Vec<Sample>, Vec<Histogram>);
 fn decode_series(content_type: &str, payload: &[u8]) -> Result<Vec<DecodedSeries>, JoinError> {
     if content_type == proto::CONTENT_TYPE_V2 {
         let request = v2::Request::decode(payload)?;
-        let symbol = |reference: u32| request.symbols.get(reference as usize).cloned().ok_or(JoinError::Symbol(reference));
+        let symbol = |reference: u32| {
+            request
+                .symbols
+                .get(reference as usize)
+                .cloned()
+                .ok_or(JoinError::Symbol(reference))
+        };
         let mut out = Vec::with_capacity(request.timeseries.len());
         for series in &request.timeseries {
             let mut labels = Vec::with_capacity(series.labels_refs.len() / 2);
             for pair in series.labels_refs.chunks_exact(2) {
-                labels.push(Label { name: symbol(pair[0])?, value: symbol(pair[1])? });
+                labels.push(Label {
+                    name: symbol(pair[0])?,
+                    value: symbol(pair[1])?,
+                });
             }
-            let samples = series.samples.iter().map(|s| Sample { value: s.value, timestamp: s.timestamp }).collect();
+            let samples = series
+                .samples
+                .iter()
+                .map(|s| Sample {
+                    value: s.value,
+                    timestamp: s.timestamp,
+                })
+                .collect();
             let mut histograms = Vec::with_capacity(series.histograms.len());
             for histogram in &series.histograms {
                 // Fields 1 to 16 are the same in both versions.
@@ -512,7 +656,11 @@ fn decode_series(content_type: &str, payload: &[u8]) -> Result<Vec<DecodedSeries
     }
     if content_type == proto::CONTENT_TYPE_V1 || content_type == "application/x-protobuf" {
         let request = WriteRequest::decode(payload)?;
-        return Ok(request.timeseries.into_iter().map(|ts| (ts.labels, ts.samples, ts.histograms)).collect());
+        return Ok(request
+            .timeseries
+            .into_iter()
+            .map(|ts| (ts.labels, ts.samples, ts.histograms))
+            .collect());
     }
     Err(JoinError::ContentType(content_type.to_string()))
 }
@@ -524,7 +672,10 @@ mod tests {
 
     fn settings() -> JoinSettings {
         JoinSettings {
-            as_of: AsOf { skew_ms: 1_000, delete_grace_ms: 2_000 },
+            as_of: AsOf {
+                skew_ms: 1_000,
+                delete_grace_ms: 2_000,
+            },
             history_ms: 60_000,
             pending_grace_ms: 5_000,
             pending_max_samples: 100,
@@ -534,7 +685,10 @@ mod tests {
     }
 
     fn label(name: &str, value: &str) -> Label {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 
     fn record(pod: &str, timestamp: i64) -> Vec<u8> {
@@ -546,7 +700,14 @@ mod tests {
             label("pod", pod),
         ];
         WriteRequest {
-            timeseries: vec![TimeSeries { labels, samples: vec![Sample { value: 1.0, timestamp }], ..Default::default() }],
+            timeseries: vec![TimeSeries {
+                labels,
+                samples: vec![Sample {
+                    value: 1.0,
+                    timestamp,
+                }],
+                ..Default::default()
+            }],
             metadata: vec![],
         }
         .encode_to_vec()
@@ -565,17 +726,34 @@ mod tests {
 
     const POD: &str = "urn:kubernetes:/demo:monitoring:pod/p1";
     const CONTAINER: &str = "urn:kubernetes:/demo:monitoring:pod/p1:container/exporter";
-    const ORIGIN: Origin = Origin { partition: 0, offset: 7 };
+    const ORIGIN: Origin = Origin {
+        partition: 0,
+        offset: 7,
+    };
 
     fn join(joiner: &mut Joiner, pod: &str, timestamp: i64, now: i64) -> Vec<Output> {
-        joiner.process("acme", proto::CONTENT_TYPE_V1, &record(pod, timestamp), ORIGIN, now).unwrap()
+        joiner
+            .process(
+                "acme",
+                proto::CONTENT_TYPE_V1,
+                &record(pod, timestamp),
+                ORIGIN,
+                now,
+            )
+            .unwrap()
     }
 
     fn bound_ids(outputs: &[Output]) -> Vec<String> {
         outputs
             .iter()
             .filter(|o| o.destination == Destination::Bound)
-            .map(|o| BoundSeries::decode(o.payload.as_slice()).unwrap().component.unwrap().external_id)
+            .map(|o| {
+                BoundSeries::decode(o.payload.as_slice())
+                    .unwrap()
+                    .component
+                    .unwrap()
+                    .external_id
+            })
             .collect()
     }
 
@@ -583,14 +761,23 @@ mod tests {
     fn a_series_binds_to_every_component_carrying_a_rendered_identifier() {
         let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
         joiner.upsert_component(&format!("acme/k/demo/{POD}"), component(POD, "pod", 0));
-        joiner.upsert_component(&format!("acme/k/demo/{CONTAINER}"), component(CONTAINER, "container", 0));
+        joiner.upsert_component(
+            &format!("acme/k/demo/{CONTAINER}"),
+            component(CONTAINER, "container", 0),
+        );
         assert!(joiner.release_pending().is_empty());
         let outputs = join(&mut joiner, "p1", 10_000, 0);
         assert_eq!(bound_ids(&outputs), [CONTAINER, POD]);
         assert_eq!(outputs[0].key, format!("acme/{CONTAINER}"));
         let bound = BoundSeries::decode(outputs[1].payload.as_slice()).unwrap();
         assert_eq!(bound.component.unwrap().rule, "k8s-pod");
-        assert_eq!(bound.samples, vec![Sample { value: 1.0, timestamp: 10_000 }]);
+        assert_eq!(
+            bound.samples,
+            vec![Sample {
+                value: 1.0,
+                timestamp: 10_000
+            }]
+        );
     }
 
     #[test]
@@ -617,8 +804,15 @@ mod tests {
         joiner.upsert_component("key-pod", component(POD, "pod", 0));
         joiner.release_pending();
         joiner.delete_component("key-pod", 20_000);
-        assert_eq!(bound_ids(&join(&mut joiner, "p1", 21_000, 0)), [POD], "within the delete grace");
-        assert!(join(&mut joiner, "p1", 23_000, 0).is_empty(), "after it: waits, then no_component");
+        assert_eq!(
+            bound_ids(&join(&mut joiner, "p1", 21_000, 0)),
+            [POD],
+            "within the delete grace"
+        );
+        assert!(
+            join(&mut joiner, "p1", 23_000, 0).is_empty(),
+            "after it: waits, then no_component"
+        );
         assert_eq!(joiner.expire_pending(10_000).len(), 1);
         let late = join(&mut joiner, "p1", 23_000 - 61_000, 0);
         let unbound = UnboundSeries::decode(late[0].payload.as_slice()).unwrap();
@@ -630,24 +824,64 @@ mod tests {
         let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
         let request = WriteRequest {
             timeseries: vec![
-                TimeSeries { labels: vec![label("__name__", "up"), label("cluster_name", "demo")], samples: vec![Sample::default()], ..Default::default() },
-                TimeSeries { labels: vec![label("__name__", "up"), label("job", "x")], samples: vec![Sample::default()], ..Default::default() },
+                TimeSeries {
+                    labels: vec![label("__name__", "up"), label("cluster_name", "demo")],
+                    samples: vec![Sample::default()],
+                    ..Default::default()
+                },
+                TimeSeries {
+                    labels: vec![label("__name__", "up"), label("job", "x")],
+                    samples: vec![Sample::default()],
+                    ..Default::default()
+                },
             ],
             metadata: vec![],
         };
-        let outputs = joiner.process("acme", proto::CONTENT_TYPE_V1, &request.encode_to_vec(), ORIGIN, 0).unwrap();
-        let reasons: Vec<UnboundReason> = outputs.iter().map(|o| UnboundSeries::decode(o.payload.as_slice()).unwrap().reason()).collect();
-        assert_eq!(reasons, [UnboundReason::MissingLabel, UnboundReason::NoRule]);
-        assert!(joiner.process("acme", "text/plain", b"x", ORIGIN, 0).is_err());
+        let outputs = joiner
+            .process(
+                "acme",
+                proto::CONTENT_TYPE_V1,
+                &request.encode_to_vec(),
+                ORIGIN,
+                0,
+            )
+            .unwrap();
+        let reasons: Vec<UnboundReason> = outputs
+            .iter()
+            .map(|o| {
+                UnboundSeries::decode(o.payload.as_slice())
+                    .unwrap()
+                    .reason()
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [UnboundReason::MissingLabel, UnboundReason::NoRule]
+        );
+        assert!(
+            joiner
+                .process("acme", "text/plain", b"x", ORIGIN, 0)
+                .is_err()
+        );
     }
 
     #[test]
     fn the_pending_buffer_is_bounded() {
-        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), JoinSettings { pending_max_samples: 2, ..settings() });
+        let mut joiner = Joiner::new(
+            Bindings::kubernetes_defaults(),
+            JoinSettings {
+                pending_max_samples: 2,
+                ..settings()
+            },
+        );
         join(&mut joiner, "a", 1_000, 0);
         join(&mut joiner, "b", 1_000, 0);
         let evicted = join(&mut joiner, "c", 1_000, 0);
-        assert_eq!(evicted.len(), 1, "the oldest waiting sample leaves as no_component");
+        assert_eq!(
+            evicted.len(),
+            1,
+            "the oldest waiting sample leaves as no_component"
+        );
         assert!(joiner.pending_samples() <= 2);
     }
 }

@@ -1,1 +1,32 @@
-fn main() {}
+use std::process::ExitCode;
+
+use correlator::config::Command;
+
+fn main() -> ExitCode {
+    let (command, settings) = match correlator::config::load() {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("correlator: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    ingest::server::init_logging(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = match command {
+        None => runtime.block_on(correlator::server::run(settings)),
+        Some(Command::Tail {
+            unbound,
+            from_beginning,
+        }) => correlator::tail::run(&settings, unbound, from_beginning),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("correlator: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -45,7 +45,10 @@ fn labels_json(labels: &[proto::prometheus::Label]) -> Value {
 }
 
 fn samples_json(samples: &[proto::prometheus::Sample]) -> Value {
-    samples.iter().map(|s| json!({"timestamp": s.timestamp, "value": json_value(s.value)})).collect()
+    samples
+        .iter()
+        .map(|s| json!({"timestamp": s.timestamp, "value": json_value(s.value)}))
+        .collect()
 }
 
 /// Native histograms in JSON keep their protobuf form, as hex,
@@ -116,7 +119,10 @@ mod tests {
     #[test]
     fn special_values_stay_apart_in_json() {
         assert_eq!(json_value(1.5), json!(1.5));
-        assert_eq!(json_value(f64::from_bits(proto::STALE_NAN_BITS)), json!("StaleNaN"));
+        assert_eq!(
+            json_value(f64::from_bits(proto::STALE_NAN_BITS)),
+            json!("StaleNaN")
+        );
         assert_eq!(json_value(f64::NAN), json!("NaN"));
         assert_eq!(json_value(f64::INFINITY), json!("+Inf"));
         assert_eq!(json_value(f64::NEG_INFINITY), json!("-Inf"));

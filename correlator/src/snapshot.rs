@@ -110,29 +110,67 @@ pub struct SnapshotAssembler {
 impl SnapshotAssembler {
     /// Rebuilds the live components from `topology.components` (after a restart).
     pub fn restore(&mut self, key: &str, component: &Component) {
-        let instance = Instance { kind: component.instance_type.clone(), url: component.instance_url.clone() };
-        let state = self.instances.entry(instance_key(&component.tenant, &instance)).or_default();
+        let instance = Instance {
+            kind: component.instance_type.clone(),
+            url: component.instance_url.clone(),
+        };
+        let state = self
+            .instances
+            .entry(instance_key(&component.tenant, &instance))
+            .or_default();
         state.live.insert(
             component.external_id.clone(),
-            LiveComponent { key: key.to_string(), first_seen_ms: component.first_seen_ms, content_hash: content_hash(component) },
+            LiveComponent {
+                key: key.to_string(),
+                first_seen_ms: component.first_seen_ms,
+                content_hash: content_hash(component),
+            },
         );
     }
 
-    /// Forgets a component deleted in `topology.components` (a tombstone read while restoring).
+    /// Forgets a component deleted in `topology.components` (a tombstone read
+    /// while restoring). The key is `instance key/externalId` and both halves
+    /// may hold '/', so each split point is tried against the known instances.
     pub fn restore_deletion(&mut self, key: &str) {
-        for state in self.instances.values_mut() {
-            state.live.retain(|_, live| live.key != key);
+        for (split, _) in key.match_indices('/') {
+            let (instance, external_id) = (&key[..split], &key[split + 1..]);
+            if let Some(state) = self.instances.get_mut(instance) {
+                if state
+                    .live
+                    .get(external_id)
+                    .is_some_and(|live| live.key == key)
+                {
+                    state.live.remove(external_id);
+                    return;
+                }
+            }
         }
     }
 
     /// Applies one part, returning what changes in `topology.components`.
-    pub fn apply(&mut self, part: &TopologyPart, position: Position, now_ms: i64) -> Vec<TopologyChange> {
-        let collected_ms = if part.collection_timestamp > 0.0 { (part.collection_timestamp * 1000.0) as i64 } else { now_ms };
-        let state = self.instances.entry(instance_key(&part.tenant, &part.instance)).or_default();
+    pub fn apply(
+        &mut self,
+        part: &TopologyPart,
+        position: Position,
+        now_ms: i64,
+    ) -> Vec<TopologyChange> {
+        let collected_ms = if part.collection_timestamp > 0.0 {
+            (part.collection_timestamp * 1000.0) as i64
+        } else {
+            now_ms
+        };
+        let state = self
+            .instances
+            .entry(instance_key(&part.tenant, &part.instance))
+            .or_default();
         let mut changes = Vec::new();
         if part.start_snapshot {
             // A new start abandons an unfinished snapshot: it deletes nothing.
-            state.open = Some(OpenSnapshot { started_ms: now_ms, position, seen: HashSet::new() });
+            state.open = Some(OpenSnapshot {
+                started_ms: now_ms,
+                position,
+                seen: HashSet::new(),
+            });
         }
         for raw in &part.components {
             if raw.external_id.is_empty() {
@@ -154,7 +192,11 @@ impl SnapshotAssembler {
                 None => {
                     state.live.insert(
                         raw.external_id.clone(),
-                        LiveComponent { key: key.clone(), first_seen_ms: collected_ms, content_hash: hash },
+                        LiveComponent {
+                            key: key.clone(),
+                            first_seen_ms: collected_ms,
+                            content_hash: hash,
+                        },
                     );
                     changes.push(TopologyChange::Upsert { key, component });
                 }
@@ -170,7 +212,12 @@ impl SnapshotAssembler {
         }
         if part.stop_snapshot {
             if let Some(open) = state.open.take() {
-                let mut gone: Vec<String> = state.live.keys().filter(|id| !open.seen.contains(*id)).cloned().collect();
+                let mut gone: Vec<String> = state
+                    .live
+                    .keys()
+                    .filter(|id| !open.seen.contains(*id))
+                    .cloned()
+                    .collect();
                 gone.sort();
                 for external_id in gone {
                     if let Some(live) = state.live.remove(&external_id) {
@@ -186,7 +233,11 @@ impl SnapshotAssembler {
     pub fn abandon_stale(&mut self, now_ms: i64, timeout_ms: i64) -> usize {
         let mut abandoned = 0;
         for state in self.instances.values_mut() {
-            if state.open.as_ref().is_some_and(|open| now_ms - open.started_ms > timeout_ms) {
+            if state
+                .open
+                .as_ref()
+                .is_some_and(|open| now_ms - open.started_ms > timeout_ms)
+            {
                 state.open = None;
                 abandoned += 1;
             }
@@ -198,7 +249,11 @@ impl SnapshotAssembler {
     /// offsets may be committed only up to it, so a restart replays the snapshot.
     pub fn open_snapshot_starts(&self) -> BTreeMap<i32, i64> {
         let mut starts: BTreeMap<i32, i64> = BTreeMap::new();
-        for open in self.instances.values().filter_map(|state| state.open.as_ref()) {
+        for open in self
+            .instances
+            .values()
+            .filter_map(|state| state.open.as_ref())
+        {
             let (partition, offset) = open.position;
             let entry = starts.entry(partition).or_insert(offset);
             *entry = (*entry).min(offset);
@@ -212,13 +267,20 @@ impl SnapshotAssembler {
     }
 
     pub fn open_snapshots(&self) -> usize {
-        self.instances.values().filter(|state| state.open.is_some()).count()
+        self.instances
+            .values()
+            .filter(|state| state.open.is_some())
+            .count()
     }
 
     /// Drops the instances whose parts live in `partitions` (they moved to another member).
     pub fn forget_open_snapshots_in(&mut self, partitions: &[i32]) {
         for state in self.instances.values_mut() {
-            if state.open.as_ref().is_some_and(|open| partitions.contains(&open.position.0)) {
+            if state
+                .open
+                .as_ref()
+                .is_some_and(|open| partitions.contains(&open.position.0))
+            {
                 state.open = None;
             }
         }
@@ -235,11 +297,21 @@ fn content_hash(component: &Component) -> u64 {
 
 fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> Component {
     let data = &raw.data;
-    let text = |name: &str| data.get(name).and_then(Value::as_str).unwrap_or_default().to_string();
+    let text = |name: &str| {
+        data.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let mut identifiers: Vec<String> = data
         .get("identifiers")
         .and_then(Value::as_array)
-        .map(|ids| ids.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|ids| {
+            ids.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     // The externalId identifies the component too, as StackState's default extractor has it.
     if !identifiers.contains(&raw.external_id) {
@@ -249,14 +321,28 @@ fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> C
     let tags: Vec<String> = data
         .get("labels")
         .and_then(Value::as_array)
-        .map(|labels| labels.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|labels| {
+            labels
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let labels = data
         .get("tags")
         .and_then(Value::as_object)
         .map(|tags| {
             tags.iter()
-                .map(|(name, value)| (name.clone(), value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())))
+                .map(|(name, value)| {
+                    (
+                        name.clone(),
+                        value
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| value.to_string()),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -265,7 +351,11 @@ fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> C
         instance_type: part.instance.kind.clone(),
         instance_url: part.instance.url.clone(),
         external_id: raw.external_id.clone(),
-        type_name: raw.kind.as_ref().map(|kind| kind.name.clone()).unwrap_or_default(),
+        type_name: raw
+            .kind
+            .as_ref()
+            .map(|kind| kind.name.clone())
+            .unwrap_or_default(),
         name: text("name"),
         identifiers,
         labels,
@@ -273,7 +363,11 @@ fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> C
         layer: text("layer"),
         domain: text("domain"),
         environment: text("environment"),
-        data_json: if data.is_null() { String::new() } else { data.to_string() },
+        data_json: if data.is_null() {
+            String::new()
+        } else {
+            data.to_string()
+        },
         first_seen_ms: collected_ms,
         last_seen_ms: collected_ms,
     }
@@ -283,7 +377,12 @@ fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> C
 mod tests {
     use super::*;
 
-    fn part(flags: (bool, bool), components: &[&str], delete_ids: &[&str], at: f64) -> TopologyPart {
+    fn part(
+        flags: (bool, bool),
+        components: &[&str],
+        delete_ids: &[&str],
+        at: f64,
+    ) -> TopologyPart {
         TopologyPart {
             tenant: "acme".into(),
             instance: Instance { kind: "kubernetes".into(), url: "demo".into() },
@@ -303,11 +402,19 @@ mod tests {
     }
 
     fn deleted(changes: &[TopologyChange]) -> Vec<&str> {
-        changes.iter().filter(|c| matches!(c, TopologyChange::Delete { .. })).map(TopologyChange::key).collect()
+        changes
+            .iter()
+            .filter(|c| matches!(c, TopologyChange::Delete { .. }))
+            .map(TopologyChange::key)
+            .collect()
     }
 
     fn upserted(changes: &[TopologyChange]) -> Vec<&str> {
-        changes.iter().filter(|c| matches!(c, TopologyChange::Upsert { .. })).map(TopologyChange::key).collect()
+        changes
+            .iter()
+            .filter(|c| matches!(c, TopologyChange::Upsert { .. }))
+            .map(TopologyChange::key)
+            .collect()
     }
 
     #[test]
@@ -315,13 +422,24 @@ mod tests {
         let mut assembler = SnapshotAssembler::default();
         let first = assembler.apply(&part((true, true), &["a", "b", "c"], &[], 100.0), (0, 1), 0);
         assert_eq!(upserted(&first).len(), 3);
-        let Some(TopologyChange::Upsert { component, .. }) = first.first() else { panic!() };
+        let Some(TopologyChange::Upsert { component, .. }) = first.first() else {
+            panic!()
+        };
         assert_eq!(component.identifiers, ["a", "urn:extra:a"]);
         assert_eq!(component.first_seen_ms, 100_000);
 
-        assert!(assembler.apply(&part((true, false), &["a"], &[], 200.0), (0, 2), 0).is_empty(), "unchanged");
+        assert!(
+            assembler
+                .apply(&part((true, false), &["a"], &[], 200.0), (0, 2), 0)
+                .is_empty(),
+            "unchanged"
+        );
         assert_eq!(assembler.open_snapshot_starts(), BTreeMap::from([(0, 2)]));
-        assert!(assembler.apply(&part((false, false), &["b"], &[], 200.0), (0, 3), 0).is_empty());
+        assert!(
+            assembler
+                .apply(&part((false, false), &["b"], &[], 200.0), (0, 3), 0)
+                .is_empty()
+        );
         let stop = assembler.apply(&part((false, true), &["d"], &[], 200.0), (0, 4), 0);
         assert_eq!(upserted(&stop), ["acme/kubernetes/demo/d"]);
         assert_eq!(deleted(&stop), ["acme/kubernetes/demo/c"]);
@@ -346,7 +464,11 @@ mod tests {
     fn delete_ids_delete_outside_snapshots_and_restore_rebuilds_state() {
         let mut assembler = SnapshotAssembler::default();
         let created = assembler.apply(&part((false, false), &["a", "b"], &[], 1.0), (0, 1), 0);
-        let gone = assembler.apply(&part((false, false), &[], &["a", "unknown"], 2.0), (0, 2), 0);
+        let gone = assembler.apply(
+            &part((false, false), &[], &["a", "unknown"], 2.0),
+            (0, 2),
+            0,
+        );
         assert_eq!(deleted(&gone), ["acme/kubernetes/demo/a"]);
 
         // A fresh assembler restored from the compacted topic acts the same.
@@ -370,7 +492,10 @@ mod tests {
         let mut other = part((true, true), &["x"], &[], 1.0);
         other.tenant = "globex".into();
         let changes = assembler.apply(&other, (1, 1), 0);
-        assert!(deleted(&changes).is_empty(), "another tenant's snapshot deletes nothing of acme");
+        assert!(
+            deleted(&changes).is_empty(),
+            "another tenant's snapshot deletes nothing of acme"
+        );
         assert_eq!(upserted(&changes), ["globex/kubernetes/demo/x"]);
     }
 }

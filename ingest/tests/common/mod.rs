@@ -213,7 +213,9 @@ impl IngestProcess {
         let port = free_port();
         let topic = unique("samples");
         let log = dir.0.join(format!("ingest-{port}.log"));
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ingest"));
+        let binary = option_env!("CARGO_BIN_EXE_ingest")
+            .expect("the ingest binary (only in ingest's own tests)");
+        let mut command = std::process::Command::new(binary);
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -327,4 +329,32 @@ pub fn samples_per_request(records: &[Record]) -> BTreeMap<String, usize> {
         }
     }
     counts
+}
+
+/// A snappy v1 body holding one series with `labels` and one sample at `timestamp`.
+pub fn v1_request_with(labels: &[(&str, &str)], timestamp: i64) -> Vec<u8> {
+    use proto::Message;
+    use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    let mut labels: Vec<Label> = labels
+        .iter()
+        .map(|(n, v)| Label {
+            name: n.to_string(),
+            value: v.to_string(),
+        })
+        .collect();
+    labels.sort_by(|a, b| a.name.cmp(&b.name));
+    let series = TimeSeries {
+        labels,
+        samples: vec![Sample {
+            value: 1.0,
+            timestamp,
+        }],
+        ..Default::default()
+    };
+    let raw = WriteRequest {
+        timeseries: vec![series],
+        metadata: vec![],
+    }
+    .encode_to_vec();
+    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
 }

@@ -1,0 +1,494 @@
+//! The join as a Kafka consumer of `metrics.samples` (consumer group
+//! `KAFKA_GROUP_ID`), producing to `metrics.bound` and `metrics.unbound`.
+//!
+//! At-least-once (default): a record's offset is stored only after its outputs
+//! are acknowledged, in consumption order, and never past a sample that still
+//! waits for its component; stored offsets are committed every second and
+//! before partitions move. Exactly-once (`EXACTLY_ONCE=true`): outputs and
+//! offsets go in one Kafka transaction per batch.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::join::{Destination, Joiner, Origin, Output};
+use crate::materializer::{RebalanceContext, now_ms, output_producer};
+use crate::metrics::{KindLabels, Metrics, ReasonLabels};
+use crate::output;
+use crate::topology_feed::{FeedEvent, consumer_config};
+
+/// Most records whose outputs may be unacknowledged at once (back-pressure).
+const MAX_IN_FLIGHT: usize = 10_000;
+
+type Acked = Pin<Box<dyn Future<Output = Result<(), KafkaError>> + Send>>;
+
+/// Outputs sent for one consumed record, or for released waiting samples.
+struct InFlight {
+    /// The consumed record this completes, if any.
+    consumed: Option<Origin>,
+    /// Waiting samples these outputs released: they hold their offsets back until acked.
+    released: Vec<Origin>,
+}
+
+/// Applies one topology change to the join's index.
+fn apply_feed(joiner: &mut Joiner, event: &FeedEvent) {
+    match event {
+        FeedEvent::Upsert { key, component } => joiner.upsert_component(key, component.clone()),
+        FeedEvent::Delete { key, deleted_ms } => joiner.delete_component(key, *deleted_ms),
+        FeedEvent::Loaded { .. } => {}
+    }
+}
+
+fn record_outputs(metrics: &Metrics, outputs: &[Output]) {
+    for output in outputs {
+        match output.destination {
+            Destination::Bound => {
+                metrics
+                    .records_produced
+                    .get_or_create(&KindLabels { kind: "bound" })
+                    .inc();
+            }
+            Destination::Unbound => {
+                metrics
+                    .records_produced
+                    .get_or_create(&KindLabels { kind: "unbound" })
+                    .inc();
+                if let Some(reason) = output.reason {
+                    metrics
+                        .unbound_points
+                        .get_or_create(&ReasonLabels {
+                            reason: output::reason_name(reason),
+                        })
+                        .inc_by(output.points as u64);
+                }
+            }
+        }
+    }
+}
+
+fn send_outputs(producer: &FutureProducer, settings: &Settings, outputs: Vec<Output>) -> Acked {
+    let content_type = settings.join.encoding.content_type();
+    let mut deliveries = Vec::with_capacity(outputs.len());
+    for output in &outputs {
+        let topic = match output.destination {
+            Destination::Bound => &settings.topics.bound,
+            Destination::Unbound => &settings.topics.unbound,
+        };
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "content-type",
+            value: Some(content_type),
+        });
+        let record = FutureRecord::to(topic)
+            .key(&output.key)
+            .payload(&output.payload)
+            .headers(headers);
+        // With message.timeout.ms=0 a record is retried until delivered; a full
+        // queue is back-pressure: wait for room rather than fail.
+        let mut record = record;
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((
+                    KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                    returned,
+                )) => {
+                    record = returned;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((error, _)) => {
+                    return Box::pin(async move { Err(error) });
+                }
+            }
+        }
+    }
+    Box::pin(async move {
+        for result in futures::future::join_all(deliveries).await {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(error),
+                Err(_) => return Err(KafkaError::Canceled),
+            }
+        }
+        Ok(())
+    })
+}
+
+fn tenant_and_type(message: &BorrowedMessage<'_>) -> (String, String) {
+    let mut tenant = String::new();
+    let mut content_type = String::new();
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            let value = String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned();
+            match header.key {
+                "tenant" => tenant = value,
+                "content-type" => content_type = value,
+                _ => {}
+            }
+        }
+    }
+    if tenant.is_empty() {
+        tenant = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+    }
+    (tenant, content_type)
+}
+
+/// Waits for the topology to be loaded into the joiner.
+pub async fn load_topology(
+    joiner: &mut Joiner,
+    feed: &mut UnboundedReceiver<Arc<FeedEvent>>,
+) -> Option<usize> {
+    loop {
+        let event = feed.recv().await?;
+        if let FeedEvent::Loaded { components, took } = &*event {
+            info!(components, took = ?took, "join index loaded");
+            return Some(*components);
+        }
+        apply_feed(joiner, &event);
+    }
+}
+
+fn update_gauges(metrics: &Metrics, joiner: &Joiner) {
+    metrics
+        .topology_components
+        .set(joiner.index().current_components() as i64);
+    metrics
+        .topology_identifiers
+        .set(joiner.index().identifiers() as i64);
+    metrics.pending_samples.set(joiner.pending_samples() as i64);
+    metrics.series_cache.set(joiner.cached_series() as i64);
+    metrics.bound_points.inner().store(
+        joiner.stats.bound_points,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    metrics.released_points.inner().store(
+        joiner.stats.released_points,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+fn samples_consumer(
+    settings: &Settings,
+    revoked: Arc<Mutex<Vec<i32>>>,
+) -> anyhow::Result<StreamConsumer<RebalanceContext>> {
+    let mut config = consumer_config(settings);
+    config
+        .set("group.id", &settings.group_id)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.offset.store", "false");
+    if settings.exactly_once {
+        config
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+    } else {
+        config
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000");
+    }
+    let consumer: StreamConsumer<RebalanceContext> = config
+        .create_with_context(RebalanceContext { revoked })
+        .context("creating the samples consumer")?;
+    consumer.subscribe(&[&settings.topics.samples])?;
+    Ok(consumer)
+}
+
+/// At-least-once join loop. Returns on shutdown after in-flight outputs are acknowledged.
+pub async fn run_at_least_once(
+    settings: Settings,
+    mut joiner: Joiner,
+    mut feed: UnboundedReceiver<Arc<FeedEvent>>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let producer = output_producer(&settings)?;
+    let revoked = Arc::new(Mutex::new(Vec::new()));
+    let consumer = samples_consumer(&settings, revoked.clone())?;
+    let topic = settings.topics.samples.clone();
+    let mut in_flight: FuturesOrdered<
+        Pin<Box<dyn Future<Output = (Result<(), KafkaError>, InFlight)> + Send>>,
+    > = FuturesOrdered::new();
+    // Released samples whose outputs are not acknowledged yet.
+    let mut released_floor: BTreeMap<Origin, usize> = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last_purge = Instant::now();
+
+    let queue = |in_flight: &mut FuturesOrdered<_>, acked: Acked, entry: InFlight| {
+        in_flight.push_back(Box::pin(async move { (acked.await, entry) })
+            as Pin<Box<dyn Future<Output = _> + Send>>);
+    };
+
+    loop {
+        let saturated = in_flight.len() >= MAX_IN_FLIGHT;
+        tokio::select! {
+            biased;
+            _ = shutdown.changed() => break,
+            Some((result, entry)) = in_flight.next(), if !in_flight.is_empty() => {
+                result.context("producing join outputs")?;
+                for origin in &entry.released {
+                    if let Some(count) = released_floor.get_mut(origin) {
+                        *count -= 1;
+                        if *count == 0 {
+                            released_floor.remove(origin);
+                        }
+                    }
+                }
+                if let Some(origin) = entry.consumed {
+                    let mut safe = origin.offset + 1;
+                    if let Some(pending) = joiner.pending_floor().get(&origin.partition) {
+                        safe = safe.min(*pending);
+                    }
+                    if let Some((held, _)) = released_floor.iter().find(|(o, _)| o.partition == origin.partition) {
+                        safe = safe.min(held.offset);
+                    }
+                    let _ = consumer.store_offset(&topic, origin.partition, safe);
+                }
+            }
+            event = feed.recv() => {
+                let Some(event) = event else {
+                    anyhow::bail!("the topology feed stopped");
+                };
+                apply_feed(&mut joiner, &event);
+                // Apply whatever else is queued, then release in one go.
+                while let Ok(more) = feed.try_recv() {
+                    apply_feed(&mut joiner, &more);
+                }
+                let released = joiner.release_pending();
+                if !released.is_empty() {
+                    let origins: Vec<Origin> = released.iter().filter_map(|o| o.origin).collect();
+                    for origin in &origins {
+                        *released_floor.entry(*origin).or_default() += 1;
+                    }
+                    record_outputs(&metrics, &released);
+                    let acked = send_outputs(&producer, &settings, released);
+                    queue(&mut in_flight, acked, InFlight { consumed: None, released: origins });
+                }
+            }
+            _ = tick.tick() => {
+                let expired = joiner.expire_pending(now_ms());
+                if !expired.is_empty() {
+                    let origins: Vec<Origin> = expired.iter().filter_map(|o| o.origin).collect();
+                    for origin in &origins {
+                        *released_floor.entry(*origin).or_default() += 1;
+                    }
+                    record_outputs(&metrics, &expired);
+                    let acked = send_outputs(&producer, &settings, expired);
+                    queue(&mut in_flight, acked, InFlight { consumed: None, released: origins });
+                }
+                if last_purge.elapsed() > Duration::from_secs(60) {
+                    joiner.purge_history();
+                    last_purge = Instant::now();
+                }
+                update_gauges(&metrics, &joiner);
+            }
+            message = consumer.recv(), if !saturated => {
+                let message = match message {
+                    Ok(message) => message,
+                    Err(error) => {
+                        warn!(%error, "reading metrics.samples");
+                        continue;
+                    }
+                };
+                let gone: Vec<i32> = std::mem::take(&mut *revoked.lock().expect("revoked lock"));
+                if !gone.is_empty() {
+                    joiner.forget_partitions(&gone);
+                }
+                metrics.records_consumed.get_or_create(&KindLabels { kind: "samples" }).inc();
+                let origin = Origin { partition: message.partition(), offset: message.offset() };
+                let (tenant, content_type) = tenant_and_type(&message);
+                let outputs = match joiner.process(&tenant, &content_type, message.payload().unwrap_or_default(), origin, now_ms()) {
+                    Ok(outputs) => outputs,
+                    Err(error) => {
+                        // A record we cannot read must not stop the partition: count it and move on.
+                        warn!(%error, partition = origin.partition, offset = origin.offset, "skipping an unreadable samples record");
+                        metrics.records_skipped.get_or_create(&ReasonLabels { reason: "invalid_samples_record" }).inc();
+                        Vec::new()
+                    }
+                };
+                record_outputs(&metrics, &outputs);
+                // Samples evicted from the pending buffer ride along: hold their offsets too.
+                let evicted: Vec<Origin> = outputs.iter().filter_map(|o| o.origin).collect();
+                for held in &evicted {
+                    *released_floor.entry(*held).or_default() += 1;
+                }
+                let acked = send_outputs(&producer, &settings, outputs);
+                queue(&mut in_flight, acked, InFlight { consumed: Some(origin), released: evicted });
+            }
+        }
+    }
+
+    info!(in_flight = in_flight.len(), "join draining");
+    let deadline = tokio::time::sleep(settings.shutdown_timeout);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => {
+                warn!("shutdown timeout: outputs still unacknowledged; their records will be read again");
+                break;
+            }
+            next = in_flight.next() => {
+                let Some((result, entry)) = next else { break };
+                if result.is_err() {
+                    break;
+                }
+                if let Some(origin) = entry.consumed {
+                    let mut safe = origin.offset + 1;
+                    if let Some(pending) = joiner.pending_floor().get(&origin.partition) {
+                        safe = safe.min(*pending);
+                    }
+                    let _ = consumer.store_offset(&topic, origin.partition, safe);
+                }
+            }
+        }
+    }
+    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+        warn!(%error, "final commit");
+    }
+    let _ = producer.flush(Duration::from_secs(5));
+    Ok(())
+}
+
+/// Exactly-once join loop: batches of records, their outputs and their offsets in one transaction.
+pub async fn run_exactly_once(
+    settings: Settings,
+    mut joiner: Joiner,
+    mut feed: UnboundedReceiver<Arc<FeedEvent>>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+    instance_id: String,
+) -> anyhow::Result<()> {
+    let mut config = consumer_config(&settings);
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5")
+        .set(
+            "transactional.id",
+            format!("{}-{instance_id}", settings.transactional_id_prefix),
+        )
+        .set("transaction.timeout.ms", "60000");
+    let producer: FutureProducer = config
+        .create()
+        .context("creating the transactional producer")?;
+    let txn_timeout = Duration::from_secs(30);
+    tokio::task::block_in_place(|| producer.init_transactions(txn_timeout))
+        .context("init_transactions")?;
+    let revoked = Arc::new(Mutex::new(Vec::new()));
+    let consumer = samples_consumer(&settings, revoked.clone())?;
+    let topic = settings.topics.samples.clone();
+
+    while !*shutdown.borrow() {
+        tokio::task::block_in_place(|| producer.begin_transaction())
+            .context("begin_transaction")?;
+        let mut batch: VecDeque<Acked> = VecDeque::new();
+        let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
+        let batch_end = Instant::now() + Duration::from_millis(100);
+        let mut records = 0usize;
+        while Instant::now() < batch_end && records < 5_000 {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tokio::time::sleep_until(batch_end.into()) => break,
+                event = feed.recv() => {
+                    let Some(event) = event else {
+                        anyhow::bail!("the topology feed stopped");
+                    };
+                    apply_feed(&mut joiner, &event);
+                    let released = joiner.release_pending();
+                    record_outputs(&metrics, &released);
+                    batch.push_back(send_outputs(&producer, &settings, released));
+                }
+                message = consumer.recv() => {
+                    let Ok(message) = message else { continue };
+                    let gone: Vec<i32> = std::mem::take(&mut *revoked.lock().expect("revoked lock"));
+                    if !gone.is_empty() {
+                        joiner.forget_partitions(&gone);
+                        next_offsets.retain(|p, _| !gone.contains(p));
+                    }
+                    records += 1;
+                    metrics.records_consumed.get_or_create(&KindLabels { kind: "samples" }).inc();
+                    let origin = Origin { partition: message.partition(), offset: message.offset() };
+                    let (tenant, content_type) = tenant_and_type(&message);
+                    let outputs = joiner
+                        .process(&tenant, &content_type, message.payload().unwrap_or_default(), origin, now_ms())
+                        .unwrap_or_else(|error| {
+                            warn!(%error, "skipping an unreadable samples record");
+                            metrics.records_skipped.get_or_create(&ReasonLabels { reason: "invalid_samples_record" }).inc();
+                            Vec::new()
+                        });
+                    record_outputs(&metrics, &outputs);
+                    batch.push_back(send_outputs(&producer, &settings, outputs));
+                    next_offsets.insert(origin.partition, origin.offset + 1);
+                }
+            }
+        }
+        let expired = joiner.expire_pending(now_ms());
+        record_outputs(&metrics, &expired);
+        batch.push_back(send_outputs(&producer, &settings, expired));
+        let mut failed = None;
+        for acked in batch {
+            if let Err(error) = acked.await {
+                failed = Some(error);
+            }
+        }
+        let mut offsets = TopicPartitionList::new();
+        let floor = joiner.pending_floor();
+        for (partition, next) in &next_offsets {
+            let safe = floor
+                .get(partition)
+                .map_or(*next, |pending| (*pending).min(*next));
+            offsets.add_partition_offset(&topic, *partition, Offset::Offset(safe))?;
+        }
+        let committed = match failed {
+            Some(error) => Err(error),
+            None => tokio::task::block_in_place(|| {
+                if offsets.count() > 0 {
+                    let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
+                    producer.send_offsets_to_transaction(&offsets, &group, txn_timeout)?;
+                }
+                producer.commit_transaction(txn_timeout)
+            }),
+        };
+        if let Err(error) = committed {
+            warn!(%error, "transaction failed, aborting and reading the batch again");
+            metrics.transactions_aborted.inc();
+            tokio::task::block_in_place(|| producer.abort_transaction(txn_timeout))
+                .context("abort_transaction")?;
+            // Waiting samples of the aborted batch will be read again: drop ours.
+            let partitions: Vec<i32> = next_offsets.keys().copied().collect();
+            joiner.forget_partitions(&partitions);
+            let committed =
+                tokio::task::block_in_place(|| consumer.committed(Duration::from_secs(10)))?;
+            for element in committed.elements() {
+                let offset = match element.offset() {
+                    Offset::Invalid => Offset::Beginning,
+                    other => other,
+                };
+                let _ = consumer.seek(
+                    element.topic(),
+                    element.partition(),
+                    offset,
+                    Duration::from_secs(10),
+                );
+            }
+        }
+        update_gauges(&metrics, &joiner);
+    }
+    Ok(())
+}

@@ -1,0 +1,245 @@
+//! The whole pipeline against the real broker: ingest (in-process), the
+//! correlator (its own process), real Prometheus traffic and an agent snapshot.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use proto::Message;
+use proto::prometheus::WriteRequest;
+use proto::records::{BoundSeries, UnboundReason, UnboundSeries};
+use support::kafka::TempDir;
+use support::{Correlator, Topics, eventually, ingest_app};
+
+const POD: &str = "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p";
+const CONTAINER: &str =
+    "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p:container/node-exporter";
+
+fn component(id: &str, kind: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({"externalId": id, "type": {"name": kind}, "data": {"name": name, "tags": {"cluster-name": "demo-cluster"}}})
+}
+
+/// The demo cluster's snapshot in three parts, as the agent splits one.
+fn demo_snapshot(collection_timestamp: i64) -> serde_json::Value {
+    let instance = serde_json::json!({"type": "kubernetes", "url": "demo-cluster"});
+    serde_json::json!({
+        "collection_timestamp": collection_timestamp,
+        "internalHostname": "agent",
+        "topologies": [
+            {"start_snapshot": true, "stop_snapshot": false, "instance": instance,
+             "components": [component("urn:cluster:/kubernetes:demo-cluster", "cluster", "demo-cluster"),
+                            component("urn:kubernetes:/demo-cluster:node/demo-node-1", "node", "demo-node-1")]},
+            {"start_snapshot": false, "stop_snapshot": false, "instance": instance,
+             "components": [component(POD, "pod", "node-exporter-x7k2p")]},
+            {"start_snapshot": false, "stop_snapshot": true, "instance": instance,
+             "components": [component(CONTAINER, "container", "node-exporter")]}
+        ]
+    })
+}
+
+/// Samples per job in the fixtures, and the earliest timestamp.
+fn fixture_facts() -> (BTreeMap<String, usize>, i64) {
+    let mut per_job = BTreeMap::new();
+    let mut earliest = i64::MAX;
+    for (_, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        for series in WriteRequest::decode(raw.as_slice()).unwrap().timeseries {
+            let job = series
+                .labels
+                .iter()
+                .find(|l| l.name == "job")
+                .map(|l| l.value.clone())
+                .unwrap_or_default();
+            *per_job.entry(job).or_default() += series.samples.len();
+            earliest = earliest.min(
+                series
+                    .samples
+                    .iter()
+                    .map(|s| s.timestamp)
+                    .min()
+                    .unwrap_or(i64::MAX),
+            );
+        }
+    }
+    (per_job, earliest)
+}
+
+#[actix_web::test]
+async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
+    let dir = TempDir::new();
+    let topics = Topics::fresh();
+    let state = support::ingest(&dir, &topics, 4).await;
+    let app = ingest_app!(state);
+    let correlator = Correlator::start(
+        &dir,
+        &topics,
+        &support::unique("group"),
+        &[("PENDING_GRACE_MS", "5000")],
+    );
+
+    let (per_job, earliest) = fixture_facts();
+    support::post_topology(&app, &demo_snapshot(earliest / 1000 - 60)).await;
+    let topology = topics.topology.clone();
+    eventually(
+        Duration::from_secs(60),
+        "4 components materialized",
+        move || {
+            (support::compacted_view(&topology)
+                .values()
+                .flatten()
+                .count()
+                == 4)
+                .then_some(())
+        },
+    )
+    .await;
+    // The join has the components before the samples come.
+    eventually(Duration::from_secs(30), "join index", {
+        let url = correlator.url("/metrics");
+        move || {
+            let out = std::process::Command::new("curl")
+                .args(["-fs", &url])
+                .output()
+                .ok()?;
+            String::from_utf8_lossy(&out.stdout)
+                .contains("correlator_topology_components 4")
+                .then_some(())
+        }
+    })
+    .await;
+
+    for (_, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
+        support::post_samples(&app, body).await;
+    }
+
+    let node_samples = per_job["node"];
+    let prometheus_samples = per_job["prometheus"];
+    assert_eq!(
+        node_samples + prometheus_samples,
+        20_000,
+        "jobs in the fixtures: {per_job:?}"
+    );
+    let (bound, unbound) = (topics.bound.clone(), topics.unbound.clone());
+    let (per_component, per_reason) =
+        eventually(Duration::from_secs(90), "every sample joined", move || {
+            let mut per_component: BTreeMap<String, usize> = BTreeMap::new();
+            for record in support::read_all(&bound) {
+                let series = BoundSeries::decode(record.payload.as_slice()).unwrap();
+                let job = series
+                    .labels
+                    .iter()
+                    .find(|l| l.name == "job")
+                    .unwrap()
+                    .value
+                    .clone();
+                assert_eq!(job, "node");
+                assert_eq!(series.tenant, "alpha");
+                let component = series.component.unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(record.key.as_deref().unwrap()),
+                    format!("alpha/{}", component.external_id)
+                );
+                *per_component.entry(component.external_id).or_default() += series.samples.len();
+            }
+            let mut per_reason: BTreeMap<i32, usize> = BTreeMap::new();
+            for record in support::read_all(&unbound) {
+                let series = UnboundSeries::decode(record.payload.as_slice()).unwrap();
+                *per_reason.entry(series.reason).or_default() += series.samples.len();
+            }
+            let bound_total: usize = per_component.values().sum();
+            let unbound_total: usize = per_reason.values().sum();
+            (bound_total >= 2 * node_samples && unbound_total >= prometheus_samples)
+                .then_some((per_component, per_reason))
+        })
+        .await;
+    assert_eq!(
+        per_component,
+        BTreeMap::from([
+            (CONTAINER.to_string(), node_samples),
+            (POD.to_string(), node_samples)
+        ])
+    );
+    assert_eq!(
+        per_reason,
+        BTreeMap::from([(UnboundReason::MissingLabel as i32, prometheus_samples)])
+    );
+    drop(correlator);
+}
+
+#[actix_web::test]
+async fn a_custom_bindings_file_replaces_the_defaults_and_a_broken_one_stops_the_start() {
+    let dir = TempDir::new();
+    let topics = Topics::fresh();
+    let state = support::ingest(&dir, &topics, 2).await;
+    let app = ingest_app!(state);
+    let bindings = dir.write(
+        "bindings.toml",
+        "[[rules]]\nname = \"checkout-service\"\ntemplate = \"urn:service:/${service_name}:${env|environment}\"\n",
+    );
+    let _correlator = Correlator::start(
+        &dir,
+        &topics,
+        &support::unique("group"),
+        &[
+            ("BINDINGS_FILE", bindings.to_str().unwrap()),
+            ("OUTPUT_ENCODING", "json"),
+        ],
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let snapshot = serde_json::json!({"collection_timestamp": now / 1000 - 60, "topologies": [{
+        "start_snapshot": true, "stop_snapshot": true, "instance": {"type": "services", "url": "shop"},
+        "components": [{"externalId": "checkout", "type": {"name": "service"},
+                        "data": {"name": "checkout", "identifiers": ["urn:service:/checkout:prod"]}}]}]});
+    support::post_topology(&app, &snapshot).await;
+    let topology = topics.topology.clone();
+    eventually(
+        Duration::from_secs(60),
+        "component materialized",
+        move || (support::compacted_view(&topology).len() == 1).then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let body = support::kafka::v1_request_with(
+        &[
+            ("__name__", "http_requests_total"),
+            ("service_name", "checkout"),
+            ("env", "prod"),
+        ],
+        now,
+    );
+    support::post_samples(&app, body).await;
+    let bound = topics.bound.clone();
+    let record = eventually(Duration::from_secs(60), "a bound record", move || {
+        support::read_all(&bound).into_iter().next()
+    })
+    .await;
+    let json: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
+    assert_eq!(json["component"]["externalId"], "checkout");
+    assert_eq!(json["component"]["rule"], "checkout-service");
+    assert_eq!(
+        json["component"]["identifier"],
+        "urn:service:/checkout:prod"
+    );
+    assert_eq!(json["samples"][0]["timestamp"], now);
+
+    // A Kubernetes series finds no rule now: the defaults are gone.
+    let broken = dir.write(
+        "broken.toml",
+        "[[rules]]\nname = \"bad-rule\"\ntemplate = \"urn:x:/${unclosed\"\n",
+    );
+    let mut failing = Correlator::spawn(
+        &dir,
+        &Topics::fresh(),
+        "g",
+        &[("BINDINGS_FILE", broken.to_str().unwrap())],
+    );
+    let status = failing.child.wait().unwrap();
+    assert!(!status.success());
+    let log = failing.log_text();
+    assert!(log.contains("bad-rule"), "the error names the rule: {log}");
+    failing.kill();
+}

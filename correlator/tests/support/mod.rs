@@ -1,0 +1,260 @@
+//! The pipeline around the correlator for tests: ingest in-process on the real
+//! route table, the correlator as its own process, topics of the test's own.
+
+#![allow(dead_code)]
+
+#[path = "../../../ingest/tests/common/mod.rs"]
+pub mod kafka;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::{test, web};
+use ingest::state::AppState;
+use kafka::TempDir;
+
+pub use kafka::{KEY_A, read_all, unique};
+
+/// The five topics of one test.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    pub samples: String,
+    pub topology_raw: String,
+    pub topology: String,
+    pub bound: String,
+    pub unbound: String,
+}
+
+impl Topics {
+    pub fn fresh() -> Topics {
+        Topics {
+            samples: unique("samples"),
+            topology_raw: unique("topology-raw"),
+            topology: unique("topology"),
+            bound: unique("bound"),
+            unbound: unique("unbound"),
+        }
+    }
+}
+
+/// Ingest's shared state writing to `topics`, ready.
+pub async fn ingest(dir: &TempDir, topics: &Topics, partitions: i32) -> web::Data<AppState> {
+    let keys = kafka::keys_file(dir, "");
+    let samples = topics.samples.clone();
+    let raw = topics.topology_raw.clone();
+    kafka::ready_state(kafka::settings(keys, move |options| {
+        options.topic_samples = Some(samples);
+        options.topic_topology_raw = Some(raw);
+        options.topic_partitions = Some(partitions);
+    }))
+    .await
+}
+
+pub async fn post(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, String) {
+    let mut request = test::TestRequest::post().uri(uri);
+    for (name, value) in headers {
+        request = request.insert_header((*name, *value));
+    }
+    let response = test::call_service(app, request.set_payload(body).to_request()).await;
+    let status = response.status();
+    let body = test::read_body(response).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+macro_rules! ingest_app {
+    ($state:expr) => {
+        actix_web::test::init_service(
+            actix_web::App::new()
+                .app_data($state.clone())
+                .configure(ingest::routes::configure),
+        )
+        .await
+    };
+}
+pub(crate) use ingest_app;
+
+/// Posts a topology payload the way the agent does (api_key in the query).
+pub async fn post_topology(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+    payload: &serde_json::Value,
+) {
+    let uri = format!("/receiver/stsAgent/intake?api_key={KEY_A}");
+    let (status, body) = post(
+        app,
+        &uri,
+        &[("content-type", "application/json")],
+        payload.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Posts a snappy v1 body with the sts-api-key header.
+pub async fn post_samples(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+    body: Vec<u8>,
+) {
+    let headers = [
+        ("sts-api-key", KEY_A),
+        ("content-type", "application/x-protobuf"),
+    ];
+    let (status, text) = post(app, "/api/v1/write", &headers, body).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+}
+
+/// The correlator binary running as its own process.
+pub struct Correlator {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Correlator {
+    pub fn start(
+        dir: &TempDir,
+        topics: &Topics,
+        group: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Correlator {
+        let correlator = Correlator::spawn(dir, topics, group, extra_env);
+        correlator.wait_ready(Duration::from_secs(90));
+        correlator
+    }
+
+    pub fn spawn(
+        dir: &TempDir,
+        topics: &Topics,
+        group: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Correlator {
+        let port = kafka::free_port();
+        let log = dir.0.join(format!("correlator-{port}.log"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_correlator"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KAFKA_BROKERS", kafka::brokers())
+            .env("CORRELATOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("KAFKA_GROUP_ID", group)
+            .env("TOPIC_SAMPLES", &topics.samples)
+            .env("TOPIC_TOPOLOGY_RAW", &topics.topology_raw)
+            .env("TOPIC_TOPOLOGY", &topics.topology)
+            .env("TOPIC_BOUND", &topics.bound)
+            .env("TOPIC_UNBOUND", &topics.unbound)
+            .env("TOPIC_PARTITIONS", "4")
+            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::options().append(true).open(&log).unwrap());
+        for (name, value) in extra_env {
+            command.env(name, value);
+        }
+        let child = command.spawn().unwrap();
+        Correlator { child, port, log }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let ready = Command::new("curl")
+                .args(["-fs", "-o", "/dev/null", &self.url("/readyz")])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "correlator not ready; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A metric's value from `/metrics` (summed over its label sets matching `filter`).
+    pub fn metric(&self, name: &str, filter: &str) -> f64 {
+        let output = Command::new("curl")
+            .args(["-fs", &self.url("/metrics")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| line.starts_with(name) && line.contains(filter))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Correlator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The latest value per key of a compacted topic (None for a tombstone).
+pub fn compacted_view(topic: &str) -> BTreeMap<String, Option<Vec<u8>>> {
+    let mut records = read_all(topic);
+    records.sort_by_key(|r| (r.partition, r.offset));
+    let mut view = BTreeMap::new();
+    for record in records {
+        let key = String::from_utf8_lossy(record.key.as_deref().unwrap_or_default()).into_owned();
+        let value = if record.payload.is_empty() {
+            None
+        } else {
+            Some(record.payload)
+        };
+        view.insert(key, value);
+    }
+    view
+}
+
+/// Polls `check` on a blocking thread until it holds or `within` passes.
+pub async fn eventually<T: Send + 'static>(
+    within: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T> + Send + 'static,
+) -> T {
+    let what = what.to_string();
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+    .await
+    .unwrap()
+}
