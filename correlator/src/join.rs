@@ -76,7 +76,7 @@ pub enum JoinError {
 #[derive(Debug, Clone)]
 enum Point {
     Sample(Sample),
-    Histogram(Histogram),
+    Histogram(Box<Histogram>),
 }
 
 impl Point {
@@ -283,7 +283,11 @@ impl Joiner {
             let points: Vec<Point> = samples
                 .into_iter()
                 .map(Point::Sample)
-                .chain(histograms.into_iter().map(Point::Histogram))
+                .chain(
+                    histograms
+                        .into_iter()
+                        .map(|h| Point::Histogram(Box::new(h))),
+                )
                 .collect();
             if points.is_empty() {
                 continue;
@@ -404,7 +408,7 @@ impl Joiner {
                 }
                 let (samples, histograms) = match point {
                     Point::Sample(sample) => (vec![*sample], Vec::new()),
-                    Point::Histogram(histogram) => (Vec::new(), vec![histogram.clone()]),
+                    Point::Histogram(histogram) => (Vec::new(), vec![(**histogram).clone()]),
                 };
                 groups.push(BoundGroup {
                     component: component.clone(),
@@ -559,6 +563,7 @@ impl Joiner {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn emit_unbound(
         &mut self,
         tenant: &str,
@@ -574,7 +579,7 @@ impl Joiner {
         for point in points {
             match point {
                 Point::Sample(sample) => samples.push(sample),
-                Point::Histogram(histogram) => histograms.push(histogram),
+                Point::Histogram(histogram) => histograms.push(*histogram),
             }
         }
         let count = samples.len() + histograms.len();

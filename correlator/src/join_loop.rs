@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use crate::config::Settings;
 use crate::join::{Destination, Joiner, Origin, Output};
-use crate::materializer::{RebalanceContext, now_ms, output_producer};
+use crate::materializer::{RebalanceContext, now_ms, output_producer, store_next_offset};
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::output;
 use crate::topology_feed::{FeedEvent, consumer_config};
@@ -36,6 +36,8 @@ use crate::topology_feed::{FeedEvent, consumer_config};
 const MAX_IN_FLIGHT: usize = 10_000;
 
 type Acked = Pin<Box<dyn Future<Output = Result<(), KafkaError>> + Send>>;
+/// An [`Acked`] with what it completes.
+type Completion = Pin<Box<dyn Future<Output = (Result<(), KafkaError>, InFlight)> + Send>>;
 
 /// Outputs sent for one consumed record, or for released waiting samples.
 struct InFlight {
@@ -48,7 +50,7 @@ struct InFlight {
 /// Applies one topology change to the join's index.
 fn apply_feed(joiner: &mut Joiner, event: &FeedEvent) {
     match event {
-        FeedEvent::Upsert { key, component } => joiner.upsert_component(key, component.clone()),
+        FeedEvent::Upsert { key, component } => joiner.upsert_component(key, (**component).clone()),
         FeedEvent::Delete { key, deleted_ms } => joiner.delete_component(key, *deleted_ms),
         FeedEvent::Loaded { .. } => {}
     }
@@ -221,17 +223,14 @@ pub async fn run_at_least_once(
     let revoked = Arc::new(Mutex::new(Vec::new()));
     let consumer = samples_consumer(&settings, revoked.clone())?;
     let topic = settings.topics.samples.clone();
-    let mut in_flight: FuturesOrdered<
-        Pin<Box<dyn Future<Output = (Result<(), KafkaError>, InFlight)> + Send>>,
-    > = FuturesOrdered::new();
+    let mut in_flight: FuturesOrdered<Completion> = FuturesOrdered::new();
     // Released samples whose outputs are not acknowledged yet.
     let mut released_floor: BTreeMap<Origin, usize> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let mut last_purge = Instant::now();
 
     let queue = |in_flight: &mut FuturesOrdered<_>, acked: Acked, entry: InFlight| {
-        in_flight.push_back(Box::pin(async move { (acked.await, entry) })
-            as Pin<Box<dyn Future<Output = _> + Send>>);
+        in_flight.push_back(Box::pin(async move { (acked.await, entry) }) as Completion);
     };
 
     loop {
@@ -257,7 +256,7 @@ pub async fn run_at_least_once(
                     if let Some((held, _)) = released_floor.iter().find(|(o, _)| o.partition == origin.partition) {
                         safe = safe.min(held.offset);
                     }
-                    let _ = consumer.store_offset(&topic, origin.partition, safe);
+                    store_next_offset(&consumer, &topic, origin.partition, safe);
                 }
             }
             event = feed.recv() => {
@@ -352,7 +351,7 @@ pub async fn run_at_least_once(
                     if let Some(pending) = joiner.pending_floor().get(&origin.partition) {
                         safe = safe.min(*pending);
                     }
-                    let _ = consumer.store_offset(&topic, origin.partition, safe);
+                    store_next_offset(&consumer, &topic, origin.partition, safe);
                 }
             }
         }

@@ -10,16 +10,16 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::future::join_all;
 use proto::Message;
-use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Settings;
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
@@ -46,6 +46,27 @@ impl ConsumerContext for RebalanceContext {
                 .map(|e| e.partition())
                 .collect();
             self.revoked.lock().expect("revoked lock").extend(ids);
+        }
+    }
+}
+
+/// Stores `next` as the offset to resume `partition` from (the next record to
+/// read). rdkafka's `store_offset` would add one to it, as librdkafka's legacy
+/// call does; a list of exact offsets says what it means.
+pub fn store_next_offset<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+    partition: i32,
+    next: i64,
+) {
+    let mut offsets = TopicPartitionList::new();
+    if offsets
+        .add_partition_offset(topic, partition, Offset::Offset(next))
+        .is_ok()
+    {
+        if let Err(error) = consumer.store_offsets(&offsets) {
+            // A partition that moved to another member cannot be stored: its new owner reads again.
+            debug!(%error, partition, "storing offset");
         }
     }
 }
@@ -147,7 +168,15 @@ pub async fn run(
                 metrics.records_consumed.get_or_create(&KindLabels { kind: "topology_raw" }).inc();
                 let (partition, offset) = (message.partition(), message.offset());
                 let changes = match message.payload().map(serde_json::from_slice::<TopologyPart>) {
-                    Some(Ok(part)) => assembler.apply(&part, (partition, offset), now_ms()),
+                    Some(Ok(part)) => {
+                        let changes = assembler.apply(&part, (partition, offset), now_ms());
+                        debug!(
+                            tenant = %part.tenant, instance = %part.instance.url, partition, offset,
+                            start = part.start_snapshot, stop = part.stop_snapshot, changes = changes.len(),
+                            "topology part applied"
+                        );
+                        changes
+                    }
                     Some(Err(error)) => {
                         warn!(%error, partition, offset, "skipping an unreadable topology part");
                         metrics.records_skipped.get_or_create(&ReasonLabels { reason: "invalid_topology_part" }).inc();
@@ -159,9 +188,7 @@ pub async fn run(
                 publish_changes(&producer, &topology_topic, &changes, timestamp, &metrics).await?;
                 let open_start = assembler.open_snapshot_starts().get(&partition).copied();
                 let safe = open_start.map_or(offset + 1, |start| start.min(offset + 1));
-                if let Err(error) = consumer.store_offset(message.topic(), partition, safe) {
-                    warn!(%error, partition, "storing offset");
-                }
+                store_next_offset(&consumer, message.topic(), partition, safe);
             }
         }
     }
@@ -196,7 +223,7 @@ async fn publish_changes(
         }
         metrics
             .topology_changes
-            .get_or_create(&KindLabels { kind: *kind })
+            .get_or_create(&KindLabels { kind })
             .inc();
         deliveries.push(producer.send(record, rdkafka::util::Timeout::Never));
     }

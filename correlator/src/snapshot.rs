@@ -59,8 +59,13 @@ pub struct TypeName {
 /// A change to `topology.components`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TopologyChange {
-    Upsert { key: String, component: Component },
-    Delete { key: String },
+    Upsert {
+        key: String,
+        component: Box<Component>,
+    },
+    Delete {
+        key: String,
+    },
 }
 
 impl TopologyChange {
@@ -187,7 +192,10 @@ impl SnapshotAssembler {
                 Some(live) => {
                     live.content_hash = hash;
                     component.first_seen_ms = live.first_seen_ms;
-                    changes.push(TopologyChange::Upsert { key, component });
+                    changes.push(TopologyChange::Upsert {
+                        key,
+                        component: Box::new(component),
+                    });
                 }
                 None => {
                     state.live.insert(
@@ -198,7 +206,10 @@ impl SnapshotAssembler {
                             content_hash: hash,
                         },
                     );
-                    changes.push(TopologyChange::Upsert { key, component });
+                    changes.push(TopologyChange::Upsert {
+                        key,
+                        component: Box::new(component),
+                    });
                 }
             }
         }

@@ -22,7 +22,7 @@ use crate::config::Settings;
 pub enum FeedEvent {
     Upsert {
         key: String,
-        component: Component,
+        component: Box<Component>,
     },
     Delete {
         key: String,
@@ -150,7 +150,10 @@ pub fn run(
             Some(payload) => match Component::decode(payload) {
                 Ok(component) => {
                     components += 1;
-                    send(FeedEvent::Upsert { key, component });
+                    send(FeedEvent::Upsert {
+                        key,
+                        component: Box::new(component),
+                    });
                 }
                 Err(error) => warn!(%error, %key, "skipping an unreadable component record"),
             },

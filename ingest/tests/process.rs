@@ -37,7 +37,13 @@ async fn send(
 async fn a_real_prometheus_writes_with_basic_auth() {
     let dir = TempDir::new();
     let keys = common::keys_file(&dir, "");
-    let ingest = IngestProcess::start(&dir, &keys, &common::brokers(), &[]);
+    let ingest = IngestProcess::start(
+        env!("CARGO_BIN_EXE_ingest"),
+        &dir,
+        &keys,
+        &common::brokers(),
+        &[],
+    );
     let prometheus_port = common::free_port();
     let config = dir.write(
         "prometheus.yml",
@@ -152,7 +158,13 @@ async fn kafka_down_means_503_in_time_and_retries_land_exactly_once() {
     let broker = PrivateBroker::start();
     let brokers = format!("127.0.0.1:{}", broker.port);
     let request_timeout = Duration::from_millis(3000);
-    let ingest = IngestProcess::start(&dir, &keys, &brokers, &[("REQUEST_TIMEOUT_MS", "3000")]);
+    let ingest = IngestProcess::start(
+        env!("CARGO_BIN_EXE_ingest"),
+        &dir,
+        &keys,
+        &brokers,
+        &[("REQUEST_TIMEOUT_MS", "3000")],
+    );
     let client = client();
 
     assert_eq!(
@@ -224,6 +236,7 @@ async fn sigterm_under_load_answers_in_flight_requests_and_loses_nothing() {
     let dir = TempDir::new();
     let keys = common::keys_file(&dir, "");
     let mut ingest = IngestProcess::start(
+        env!("CARGO_BIN_EXE_ingest"),
         &dir,
         &keys,
         &common::brokers(),

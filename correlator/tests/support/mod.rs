@@ -151,7 +151,10 @@ impl Correlator {
             .env("TOPIC_BOUND", &topics.bound)
             .env("TOPIC_UNBOUND", &topics.unbound)
             .env("TOPIC_PARTITIONS", "4")
-            .env("RUST_LOG", "info,librdkafka=warn,rdkafka=warn")
+            .env(
+                "RUST_LOG",
+                "info,correlator=debug,librdkafka=warn,rdkafka=warn",
+            )
             .stdout(std::fs::File::create(&log).unwrap())
             .stderr(std::fs::File::options().append(true).open(&log).unwrap());
         for (name, value) in extra_env {
