@@ -28,7 +28,7 @@ fmt:
 ## The pipeline locally: Kafka, ingest with a development key, and a real
 ## Prometheus remote-writing into it. Ctrl-C stops everything.
 run: deps
-	$(CARGO) build --release --bin ingest
+	$(CARGO) build --release --bin ingest --bin correlator
 	scripts/run-local.sh
 
 kafka-start:

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `make run`: Kafka, ingest with a development key, and a real Prometheus
-# scraping itself and ingest and remote-writing into ingest with basic auth.
+# `make run`: the whole pipeline locally. Kafka, ingest with a development key,
+# the correlator, a sample Kubernetes topology posted to the intake, and a real
+# Prometheus scraping the three services (labelled as the pods of that
+# topology) and remote-writing into ingest with basic auth.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEV="$REPO/target/dev"
@@ -8,6 +10,7 @@ mkdir -p "$DEV"
 
 DEV_KEY="dev-api-key-0123456789"
 INGEST_PORT="${INGEST_PORT:-8080}"
+CORRELATOR_PORT="${CORRELATOR_PORT:-8081}"
 PROMETHEUS_PORT="${PROMETHEUS_PORT:-19090}"
 export KAFKA_BROKERS="${KAFKA_BROKERS:-127.0.0.1:${KAFKA_PORT:-9092}}"
 
@@ -22,13 +25,21 @@ global:
   scrape_interval: 5s
   external_labels:
     cluster_name: demo-cluster
+# The labels a Kubernetes service discovery would add: they bind each series
+# to the pod and container of deploy/local/sample-topology.json.
 scrape_configs:
   - job_name: prometheus
     static_configs:
       - targets: ["127.0.0.1:$PROMETHEUS_PORT"]
+        labels: {namespace: monitoring, pod: prometheus-0, container: prometheus}
   - job_name: ingest
     static_configs:
       - targets: ["127.0.0.1:$INGEST_PORT"]
+        labels: {namespace: monitoring, pod: ingest-0, container: ingest}
+  - job_name: correlator
+    static_configs:
+      - targets: ["127.0.0.1:$CORRELATOR_PORT"]
+        labels: {namespace: monitoring, pod: correlator-0, container: correlator}
 remote_write:
   - url: http://127.0.0.1:$INGEST_PORT/receiver/prometheus/api/v1/write
     basic_auth:
@@ -65,6 +76,18 @@ for _ in $(seq 1 100); do
 done
 curl -fs "http://127.0.0.1:$INGEST_PORT/readyz" >/dev/null || { echo "run-local: ingest did not become ready; see $DEV/ingest.log"; exit 1; }
 
+CORRELATOR_LISTEN="127.0.0.1:$CORRELATOR_PORT" "$REPO/target/release/correlator" >"$DEV/correlator.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 150); do
+    curl -fs "http://127.0.0.1:$CORRELATOR_PORT/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+curl -fs "http://127.0.0.1:$CORRELATOR_PORT/readyz" >/dev/null || { echo "run-local: correlator did not become ready; see $DEV/correlator.log"; exit 1; }
+
+# The sample topology, posted as the StackState Agent would (three parts, one snapshot).
+curl -fsS -o /dev/null -X POST "http://127.0.0.1:$INGEST_PORT/receiver/stsAgent/intake?api_key=$DEV_KEY" \
+    -H 'content-type: application/json' --data-binary @"$REPO/deploy/local/sample-topology.json"
+
 prometheus --config.file="$DEV/prometheus.yml" --storage.tsdb.path="$DEV/prometheus-data" \
     --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" >"$DEV/prometheus.log" 2>&1 &
 pids+=($!)
@@ -73,12 +96,18 @@ cat <<INFO
 
   Kafka       $KAFKA_BROKERS
   ingest      http://127.0.0.1:$INGEST_PORT   (tenant "dev", key $DEV_KEY; log: $DEV/ingest.log)
+  correlator  http://127.0.0.1:$CORRELATOR_PORT   (log: $DEV/correlator.log)
   Prometheus  http://127.0.0.1:$PROMETHEUS_PORT  remote-writing into ingest (log: $DEV/prometheus.log)
 
-  Watch the samples arrive (one record per request and partition, keyed by tenant):
+  Watch series arrive bound to their pods and containers (within ~10 s):
+    KAFKA_BROKERS=$KAFKA_BROKERS target/release/correlator tail
+  ...and those that did not bind, with the reason:
+    KAFKA_BROKERS=$KAFKA_BROKERS target/release/correlator tail --unbound
+  The raw remote-write records (one per request and partition, keyed by tenant):
     kcat -b $KAFKA_BROKERS -C -t metrics.samples -f 'partition %p offset %o key %k %S bytes\n'
-  Ingest's own metrics:
+  The services' own metrics:
     curl -s http://127.0.0.1:$INGEST_PORT/metrics | grep ingest_samples_accepted
+    curl -s http://127.0.0.1:$CORRELATOR_PORT/metrics | grep -E 'correlator_(bound|unbound)_points' 
 
   Ctrl-C stops everything.
 INFO

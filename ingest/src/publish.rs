@@ -209,6 +209,22 @@ impl Publisher {
         }
     }
 
+    /// Puts the producer in librdkafka's fatal state, as a fenced idempotent
+    /// producer would be: for the fault-injection test of [`Self::recreate_if_fatal`].
+    #[doc(hidden)]
+    pub fn inject_fatal_error(&self) {
+        let producer = self.producer();
+        let reason = c"injected by a test";
+        // SAFETY: the client pointer is valid while `producer` lives; the reason is a C string.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                producer.client().native_ptr(),
+                rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR__FENCED,
+                reason.as_ptr(),
+            );
+        }
+    }
+
     /// Waits for queued messages to be delivered (blocking), for shutdown.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.producer().flush(timeout)

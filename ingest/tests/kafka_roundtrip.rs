@@ -53,3 +53,67 @@ async fn records_produced_to_a_fresh_topic_read_back_exactly() {
     assert_eq!(read.len(), N);
     assert_eq!(read, expected);
 }
+
+#[tokio::test]
+async fn a_fatal_producer_error_fails_one_publish_and_the_next_succeeds() {
+    let topic = common::unique("fatal");
+    let settings = PublisherSettings {
+        brokers: common::brokers(),
+        compression: "lz4".into(),
+        delivery_timeout: Duration::from_secs(10),
+        max_record_bytes: 1 << 20,
+        properties: Default::default(),
+    };
+    let spec = TopicSpec {
+        name: topic.clone(),
+        partitions: 1,
+        replication_factor: -1,
+        config: vec![],
+    };
+    publish::create_topics(&settings, &[spec]).await.unwrap();
+    let publisher = Publisher::new(settings, topic.clone()).unwrap();
+    let record: [(Option<i32>, &[u8]); 1] = [(None, b"before")];
+    publisher
+        .publish(
+            &topic,
+            "k",
+            "text/plain",
+            "t",
+            &record,
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+
+    publisher.inject_fatal_error();
+    let record: [(Option<i32>, &[u8]); 1] = [(None, b"during")];
+    let failed = publisher
+        .publish(
+            &topic,
+            "k",
+            "text/plain",
+            "t",
+            &record,
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(failed.is_err(), "a fatal producer cannot deliver");
+
+    let record: [(Option<i32>, &[u8]); 1] = [(None, b"after")];
+    publisher
+        .publish(
+            &topic,
+            "k",
+            "text/plain",
+            "t",
+            &record,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("recreated producer delivers");
+    let payloads: Vec<Vec<u8>> = common::read_all(&topic)
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
+    assert_eq!(payloads, vec![b"before".to_vec(), b"after".to_vec()]);
+}
