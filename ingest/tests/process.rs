@@ -42,7 +42,7 @@ async fn a_real_prometheus_writes_with_basic_auth() {
         &dir,
         &keys,
         &common::brokers(),
-        &[],
+        &[("RUST_LOG", "debug")],
     );
     let prometheus_port = common::free_port();
     let config = dir.write(
@@ -107,6 +107,29 @@ async fn a_real_prometheus_writes_with_basic_auth() {
     }
     let _ = prometheus.kill();
     let _ = prometheus.wait();
+
+    // Keys never show: not in the log (at debug level, with refused requests in it), not in /metrics.
+    let refused = client()
+        .post(ingest.url("/api/v1/write"))
+        .header("sts-api-key", "wrong-key-0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+    let metrics = client()
+        .get(ingest.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ingest_samples_accepted_total"));
+    let log = ingest.log_text();
+    for secret in [common::KEY_A, common::KEY_B, "wrong-key-0000"] {
+        assert!(!log.contains(secret), "a key in the log");
+        assert!(!metrics.contains(secret), "a key in the metrics");
+    }
 }
 
 /// A broker of the test's own, so stopping it disturbs no other test.
