@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use ingest::publish::{self, Publisher, PublisherSettings, TopicSpec};
 
-#[tokio::test]
-async fn records_produced_to_a_fresh_topic_read_back_exactly() {
-    let topic = common::unique("roundtrip");
+/// A publisher of the real broker, with `topic` created with `partitions`.
+async fn fresh_publisher(topic: &str, partitions: i32) -> Publisher {
     let settings = PublisherSettings {
         brokers: common::brokers(),
         compression: "lz4".into(),
@@ -17,13 +16,19 @@ async fn records_produced_to_a_fresh_topic_read_back_exactly() {
         properties: Default::default(),
     };
     let spec = TopicSpec {
-        name: topic.clone(),
-        partitions: 3,
+        name: topic.to_string(),
+        partitions,
         replication_factor: -1,
         config: vec![],
     };
     publish::create_topics(&settings, &[spec]).await.unwrap();
-    let publisher = Publisher::new(settings, topic.clone()).unwrap();
+    Publisher::new(settings, topic.to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn records_produced_to_a_fresh_topic_read_back_exactly() {
+    let topic = common::unique("roundtrip");
+    let publisher = fresh_publisher(&topic, 3).await;
 
     const N: usize = 1000;
     let payloads: Vec<Vec<u8>> = (0..N).map(|i| format!("record {i}").into_bytes()).collect();
@@ -57,21 +62,7 @@ async fn records_produced_to_a_fresh_topic_read_back_exactly() {
 #[tokio::test]
 async fn a_fatal_producer_error_fails_one_publish_and_the_next_succeeds() {
     let topic = common::unique("fatal");
-    let settings = PublisherSettings {
-        brokers: common::brokers(),
-        compression: "lz4".into(),
-        delivery_timeout: Duration::from_secs(10),
-        max_record_bytes: 1 << 20,
-        properties: Default::default(),
-    };
-    let spec = TopicSpec {
-        name: topic.clone(),
-        partitions: 1,
-        replication_factor: -1,
-        config: vec![],
-    };
-    publish::create_topics(&settings, &[spec]).await.unwrap();
-    let publisher = Publisher::new(settings, topic.clone()).unwrap();
+    let publisher = fresh_publisher(&topic, 1).await;
     let record: [(Option<i32>, &[u8]); 1] = [(None, b"before")];
     publisher
         .publish(

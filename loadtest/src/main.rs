@@ -1,1 +1,323 @@
-fn main() {}
+//! `loadtest`: builds the request ring, runs the senders, prints the summary
+//! and, with `--verify`, reads the samples topic back.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Parser as _;
+use loadtest::cli::Options;
+use loadtest::payload::{
+    PreparedRequest, Protocol, SyntheticPlan, replay_requests, synthetic_requests,
+};
+use loadtest::schedule::Timetable;
+use loadtest::send::{LoadShape, RetryPolicy, SendPlan, auth_header, sender};
+use loadtest::stats::{Recorder, RunSettings, Summary};
+use loadtest::synthetic::{RUN_LABEL, SeriesUniverse};
+use loadtest::verify::{Decoder, SampleLedger, VerifyReport, body_samples, read_topic};
+use reqwest::header::{HeaderMap, HeaderValue};
+
+/// Prometheus' default scrape interval: the spacing of the passes' timestamps.
+const SCRAPE_INTERVAL_MS: i64 = 15_000;
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    if let Err(message) = options.validate() {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    match run(options) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: Options) -> anyhow::Result<ExitCode> {
+    let run_id = options
+        .run_id
+        .clone()
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+
+    let encoding_started = std::time::Instant::now();
+    let (ring, source, protocol) = build_ring(&options, &run_id)?;
+    let ring_samples: u64 = ring.iter().map(|request| request.samples).sum();
+    let ring_bytes: u64 = ring.iter().map(|request| request.body.len() as u64).sum();
+    eprintln!(
+        "run {run_id}: pre-encoded {} requests ({ring_samples} samples, {ring_bytes} bytes) in {:.1} s",
+        ring.len(),
+        encoding_started.elapsed().as_secs_f64()
+    );
+
+    let shape = match options.rate {
+        Some(rate) => {
+            let samples: Vec<u64> = ring.iter().map(|request| request.samples).collect();
+            let Some(timetable) = Timetable::new(&samples, rate) else {
+                bail!("--rate needs requests that hold samples; the ring holds none");
+            };
+            LoadShape::Rate(timetable)
+        }
+        None => LoadShape::Max,
+    };
+    let settings = RunSettings {
+        run_id: run_id.clone(),
+        url: options.url.clone(),
+        source,
+        protocol,
+        mode: if options.rate.is_some() {
+            "rate"
+        } else {
+            "max"
+        }
+        .into(),
+        target_samples_per_second: options.rate,
+        connections: options.connections as usize,
+        requested_duration_seconds: options.duration,
+        ring_requests: ring.len(),
+        ring_samples,
+        ring_bytes,
+    };
+
+    let ring = Arc::new(ring);
+    let acknowledgements: Arc<Vec<AtomicU32>> =
+        Arc::new((0..ring.len()).map(|_| AtomicU32::new(0)).collect());
+    let recorder = Arc::new(Recorder::new());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (elapsed, unsent) = runtime.block_on(send_all(
+        &options,
+        ring.clone(),
+        acknowledgements.clone(),
+        shape,
+        recorder.clone(),
+    ))?;
+    drop(runtime);
+    let totals = recorder.totals(elapsed, unsent);
+
+    let verify = if options.verify {
+        eprintln!(
+            "verifying: reading {} from {}",
+            options.topic, options.brokers
+        );
+        let verify_started = std::time::Instant::now();
+        let report = verify(&options, &run_id, &ring, &acknowledgements)?;
+        eprintln!(
+            "verified {} records in {:.1} s",
+            report.records_read,
+            verify_started.elapsed().as_secs_f64()
+        );
+        Some(report)
+    } else {
+        None
+    };
+
+    let summary = Summary {
+        settings,
+        totals,
+        verify,
+    };
+    print!("{}", summary.to_text());
+    if let Some(path) = &options.json {
+        let json = serde_json::to_string_pretty(&summary).context("encoding the summary")?;
+        std::fs::write(path, json + "\n")
+            .with_context(|| format!("writing --json {}", path.display()))?;
+    }
+
+    let missing = summary
+        .verify
+        .as_ref()
+        .is_some_and(|report| report.counts.missing > 0);
+    if missing || summary.totals.requests_acknowledged == 0 {
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_ring(
+    options: &Options,
+    run_id: &str,
+) -> anyhow::Result<(Vec<PreparedRequest>, String, Protocol)> {
+    if let Some(directory) = &options.replay {
+        let tag = options.verify.then_some(run_id);
+        let ring = replay_requests(directory, tag)
+            .with_context(|| format!("--replay {}", directory.display()))?;
+        return Ok((
+            ring,
+            format!("replay {}", directory.display()),
+            Protocol::V1,
+        ));
+    }
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_millis() as i64;
+    let series = options.series as usize;
+    let plan = SyntheticPlan {
+        universe: SeriesUniverse {
+            series,
+            labels_per_series: options.labels_per_series as usize,
+            run_id: run_id.to_string(),
+            cluster_name: options.cluster_name.clone(),
+        },
+        samples_per_request: options.samples_per_request as usize,
+        replaced_per_pass: (options.churn * series as f64).round() as usize,
+        passes: options.passes(),
+        protocol: options.protocol,
+        // Aligned to the scrape interval, as Prometheus' timestamps roughly are.
+        first_timestamp_ms: now_ms - now_ms % SCRAPE_INTERVAL_MS,
+        scrape_interval_ms: SCRAPE_INTERVAL_MS,
+    };
+    let source = format!(
+        "synthetic {} series × {} labels, {} per request, churn {}, {} passes",
+        options.series,
+        options.labels_per_series,
+        options.samples_per_request,
+        options.churn,
+        plan.passes
+    );
+    Ok((synthetic_requests(&plan), source, options.protocol))
+}
+
+/// Runs the senders and the progress line; returns the time taken and the requests left unsent.
+async fn send_all(
+    options: &Options,
+    ring: Arc<Vec<PreparedRequest>>,
+    acknowledgements: Arc<Vec<AtomicU32>>,
+    shape: LoadShape,
+    recorder: Arc<Recorder>,
+) -> anyhow::Result<(Duration, u64)> {
+    let connections = options.connections as usize;
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(connections)
+        .timeout(Duration::from_secs(options.timeout))
+        .user_agent(concat!("loadtest/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client")?;
+    let mut headers = HeaderMap::new();
+    let (auth_name, auth_value) = auth_header(options.auth, &options.api_key);
+    let mut auth_value = HeaderValue::from_str(&auth_value)
+        .context("--api-key holds characters not allowed in a header")?;
+    auth_value.set_sensitive(true);
+    headers.insert(auth_name, auth_value);
+    headers.insert(
+        reqwest::header::CONTENT_ENCODING,
+        HeaderValue::from_static("snappy"),
+    );
+
+    let start = tokio::time::Instant::now();
+    let end = start + Duration::from_secs(options.duration);
+    let stop = Arc::new(AtomicBool::new(false));
+    let plan = Arc::new(SendPlan {
+        client,
+        url: options.url.clone(),
+        headers,
+        ring,
+        acknowledgements,
+        shape,
+        retry: RetryPolicy {
+            enabled: options.retry,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+        },
+        recorder: recorder.clone(),
+        start,
+        end,
+        give_up: end + Duration::from_secs(options.drain_timeout),
+        stop: stop.clone(),
+        next_request: AtomicU64::new(0),
+    });
+
+    let mut senders = tokio::task::JoinSet::new();
+    for _ in 0..connections {
+        senders.spawn(sender(plan.clone()));
+    }
+    let interrupt = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: finishing requests in flight");
+            interrupt.store(true, Ordering::Relaxed);
+        }
+    });
+    let progress_plan = plan.clone();
+    let progress = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(1));
+        ticks.tick().await;
+        let mut previous = tokio::time::Instant::now();
+        loop {
+            ticks.tick().await;
+            let now = tokio::time::Instant::now();
+            eprintln!(
+                "{}",
+                recorder.progress_line(
+                    now - progress_plan.start,
+                    now - previous,
+                    progress_plan.behind_schedule()
+                )
+            );
+            previous = now;
+        }
+    });
+    while let Some(result) = senders.join_next().await {
+        result.context("a sender task failed")?;
+    }
+    progress.abort();
+    Ok((start.elapsed(), plan.unsent()))
+}
+
+fn verify(
+    options: &Options,
+    run_id: &str,
+    ring: &[PreparedRequest],
+    acknowledgements: &[AtomicU32],
+) -> anyhow::Result<VerifyReport> {
+    let mut decoder = Decoder::new();
+    let mut ledger = SampleLedger::new();
+    for (request, acknowledged) in ring.iter().zip(acknowledgements) {
+        let times = acknowledged.load(Ordering::Relaxed);
+        let ids = body_samples(
+            &mut decoder,
+            request.protocol.content_type(),
+            &request.body,
+            RUN_LABEL,
+            run_id,
+        )
+        .context("decoding a request of the ring")?;
+        for id in ids {
+            ledger.sent(id, times);
+        }
+    }
+
+    let mut records_undecodable = 0u64;
+    let records_read = read_topic(
+        &options.brokers,
+        &options.topic,
+        Duration::from_secs(60),
+        &mut |record| {
+            let decoded = decoder.samples_of_run(
+                record.content_type,
+                record.payload,
+                RUN_LABEL,
+                run_id,
+                &mut |id| ledger.found(id),
+            );
+            if decoded.is_err() {
+                records_undecodable += 1;
+            }
+        },
+    )
+    .with_context(|| format!("reading {} back from {}", options.topic, options.brokers))?;
+
+    Ok(VerifyReport {
+        topic: options.topic.clone(),
+        records_read,
+        records_undecodable,
+        counts: ledger.counts(),
+    })
+}

@@ -169,23 +169,7 @@ impl Correlator {
     }
 
     pub fn wait_ready(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let ready = Command::new("curl")
-                .args(["-fs", "-o", "/dev/null", &self.url("/readyz")])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "correlator not ready; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        kafka::wait_until_ready(&self.url("/readyz"), within, || self.log_text());
     }
 
     pub fn log_text(&self) -> String {

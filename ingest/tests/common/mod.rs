@@ -198,6 +198,27 @@ pub fn read_at_least(topic: &str, count: usize, within: Duration) -> Vec<Record>
     }
 }
 
+/// Polls a `/readyz` URL until it answers 200, or fails with the service's log.
+pub fn wait_until_ready(url: &str, within: Duration, log: impl Fn() -> String) {
+    let deadline = Instant::now() + within;
+    loop {
+        let ready = std::process::Command::new("curl")
+            .args(["-fs", "-o", "/dev/null", url])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ready {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -260,23 +281,7 @@ impl IngestProcess {
     }
 
     pub fn wait_ready(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let ready = std::process::Command::new("curl")
-                .args(["-fs", "-o", "/dev/null", &self.url("/readyz")])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ingest not ready; log:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_until_ready(&self.url("/readyz"), within, || self.log_text());
     }
 
     pub fn log_text(&self) -> String {
