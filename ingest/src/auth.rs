@@ -363,6 +363,33 @@ mod tests {
     }
 
     #[test]
+    fn the_keys_file_is_reloaded_when_it_changes_and_a_broken_one_keeps_the_keys() {
+        let path = std::env::temp_dir().join(format!("keys-reload-{}.toml", std::process::id()));
+        std::fs::write(&path, "[[keys]]\ntenant = \"acme\"\nkey = \"old-key\"\n").unwrap();
+        let keys = ApiKeys::load(&path, SeriesLimits::default(), RateLimiters::default()).unwrap();
+        assert_eq!(keys.reload_if_changed().unwrap(), Reload::Unchanged);
+
+        std::fs::write(&path, "[[keys]]\ntenant = \"acme\"\nkey = \"new-key\"\n").unwrap();
+        assert_eq!(
+            keys.reload_if_changed().unwrap(),
+            Reload::Reloaded { keys: 1 }
+        );
+        assert!(keys.authenticate(Some(b"new-key"), None, None).is_ok());
+        assert_eq!(
+            keys.authenticate(Some(b"old-key"), None, None).unwrap_err(),
+            AuthError::UnknownKey
+        );
+
+        std::fs::write(&path, "[[keys]\ntenant = ").unwrap();
+        assert!(keys.reload_if_changed().is_err());
+        assert!(
+            keys.authenticate(Some(b"new-key"), None, None).is_ok(),
+            "a broken file keeps the keys in force"
+        );
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn credentials_from_header_basic_auth_or_query() {
         let basic = |user_pass: &str| {
             format!(
