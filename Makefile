@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test helm-test lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -17,6 +17,11 @@ build: deps
 ## (started here if it is not running, and stopped again afterwards).
 test: build
 	deploy/local/with-kafka.sh $(CARGO) test --workspace --no-fail-fast
+	bash deploy/helm/test.sh
+
+## The Helm chart: lint, render, validate against the Kubernetes and Strimzi schemas.
+helm-test:
+	bash deploy/helm/test.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
-use xxhash_rust::xxh3::Xxh3Default;
+use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 
 use crate::config::SeriesLimits;
 use crate::validate::{self, Rejection, RejectionReport};
@@ -44,16 +44,23 @@ pub struct PartitionedBatch {
 
 /// The partition of a series whose labels are sorted by name.
 pub fn partition_of_series(tenant: &str, sorted_labels: &[(&[u8], &[u8])], partitions: u32) -> i32 {
-    let mut hasher = Xxh3Default::new();
-    hasher.update(tenant.as_bytes());
-    hasher.update(&[0xff]);
-    for (name, value) in sorted_labels {
-        hasher.update(name);
-        hasher.update(&[0xfe]);
-        hasher.update(value);
-        hasher.update(&[0xff]);
+    thread_local! {
+        // The series key is hashed in one call over one buffer: much cheaper
+        // than feeding the streaming hasher four small pieces per label.
+        static SERIES_KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    (hasher.digest() % u64::from(partitions.max(1))) as i32
+    SERIES_KEY.with_borrow_mut(|key| {
+        key.clear();
+        key.extend_from_slice(tenant.as_bytes());
+        key.push(0xff);
+        for (name, value) in sorted_labels {
+            key.extend_from_slice(name);
+            key.push(0xfe);
+            key.extend_from_slice(value);
+            key.push(0xff);
+        }
+        (xxh3_64(key) % u64::from(partitions.max(1))) as i32
+    })
 }
 
 /// The partition of a v1 metadata entry.
@@ -464,6 +471,13 @@ mod tests {
         let resorted = out.iter().find(|s| s.labels[1].value == "b").unwrap();
         assert_eq!(resorted.labels[0].name, "__name__");
         assert_eq!(resorted.samples[0].value.to_bits(), proto::STALE_NAN_BITS);
+    }
+
+    #[test]
+    fn the_partition_hash_is_the_documented_one() {
+        let labels: [(&[u8], &[u8]); 2] = [(b"__name__", b"up"), (b"job", b"a")];
+        let key = b"acme\xff__name__\xfeup\xffjob\xfea\xff";
+        assert_eq!(partition_of_series("acme", &labels, 1000), (xxh3_64(key) % 1000) as i32);
     }
 
     #[test]
