@@ -42,12 +42,34 @@ fn identifier_key(tenant: &str, identifier: &str) -> String {
     key
 }
 
+/// A component's versions, oldest first; shared with the join's per-series
+/// cache, which keeps them until the index changes.
+pub type Versions = Arc<Vec<ComponentVersion>>;
+
+/// The version of `versions` that carries `identifier` at `timestamp_ms`.
+pub fn version_at<'a>(
+    versions: &'a [ComponentVersion],
+    identifier: &str,
+    timestamp_ms: i64,
+    as_of: AsOf,
+) -> Option<&'a Arc<Component>> {
+    versions
+        .iter()
+        .rev()
+        .find(|v| {
+            v.covers(timestamp_ms, as_of) && v.component.identifiers.iter().any(|i| i == identifier)
+        })
+        .map(|v| &v.component)
+}
+
 #[derive(Default)]
 pub struct TopologyIndex {
     /// `topology.components` key → versions, oldest first.
-    versions: HashMap<String, Vec<ComponentVersion>>,
+    versions: HashMap<String, Versions>,
     /// `tenant\nidentifier` → keys of components that carry (or carried) it.
     by_identifier: HashMap<String, Vec<String>>,
+    /// Bumped on every change, so cached resolutions know they are stale.
+    generation: u64,
 }
 
 impl TopologyIndex {
@@ -64,7 +86,8 @@ impl TopologyIndex {
             }
         }
         let identifiers = component.identifiers.clone();
-        let versions = self.versions.entry(key.to_string()).or_default();
+        self.generation += 1;
+        let versions = Arc::make_mut(self.versions.entry(key.to_string()).or_default());
         match versions.last_mut() {
             Some(current) if current.valid_to_ms.is_none() => {
                 current.component = component;
@@ -80,15 +103,37 @@ impl TopologyIndex {
 
     /// A tombstone: the component's current version ends at `deleted_ms`.
     pub fn delete(&mut self, key: &str, deleted_ms: i64) {
-        if let Some(current) = self
-            .versions
-            .get_mut(key)
-            .and_then(|versions| versions.last_mut())
+        let Some(versions) = self.versions.get_mut(key) else {
+            return;
+        };
+        if versions
+            .last()
+            .is_some_and(|current| current.valid_to_ms.is_none())
         {
-            if current.valid_to_ms.is_none() {
+            self.generation += 1;
+            if let Some(current) = Arc::make_mut(versions).last_mut() {
                 current.valid_to_ms = Some(deleted_ms);
             }
         }
+    }
+
+    /// Changes so far: a resolution made at another generation may be stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every component that carries or carried `identifier` for `tenant`, with
+    /// its versions, whatever the time: the caller picks the version as of a sample.
+    pub fn candidates<'a>(
+        &'a self,
+        tenant: &str,
+        identifier: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a Versions)> + 'a {
+        self.by_identifier
+            .get(&identifier_key(tenant, identifier))
+            .into_iter()
+            .flatten()
+            .filter_map(move |key| Some((key.as_str(), self.versions.get(key)?)))
     }
 
     /// Components carrying `identifier` for `tenant` at `timestamp_ms`.
@@ -106,19 +151,25 @@ impl TopologyIndex {
             .flatten()
             .filter_map(move |key| {
                 let versions = self.versions.get(key)?;
-                let version = versions.iter().rev().find(|v| {
-                    v.covers(timestamp_ms, as_of) && v.component.identifiers.contains(&identifier)
-                })?;
-                Some((key.as_str(), &version.component))
+                let component = version_at(versions, &identifier, timestamp_ms, as_of)?;
+                Some((key.as_str(), component))
             })
     }
 
     /// Forgets versions deleted before `cutoff_ms` (the history kept for late samples).
     pub fn purge(&mut self, cutoff_ms: i64) {
+        let expired = |v: &ComponentVersion| v.valid_to_ms.is_some_and(|end| end < cutoff_ms);
+        let mut changed = false;
         self.versions.retain(|_, versions| {
-            versions.retain(|v| v.valid_to_ms.is_none_or(|end| end >= cutoff_ms));
+            if versions.iter().any(expired) {
+                Arc::make_mut(versions).retain(|v| !expired(v));
+                changed = true;
+            }
             !versions.is_empty()
         });
+        if changed {
+            self.generation += 1;
+        }
         let versions = &self.versions;
         self.by_identifier.retain(|_, keys| {
             keys.retain(|key| versions.contains_key(key));

@@ -13,12 +13,13 @@ use std::sync::Arc;
 
 use proto::prometheus::{Histogram, Label, Sample, WriteRequest};
 use proto::records::{BoundComponent, BoundSeries, Component, UnboundReason, UnboundSeries};
+use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
 use thiserror::Error;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use crate::bindings::{Bindings, Rendered};
-use crate::index::{AsOf, TopologyIndex};
+use crate::index::{AsOf, TopologyIndex, Versions, version_at};
 use crate::output::{self, OutputEncoding};
 
 #[derive(Debug, Clone, Copy)]
@@ -71,6 +72,10 @@ pub enum JoinError {
     ContentType(String),
     #[error("symbol reference {0} out of range")]
     Symbol(u32),
+    #[error("record is not a remote-write message: {0}")]
+    Wire(#[from] WireError),
+    #[error("label is not UTF-8")]
+    Utf8,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +99,27 @@ type Identifiers = Arc<Vec<(usize, String)>>;
 enum CachedRender {
     Identifiers(Identifiers),
     Unbound(UnboundReason, Arc<str>),
+}
+
+/// A component a series binds to, as resolved at one index generation; which
+/// of its versions a sample binds to is decided per sample, as of its time.
+struct Target {
+    /// The `metrics.bound` record key, `tenant/externalId`.
+    key: String,
+    /// The rendered identifier it carries, and the rule that rendered it.
+    identifier: String,
+    rule: usize,
+    versions: Versions,
+    /// The `component` field of its `BoundSeries`, encoded once.
+    component_field: Vec<u8>,
+}
+
+/// What the join keeps per series: its rendered rules (labels only, never
+/// stale) and their resolution (stale once the index changes).
+struct SeriesEntry {
+    render: CachedRender,
+    generation: u64,
+    targets: Arc<Vec<Target>>,
 }
 
 struct PendingSample {
@@ -160,7 +186,7 @@ pub struct JoinStats {
 pub struct Joiner {
     bindings: Bindings,
     index: TopologyIndex,
-    series_cache: HashMap<u64, CachedRender>,
+    series_cache: HashMap<u64, SeriesEntry>,
     pending: PendingBuffer,
     newest_sample_ms: i64,
     touched_identifiers: Vec<String>,
@@ -276,49 +302,283 @@ impl Joiner {
         origin: Origin,
         now_ms: i64,
     ) -> Result<Vec<Output>, JoinError> {
+        let is_v1 =
+            content_type == proto::CONTENT_TYPE_V1 || content_type == "application/x-protobuf";
+        if is_v1 && self.settings.encoding == OutputEncoding::Protobuf {
+            return self.process_v1_protobuf(tenant, payload, origin, now_ms);
+        }
         let series = decode_series(content_type, payload)?;
         let tenant: Arc<str> = Arc::from(tenant);
         let mut outputs = Vec::new();
         for (labels, samples, histograms) in series {
-            let points: Vec<Point> = samples
-                .into_iter()
-                .map(Point::Sample)
-                .chain(
-                    histograms
-                        .into_iter()
-                        .map(|h| Point::Histogram(Box::new(h))),
-                )
-                .collect();
-            if points.is_empty() {
+            self.join_owned(
+                &tenant,
+                labels,
+                samples,
+                histograms,
+                origin,
+                now_ms,
+                &mut outputs,
+            );
+        }
+        Ok(outputs)
+    }
+
+    /// Joins one series held as owned values (remote-write 2.0, JSON output,
+    /// native histograms): the general path.
+    #[allow(clippy::too_many_arguments)]
+    fn join_owned(
+        &mut self,
+        tenant: &Arc<str>,
+        labels: Vec<Label>,
+        samples: Vec<Sample>,
+        histograms: Vec<Histogram>,
+        origin: Origin,
+        now_ms: i64,
+        outputs: &mut Vec<Output>,
+    ) {
+        let points: Vec<Point> = samples
+            .into_iter()
+            .map(Point::Sample)
+            .chain(
+                histograms
+                    .into_iter()
+                    .map(|h| Point::Histogram(Box::new(h))),
+            )
+            .collect();
+        if points.is_empty() {
+            return;
+        }
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        let (render, targets) = self.lookup(tenant, &pairs);
+        let labels = Arc::new(labels);
+        match render {
+            CachedRender::Unbound(reason, detail) => {
+                self.emit_unbound(tenant, &labels, reason, &detail, points, None, outputs);
+            }
+            CachedRender::Identifiers(identifiers) => {
+                self.join_points(
+                    tenant,
+                    &labels,
+                    &identifiers,
+                    &targets,
+                    points,
+                    origin,
+                    now_ms,
+                    outputs,
+                );
+            }
+        }
+    }
+
+    /// The common case, without decoding into owned values: a remote-write 1.0
+    /// record out to protobuf. Labels and samples are borrowed from the record
+    /// and copied into the outputs as the bytes they were.
+    fn process_v1_protobuf(
+        &mut self,
+        tenant: &str,
+        payload: &[u8],
+        origin: Origin,
+        now_ms: i64,
+    ) -> Result<Vec<Output>, JoinError> {
+        let tenant_shared: Arc<str> = Arc::from(tenant);
+        let mut tenant_field = Vec::with_capacity(tenant.len() + 2);
+        wire::put_len_field(&mut tenant_field, 1, tenant.as_bytes());
+        let mut outputs = Vec::new();
+        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(16);
+        let mut label_fields: Vec<&[u8]> = Vec::with_capacity(16);
+        let mut samples: Vec<(&[u8], i64)> = Vec::with_capacity(4);
+        let mut buckets: Vec<Vec<&[u8]>> = Vec::new();
+        let mut late: Vec<&[u8]> = Vec::new();
+        for field in Fields::new(payload) {
+            let field = field?;
+            if field.number != 1 {
                 continue;
             }
-            let labels = Arc::new(labels);
-            match self.render(&tenant, &labels) {
+            let series = field.bytes()?;
+            labels.clear();
+            label_fields.clear();
+            samples.clear();
+            let mut has_histograms = false;
+            for inner in Fields::new(series) {
+                let inner = inner?;
+                match inner.number {
+                    1 => {
+                        let label = inner.bytes()?;
+                        labels.push(read_label(label)?);
+                        label_fields.push(label);
+                    }
+                    2 => {
+                        let sample = inner.bytes()?;
+                        samples.push((sample, read_sample(sample)?.timestamp));
+                    }
+                    4 => has_histograms = true,
+                    _ => {}
+                }
+            }
+            if has_histograms {
+                let owned = proto::prometheus::TimeSeries::decode(series)?;
+                self.join_owned(
+                    &tenant_shared,
+                    owned.labels,
+                    owned.samples,
+                    owned.histograms,
+                    origin,
+                    now_ms,
+                    &mut outputs,
+                );
+                continue;
+            }
+            if samples.is_empty() {
+                continue;
+            }
+            let (render, targets) = self.lookup(tenant, &labels);
+            let identifiers = match render {
                 CachedRender::Unbound(reason, detail) => {
-                    self.emit_unbound(
-                        &tenant,
-                        &labels,
-                        reason,
-                        &detail,
-                        points,
-                        None,
+                    let raw_samples: Vec<&[u8]> = samples.iter().map(|(raw, _)| *raw).collect();
+                    self.emit_unbound_raw(
+                        &tenant_field,
+                        tenant,
+                        (reason, &detail),
+                        &label_fields,
+                        &raw_samples,
                         &mut outputs,
                     );
+                    continue;
                 }
-                CachedRender::Identifiers(identifiers) => {
-                    self.join_points(
-                        &tenant,
-                        &labels,
-                        &identifiers,
-                        points,
-                        origin,
-                        now_ms,
-                        &mut outputs,
-                    );
+                CachedRender::Identifiers(identifiers) => identifiers,
+            };
+            buckets.iter_mut().for_each(Vec::clear);
+            buckets.resize_with(targets.len().max(buckets.len()), Vec::new);
+            late.clear();
+            let mut owned_labels: Option<Arc<Vec<Label>>> = None;
+            for (raw, timestamp) in &samples {
+                if self.newest_sample_ms != i64::MIN
+                    && *timestamp < self.newest_sample_ms - self.settings.history_ms
+                {
+                    late.push(raw);
+                    continue;
                 }
+                self.newest_sample_ms = self.newest_sample_ms.max(*timestamp);
+                let mut bound = false;
+                for (index, target) in targets.iter().enumerate() {
+                    if version_at(
+                        &target.versions,
+                        &target.identifier,
+                        *timestamp,
+                        self.settings.as_of,
+                    )
+                    .is_some()
+                    {
+                        buckets[index].push(raw);
+                        bound = true;
+                    }
+                }
+                if bound {
+                    self.stats.bound_points += 1;
+                    continue;
+                }
+                let labels_for_pending = owned_labels
+                    .get_or_insert_with(|| {
+                        Arc::new(
+                            labels
+                                .iter()
+                                .map(|(n, v)| Label {
+                                    name: n.to_string(),
+                                    value: v.to_string(),
+                                })
+                                .collect(),
+                        )
+                    })
+                    .clone();
+                let pending = PendingSample {
+                    tenant: tenant_shared.clone(),
+                    labels: labels_for_pending,
+                    identifiers: identifiers.clone(),
+                    point: Point::Sample(read_sample(raw)?),
+                    origin,
+                    deadline_ms: now_ms + self.settings.pending_grace_ms,
+                };
+                self.hold(pending, &mut outputs);
+            }
+            if !late.is_empty() {
+                let detail = format!("older than the {} ms history", self.settings.history_ms);
+                self.emit_unbound_raw(
+                    &tenant_field,
+                    tenant,
+                    (UnboundReason::Late, &detail),
+                    &label_fields,
+                    &late,
+                    &mut outputs,
+                );
+            }
+            for (target, bucket) in targets.iter().zip(&buckets) {
+                if bucket.is_empty() {
+                    continue;
+                }
+                let mut payload = Vec::with_capacity(
+                    tenant_field.len() + target.component_field.len() + series.len() + 16,
+                );
+                payload.extend_from_slice(&tenant_field);
+                payload.extend_from_slice(&target.component_field);
+                for label in &label_fields {
+                    wire::put_len_field(&mut payload, 3, label);
+                }
+                for sample in bucket {
+                    wire::put_len_field(&mut payload, 4, sample);
+                }
+                outputs.push(Output {
+                    destination: Destination::Bound,
+                    key: target.key.clone(),
+                    payload,
+                    points: bucket.len(),
+                    reason: None,
+                    origin: None,
+                });
             }
         }
         Ok(outputs)
+    }
+
+    /// An `UnboundSeries` written from borrowed label and sample bytes.
+    fn emit_unbound_raw(
+        &mut self,
+        tenant_field: &[u8],
+        tenant: &str,
+        (reason, detail): (UnboundReason, &str),
+        label_fields: &[&[u8]],
+        samples: &[&[u8]],
+        outputs: &mut Vec<Output>,
+    ) {
+        *self
+            .stats
+            .unbound_points
+            .entry(output::reason_name(reason))
+            .or_default() += samples.len() as u64;
+        let mut payload = Vec::with_capacity(
+            tenant_field.len() + detail.len() + 64 * (label_fields.len() + samples.len()),
+        );
+        payload.extend_from_slice(tenant_field);
+        wire::put_varint(&mut payload, 2 << 3);
+        wire::put_varint(&mut payload, reason as u64);
+        wire::put_len_field(&mut payload, 3, detail.as_bytes());
+        for label in label_fields {
+            wire::put_len_field(&mut payload, 4, label);
+        }
+        for sample in samples {
+            wire::put_len_field(&mut payload, 5, sample);
+        }
+        outputs.push(Output {
+            destination: Destination::Unbound,
+            key: tenant.to_string(),
+            payload,
+            points: samples.len(),
+            reason: Some(reason),
+            origin: None,
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -327,6 +587,7 @@ impl Joiner {
         tenant: &Arc<str>,
         labels: &Arc<Vec<Label>>,
         identifiers: &Identifiers,
+        targets: &[Target],
         points: Vec<Point>,
         origin: Origin,
         now_ms: i64,
@@ -343,7 +604,7 @@ impl Joiner {
                 continue;
             }
             self.newest_sample_ms = self.newest_sample_ms.max(timestamp);
-            let bound = self.bind_point(tenant, identifiers, &point);
+            let bound = self.bind_to_targets(targets, &point);
             if bound.is_empty() {
                 self.hold(
                     PendingSample {
@@ -385,6 +646,33 @@ impl Joiner {
             );
         }
         self.emit_bound(tenant, labels, groups, None, outputs);
+    }
+
+    /// The resolved components `point` binds to, one group each (holding just this point).
+    fn bind_to_targets(&self, targets: &[Target], point: &Point) -> Vec<BoundGroup> {
+        let mut groups = Vec::new();
+        for target in targets {
+            let Some(component) = version_at(
+                &target.versions,
+                &target.identifier,
+                point.timestamp(),
+                self.settings.as_of,
+            ) else {
+                continue;
+            };
+            let (samples, histograms) = match point {
+                Point::Sample(sample) => (vec![*sample], Vec::new()),
+                Point::Histogram(histogram) => (Vec::new(), vec![(**histogram).clone()]),
+            };
+            groups.push(BoundGroup {
+                component: component.clone(),
+                identifier: target.identifier.clone(),
+                rule: target.rule,
+                samples,
+                histograms,
+            });
+        }
+        groups
     }
 
     /// The components `point` binds to now, one group each (holding just this point).
@@ -497,17 +785,46 @@ impl Joiner {
         }
     }
 
-    fn render(&mut self, tenant: &str, labels: &[Label]) -> CachedRender {
+    /// The series' rendered rules and the components they resolve to now,
+    /// from the cache when the index has not changed since.
+    fn lookup(
+        &mut self,
+        tenant: &str,
+        labels: &[(&str, &str)],
+    ) -> (CachedRender, Arc<Vec<Target>>) {
         let fingerprint = fingerprint(tenant, labels);
-        if let Some(cached) = self.series_cache.get(&fingerprint) {
-            return cached.clone();
+        let generation = self.index.generation();
+        let render = match self.series_cache.get(&fingerprint) {
+            Some(entry) if entry.generation == generation => {
+                return (entry.render.clone(), entry.targets.clone());
+            }
+            Some(entry) => entry.render.clone(),
+            None => {
+                self.stats.series_cache_misses += 1;
+                self.render_labels(labels)
+            }
+        };
+        let targets = Arc::new(match &render {
+            CachedRender::Identifiers(identifiers) => self.resolve_targets(tenant, identifiers),
+            CachedRender::Unbound(..) => Vec::new(),
+        });
+        if self.series_cache.len() >= self.settings.series_cache_max.max(1)
+            && !self.series_cache.contains_key(&fingerprint)
+        {
+            // Cheap and bounded: start over rather than track recency per series.
+            self.series_cache.clear();
         }
-        self.stats.series_cache_misses += 1;
-        let pairs: Vec<(&str, &str)> = labels
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
-        let rendered = match self.bindings.render(&pairs) {
+        let entry = SeriesEntry {
+            render: render.clone(),
+            generation,
+            targets: targets.clone(),
+        };
+        self.series_cache.insert(fingerprint, entry);
+        (render, targets)
+    }
+
+    fn render_labels(&self, labels: &[(&str, &str)]) -> CachedRender {
+        match self.bindings.render(labels) {
             Rendered::Identifiers(identifiers) => CachedRender::Identifiers(Arc::new(identifiers)),
             Rendered::MissingLabel { rule, label } => {
                 let detail = format!(
@@ -520,13 +837,42 @@ impl Joiner {
                 UnboundReason::NoRule,
                 Arc::from("no binding rule uses these labels"),
             ),
-        };
-        if self.series_cache.len() >= self.settings.series_cache_max.max(1) {
-            // Cheap and bounded: start over rather than track recency per series.
-            self.series_cache.clear();
         }
-        self.series_cache.insert(fingerprint, rendered.clone());
-        rendered
+    }
+
+    /// Every component carrying one of the identifiers (first identifier wins
+    /// for a component reached twice), with its `component` field encoded.
+    fn resolve_targets(&self, tenant: &str, identifiers: &[(usize, String)]) -> Vec<Target> {
+        let mut targets: Vec<Target> = Vec::new();
+        for (rule, identifier) in identifiers {
+            for (_, versions) in self.index.candidates(tenant, identifier) {
+                let Some(latest) = versions.last() else {
+                    continue;
+                };
+                let external_id = &latest.component.external_id;
+                let record_key = format!("{tenant}/{external_id}");
+                if targets.iter().any(|t| t.key == record_key) {
+                    continue;
+                }
+                let component = BoundComponent {
+                    external_id: external_id.clone(),
+                    type_name: latest.component.type_name.clone(),
+                    name: latest.component.name.clone(),
+                    identifier: identifier.clone(),
+                    rule: self.bindings.rules()[*rule].name().to_string(),
+                };
+                let mut component_field = Vec::new();
+                wire::put_len_field(&mut component_field, 2, &component.encode_to_vec());
+                targets.push(Target {
+                    key: record_key,
+                    identifier: identifier.clone(),
+                    rule: *rule,
+                    versions: versions.clone(),
+                    component_field,
+                });
+            }
+        }
+        targets
     }
 
     fn emit_bound(
@@ -607,17 +953,45 @@ impl Joiner {
     }
 }
 
-fn fingerprint(tenant: &str, labels: &[Label]) -> u64 {
+fn fingerprint(tenant: &str, labels: &[(&str, &str)]) -> u64 {
     let mut hasher = Xxh3Default::new();
     hasher.update(tenant.as_bytes());
     hasher.update(&[0xff]);
-    for label in labels {
-        hasher.update(label.name.as_bytes());
+    for (name, value) in labels {
+        hasher.update(name.as_bytes());
         hasher.update(&[0xfe]);
-        hasher.update(label.value.as_bytes());
+        hasher.update(value.as_bytes());
         hasher.update(&[0xff]);
     }
     hasher.digest()
+}
+
+fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
+    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+    for field in Fields::new(label) {
+        let field = field?;
+        match field.number {
+            1 => name = field.bytes()?,
+            2 => value = field.bytes()?,
+            _ => {}
+        }
+    }
+    let name = std::str::from_utf8(name).map_err(|_| JoinError::Utf8)?;
+    let value = std::str::from_utf8(value).map_err(|_| JoinError::Utf8)?;
+    Ok((name, value))
+}
+
+fn read_sample(sample: &[u8]) -> Result<Sample, JoinError> {
+    let mut parsed = Sample::default();
+    for field in Fields::new(sample) {
+        let field = field?;
+        match field.number {
+            1 => parsed.value = f64::from_bits(field.fixed64()?),
+            2 => parsed.timestamp = field.varint()? as i64,
+            _ => {}
+        }
+    }
+    Ok(parsed)
 }
 
 type DecodedSeries = (Vec<Label>, Vec<Sample>, Vec<Histogram>);
@@ -867,6 +1241,85 @@ mod tests {
             joiner
                 .process("acme", "text/plain", b"x", ORIGIN, 0)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn the_borrowing_path_writes_what_the_general_path_writes() {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
+        joiner.upsert_component("key-pod", component(POD, "pod", 0));
+        joiner.upsert_component("key-container", component(CONTAINER, "container", 0));
+        joiner.release_pending();
+        // The same series as remote-write 1.0 (borrowing path) and 2.0 (general path).
+        let v1 = record("p1", 10_000);
+        let request = WriteRequest::decode(v1.as_slice()).unwrap();
+        let mut symbols = vec![String::new()];
+        let mut labels_refs = Vec::new();
+        for label in &request.timeseries[0].labels {
+            for text in [&label.name, &label.value] {
+                symbols.push(text.clone());
+                labels_refs.push(symbols.len() as u32 - 1);
+            }
+        }
+        let v2_record = v2::Request {
+            symbols,
+            timeseries: vec![v2::TimeSeries {
+                labels_refs,
+                samples: vec![v2::Sample {
+                    value: 1.0,
+                    timestamp: 10_000,
+                    start_timestamp: 0,
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec();
+        let borrowed = joiner
+            .process("acme", proto::CONTENT_TYPE_V1, &v1, ORIGIN, 0)
+            .unwrap();
+        let general = joiner
+            .process("acme", proto::CONTENT_TYPE_V2, &v2_record, ORIGIN, 0)
+            .unwrap();
+        assert_eq!(borrowed.len(), 2);
+        for (a, b) in borrowed.iter().zip(&general) {
+            assert_eq!(a.key, b.key);
+            assert_eq!(
+                BoundSeries::decode(a.payload.as_slice()).unwrap(),
+                BoundSeries::decode(b.payload.as_slice()).unwrap()
+            );
+        }
+        // And for a series that does not bind.
+        let unbound_v1 = WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels: vec![label("__name__", "up"), label("cluster_name", "demo")],
+                samples: vec![Sample {
+                    value: 2.0,
+                    timestamp: 10_000,
+                }],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        };
+        let borrowed = joiner
+            .process(
+                "acme",
+                proto::CONTENT_TYPE_V1,
+                &unbound_v1.encode_to_vec(),
+                ORIGIN,
+                0,
+            )
+            .unwrap();
+        let expected = UnboundSeries {
+            tenant: "acme".into(),
+            reason: UnboundReason::MissingLabel as i32,
+            detail: "rule k8s-container needs label namespace".into(),
+            labels: unbound_v1.timeseries[0].labels.clone(),
+            samples: unbound_v1.timeseries[0].samples.clone(),
+            histograms: vec![],
+        };
+        assert_eq!(
+            UnboundSeries::decode(borrowed[0].payload.as_slice()).unwrap(),
+            expected
         );
     }
 
