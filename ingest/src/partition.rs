@@ -477,7 +477,10 @@ mod tests {
     fn the_partition_hash_is_the_documented_one() {
         let labels: [(&[u8], &[u8]); 2] = [(b"__name__", b"up"), (b"job", b"a")];
         let key = b"acme\xff__name__\xfeup\xffjob\xfea\xff";
-        assert_eq!(partition_of_series("acme", &labels, 1000), (xxh3_64(key) % 1000) as i32);
+        assert_eq!(
+            partition_of_series("acme", &labels, 1000),
+            (xxh3_64(key) % 1000) as i32
+        );
     }
 
     #[test]
