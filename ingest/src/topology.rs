@@ -13,7 +13,7 @@ use tracing::{debug, warn};
 
 use crate::error::IngestError;
 use crate::state::AppState;
-use crate::write::{authenticate, header_str, read_body, record_request};
+use crate::write::{authenticate, header_str, read_body, record_request, remaining};
 
 /// The content type of `topology.raw` records.
 pub const CONTENT_TYPE_TOPOLOGY: &str = "application/json";
@@ -29,7 +29,7 @@ pub async fn intake(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let response = match handle(&request, payload, &state).await {
+    let response = match handle(&request, payload, &state, started).await {
         Ok(parts) => HttpResponse::Ok().json(serde_json::json!({ "parts": parts })),
         Err(error) => {
             if error.status_code().is_server_error() {
@@ -48,6 +48,7 @@ async fn handle(
     request: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    started: Instant,
 ) -> Result<usize, IngestError> {
     let headers = request.headers();
     let query = web::Query::<IntakeQuery>::from_query(request.query_string())
@@ -65,7 +66,7 @@ async fn handle(
     }
     let encoding = header_str(headers, header::CONTENT_ENCODING.as_str())
         .map(|e| e.trim().to_ascii_lowercase());
-    let body = read_body(headers, payload, state).await?;
+    let body = read_body(headers, payload, state, remaining(state, started)).await?;
     let limit = state.settings.max_decoded_bytes;
     let Some(_held) = state
         .inflight
@@ -98,7 +99,7 @@ async fn handle(
                     CONTENT_TYPE_TOPOLOGY,
                     &tenant.name,
                     &one,
-                    state.settings.request_timeout,
+                    remaining(state, started),
                 )
                 .await
         }

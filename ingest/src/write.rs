@@ -3,7 +3,7 @@
 //! body is large), charge the tenant's rate limit, publish, answer.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
@@ -34,7 +34,7 @@ pub async fn write(
 ) -> HttpResponse {
     let started = Instant::now();
     let mut outcome = WriteOutcome::default();
-    let result = handle(&request, payload, &state, &mut outcome).await;
+    let result = handle(&request, payload, &state, &mut outcome, started).await;
     let mut response = match result {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(error) => {
@@ -105,11 +105,23 @@ struct WriteOutcome {
     decoded_samples: usize,
 }
 
+/// Time to write the answer after the last wait.
+const ANSWER_MARGIN: Duration = Duration::from_millis(100);
+
+/// What is left of the request timeout for the next wait: every answer,
+/// 503 included, goes out within `REQUEST_TIMEOUT_MS` of the request's arrival.
+pub(crate) fn remaining(state: &AppState, started: Instant) -> Duration {
+    (started + state.settings.request_timeout)
+        .saturating_duration_since(Instant::now())
+        .saturating_sub(ANSWER_MARGIN)
+}
+
 async fn handle(
     request: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
     outcome: &mut WriteOutcome,
+    started: Instant,
 ) -> Result<(), IngestError> {
     let headers = request.headers();
     let tenant = authenticate(headers, None, state)?;
@@ -118,7 +130,7 @@ async fn handle(
     outcome.protocol = Some(protocol);
     decode::check_content_encoding(header_str(headers, header::CONTENT_ENCODING.as_str()))?;
 
-    let body = read_body(headers, payload, state).await?;
+    let body = read_body(headers, payload, state, remaining(state, started)).await?;
     state
         .metrics
         .received_bytes
@@ -201,7 +213,7 @@ async fn handle(
         }
     }
 
-    publish(state, protocol, &tenant, &batch).await?;
+    publish(state, protocol, &tenant, &batch, remaining(state, started)).await?;
     outcome.written = batch.written;
     outcome.decoded_samples = 0;
     let accepted = &state.metrics.accepted;
@@ -247,11 +259,12 @@ pub(crate) fn authenticate(
 }
 
 /// Reads the body, refusing it as soon as it is over the limit, and giving up
-/// on senders that trickle it slower than the request timeout allows.
+/// on senders that trickle it slower than `timeout` allows.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     mut payload: web::Payload,
     state: &AppState,
+    timeout: Duration,
 ) -> Result<BytesMut, IngestError> {
     let limit = state.settings.max_body_bytes;
     let too_large = |size: usize| {
@@ -266,7 +279,6 @@ pub(crate) async fn read_body(
             return Err(too_large(length));
         }
     }
-    let timeout = state.settings.request_timeout;
     let read = async {
         let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
         while let Some(chunk) = payload.next().await {
@@ -308,6 +320,7 @@ async fn publish(
     protocol: Protocol,
     tenant: &Tenant,
     batch: &PartitionedBatch,
+    timeout: Duration,
 ) -> Result<(), IngestError> {
     if batch.records.is_empty() {
         return Ok(());
@@ -326,7 +339,7 @@ async fn publish(
             protocol.content_type(),
             &tenant.name,
             &records,
-            state.settings.request_timeout,
+            timeout,
         )
         .await;
     state

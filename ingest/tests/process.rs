@@ -210,10 +210,7 @@ async fn kafka_down_means_503_in_time_and_retries_land_exactly_once() {
         .unwrap();
         let took = started.elapsed();
         assert_eq!(status, 503, "request {index} during the outage");
-        assert!(
-            took <= request_timeout + Duration::from_secs(1),
-            "answer took {took:?}"
-        );
+        assert!(took < request_timeout, "answer took {took:?}");
         answers.push(took);
     }
 
