@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
@@ -176,16 +176,8 @@ impl Settings {
             "json" => OutputEncoding::Json,
             other => bail!("OUTPUT_ENCODING must be protobuf or json, not {other:?}"),
         };
-        let log_format = match cli
-            .log_format
-            .or(file.log_format)
-            .as_deref()
-            .unwrap_or("text")
-        {
-            "text" => ingest::config::LogFormat::Text,
-            "json" => ingest::config::LogFormat::Json,
-            other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
-        };
+        let log_format =
+            ingest::config::LogFormat::parse(cli.log_format.or(file.log_format).as_deref())?;
         let positive = |name: &str, value: i64| -> anyhow::Result<i64> {
             if value < 0 {
                 bail!("{name} must not be negative");
@@ -315,9 +307,7 @@ pub fn load() -> anyhow::Result<(Option<Command>, Settings)> {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Options> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+    ingest::config::read_toml(path)
 }
 
 #[cfg(test)]

@@ -124,6 +124,17 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    /// `LOG_FORMAT`: text (the default) or json.
+    pub fn parse(value: Option<&str>) -> anyhow::Result<LogFormat> {
+        match value.unwrap_or("text") {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
+        }
+    }
+}
+
 /// Per-series limits; the keys file may override them per tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesLimits {
@@ -183,16 +194,7 @@ impl Settings {
         let Some(api_keys_file) = cli.api_keys_file.or(file.api_keys_file) else {
             bail!("API_KEYS_FILE is required: the TOML file of API keys and tenants");
         };
-        let log_format = match cli
-            .log_format
-            .or(file.log_format)
-            .as_deref()
-            .unwrap_or("text")
-        {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
-        };
+        let log_format = LogFormat::parse(cli.log_format.or(file.log_format).as_deref())?;
         let kafka_compression = cli
             .kafka_compression
             .or(file.kafka_compression)
@@ -299,6 +301,11 @@ impl Settings {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Options> {
+    read_toml(path)
+}
+
+/// Reads a TOML settings file, naming it in any error.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
