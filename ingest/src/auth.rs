@@ -39,7 +39,7 @@ pub enum AuthError {
 
 #[derive(Debug, Error)]
 pub enum KeysFileError {
-    #[error("reading {path}: {source}")]
+    #[error("reading {path}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

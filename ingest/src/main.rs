@@ -15,7 +15,6 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
             eprintln!("ingest: {error:#}");
             ExitCode::FAILURE
         }
