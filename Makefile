@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test helm-test lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test helm-test fuzz lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -22,6 +22,11 @@ test: build
 ## The Helm chart: lint, render, validate against the Kubernetes and Strimzi schemas.
 helm-test:
 	bash deploy/helm/test.sh
+
+## Fuzz every decoder and parser for FUZZ_SECONDS each (cargo-fuzz, nightly).
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -97,6 +97,7 @@ pub fn split_v1(
                 ) {
                     (_, Err(reason)) => Some(reason),
                     (Some(_), Ok(_)) => Some(Rejection::InvalidHistogram),
+                    (None, Ok(_)) if !contents.exemplar_labels_utf8 => Some(Rejection::InvalidUtf8),
                     (None, Ok(_)) => None,
                 };
                 if let Some(reason) = rejection {
@@ -126,7 +127,13 @@ pub fn split_v1(
                 batch.written.exemplars += contents.exemplars;
             }
             3 => {
-                let family = metadata_family_name(field.bytes()?)?;
+                let (family, utf8) = read_metadata(field.bytes()?)?;
+                if !utf8 {
+                    batch.rejected.reject(Rejection::InvalidUtf8, 0, || {
+                        "metadata with a string that is not UTF-8".into()
+                    });
+                    continue;
+                }
                 if family.is_empty() {
                     batch.rejected.reject(Rejection::MissingMetricName, 0, || {
                         "metadata without metric_family_name".into()
@@ -151,9 +158,17 @@ struct V1SeriesContents {
     exemplars: usize,
     labels_sorted_on_wire: bool,
     invalid_histogram: Option<String>,
+    /// Whether every exemplar label name and value is UTF-8.
+    exemplar_labels_utf8: bool,
 }
 
 /// Reads a v1 `TimeSeries`: its labels into `labels` (borrowed), the rest counted.
+///
+/// A series is forwarded as the bytes it came in, and the correlator reads the
+/// record with prost, which refuses a whole record for one bad field. So
+/// everything forwarded is checked to prost's rules here: samples and
+/// exemplars field by field (a wrong wire type is a framing error and fails
+/// the request), and every string for UTF-8 (the series is rejected).
 fn read_v1_series<'a>(
     series: &'a [u8],
     labels: &mut Vec<(&'a [u8], &'a [u8])>,
@@ -165,6 +180,7 @@ fn read_v1_series<'a>(
         exemplars: 0,
         labels_sorted_on_wire: true,
         invalid_histogram: None,
+        exemplar_labels_utf8: true,
     };
     for field in Fields::new(series) {
         let field = field?;
@@ -177,11 +193,11 @@ fn read_v1_series<'a>(
                 labels.push(label);
             }
             2 => {
-                field.bytes()?;
+                check_v1_sample(field.bytes()?)?;
                 contents.samples += 1;
             }
             3 => {
-                field.bytes()?;
+                contents.exemplar_labels_utf8 &= check_v1_exemplar(field.bytes()?)?;
                 contents.exemplars += 1;
             }
             4 => {
@@ -200,28 +216,96 @@ fn read_v1_series<'a>(
     Ok(contents)
 }
 
+/// A label's name and value. Like prost, the last occurrence of a field wins;
+/// unlike it, an earlier occurrence that is not UTF-8 is kept instead, so that
+/// label validation rejects what prost would refuse.
 fn read_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
-    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+    let (mut name, mut value): (Option<&[u8]>, Option<&[u8]>) = (None, None);
     for field in Fields::new(label) {
         let field = field?;
         match field.number {
-            1 => name = field.bytes()?,
-            2 => value = field.bytes()?,
+            1 => name = Some(repeated_string(name, field.bytes()?)),
+            2 => value = Some(repeated_string(value, field.bytes()?)),
             _ => {}
         }
     }
-    Ok((name, value))
+    Ok((name.unwrap_or_default(), value.unwrap_or_default()))
 }
 
-fn metadata_family_name(metadata: &[u8]) -> Result<&[u8], WireError> {
-    let mut family: &[u8] = &[];
-    for field in Fields::new(metadata) {
+/// The occurrence of a string field that counts: `next`, unless `previous` is
+/// not UTF-8. Only repeated occurrences pay for the check.
+fn repeated_string<'a>(previous: Option<&'a [u8]>, next: &'a [u8]) -> &'a [u8] {
+    match previous {
+        Some(previous) if std::str::from_utf8(previous).is_err() => previous,
+        _ => next,
+    }
+}
+
+/// Checks a v1 `Sample` to prost's rules: value a fixed64, timestamp a varint.
+fn check_v1_sample(sample: &[u8]) -> Result<(), WireError> {
+    for field in Fields::new(sample) {
         let field = field?;
-        if field.number == 2 {
-            family = field.bytes()?;
+        match field.number {
+            1 => {
+                field.fixed64()?;
+            }
+            2 => {
+                field.varint()?;
+            }
+            _ => {}
         }
     }
-    Ok(family)
+    Ok(())
+}
+
+/// Checks a v1 `Exemplar` to prost's rules; false if a label is not UTF-8.
+fn check_v1_exemplar(exemplar: &[u8]) -> Result<bool, WireError> {
+    let mut utf8 = true;
+    for field in Fields::new(exemplar) {
+        let field = field?;
+        match field.number {
+            1 => {
+                for label_field in Fields::new(field.bytes()?) {
+                    let label_field = label_field?;
+                    if matches!(label_field.number, 1 | 2) {
+                        utf8 &= std::str::from_utf8(label_field.bytes()?).is_ok();
+                    }
+                }
+            }
+            2 => {
+                field.fixed64()?;
+            }
+            3 => {
+                field.varint()?;
+            }
+            _ => {}
+        }
+    }
+    Ok(utf8)
+}
+
+/// A v1 `MetricMetadata`'s family name, and whether its strings are all UTF-8;
+/// the other fields checked to prost's rules.
+fn read_metadata(metadata: &[u8]) -> Result<(&[u8], bool), WireError> {
+    let mut family: &[u8] = &[];
+    let mut utf8 = true;
+    for field in Fields::new(metadata) {
+        let field = field?;
+        match field.number {
+            1 => {
+                field.varint()?;
+            }
+            2 | 4 | 5 => {
+                let text = field.bytes()?;
+                utf8 &= std::str::from_utf8(text).is_ok();
+                if field.number == 2 {
+                    family = text;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok((family, utf8))
 }
 
 /// Writes `series` with `sorted_labels` first and every other field as it was.
@@ -471,6 +555,109 @@ mod tests {
         let resorted = out.iter().find(|s| s.labels[1].value == "b").unwrap();
         assert_eq!(resorted.labels[0].name, "__name__");
         assert_eq!(resorted.samples[0].value.to_bits(), proto::STALE_NAN_BITS);
+    }
+
+    /// A one-series request whose sample is not a well-formed `Sample`: split
+    /// as valid before, its record then failed prost in the correlator, which
+    /// skips the whole record (every series of the request in that partition).
+    /// Both from the `remote_write_v1` fuzz target: a captured body with the
+    /// sample bytes mutated (a 9-byte key over 32 bits; a truncated varint).
+    #[test]
+    fn fuzz_v1_sample_that_prost_refuses_fails_the_request() {
+        const SAMPLE_KEY_OVER_32_BITS: &[u8] =
+            b"\x0a\xd4\x01\x0a'\x0a\x08__name__\x12\x1bnode_context_switches_total\x0a\x1c\x0a\
+            \x0ccluster_name\x12\x0cdemo-cluster\x0a\x1a\x0a\x09container\x12\x0dnode-export\
+            er\x0a\x1b\x0a\x08instance\x12\x0f127.0.0.1:19100\x0a\x0b\x0a\x03job\x12\x04node\
+            \x0a\x17\x0a\x09namespace\x12\x0amonitoring\x0a\x1a\x0a\x03pod\x12\x13node-expor\
+            ter-x7k2p\x12\x10\xff\xff\xff\xff\xff\xff\xff\xffA\x10\xa7\xea\xb3\x99\xa14";
+        const SAMPLE_TRUNCATED: &[u8] =
+            b"\x0a\xd1\x01\x0a$\x0a\x08__name__\x12\x18node_memory_Active_bytes\x0a\x1c\x0a\
+            \x0ccluster_name\x12\x0cdemo-cluster\x0a\x1a\x0a\x09container\x12\x0dnode-export\
+            er\x0a\x1b\x0a\x08instance\x12\x0f127.0.0.1:19100\x0a\x0b\x0a\x03job\x12\x04node\
+            \x0a\x17\x0a\x09namespace\x12\x0amonitoring\x0a\x1a\x0a\x03pod\x12\x13node-expor\
+            ter-x7k2p\x12\x10\x09\x00\x00\x00\x00`\x82\xa5A\x10\xa7k2p\x12\x07";
+        for crash in [SAMPLE_KEY_OVER_32_BITS, SAMPLE_TRUNCATED] {
+            assert!(WriteRequest::decode(crash).is_err());
+            let result = split_v1(crash, "tenant", &SeriesLimits::default(), 8);
+            assert!(result.is_err(), "split: {:?}", result.map(|b| b.records));
+        }
+    }
+
+    /// Whatever `split_v1` forwards, prost reads: the same series, built by
+    /// hand, with each field prost checks made wrong in turn.
+    #[test]
+    fn fuzz_v1_fields_are_checked_to_prosts_rules() {
+        fn label(name: &[u8], value: &[u8]) -> Vec<u8> {
+            let mut label = Vec::new();
+            wire::put_len_field(&mut label, 1, name);
+            wire::put_len_field(&mut label, 2, value);
+            label
+        }
+        fn request(series_fields: &[(u32, Vec<u8>)], metadata: Option<Vec<u8>>) -> Vec<u8> {
+            let mut series = Vec::new();
+            wire::put_len_field(&mut series, 1, &label(b"__name__", b"up"));
+            for (number, payload) in series_fields {
+                wire::put_len_field(&mut series, *number, payload);
+            }
+            let mut request = Vec::new();
+            wire::put_len_field(&mut request, 1, &series);
+            if let Some(metadata) = metadata {
+                wire::put_len_field(&mut request, 3, &metadata);
+            }
+            request
+        }
+        let sample = |value: &[u8]| {
+            let mut sample = value.to_vec();
+            sample.extend_from_slice(&[0x10, 0x01]); // timestamp 1
+            sample
+        };
+        let good_sample = sample(&[0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]); // value 1.0
+        let split = |raw: &[u8]| split_v1(raw, "tenant", &SeriesLimits::default(), 8);
+
+        // Well-formed: forwarded, and prost reads the record.
+        let batch = split(&request(&[(2, good_sample.clone())], None)).unwrap();
+        assert_eq!(batch.written.samples, 1);
+        WriteRequest::decode(batch.records[0].1.as_slice()).unwrap();
+
+        // A sample value sent as a varint: prost refuses the wire type.
+        let varint_value = sample(&[0x08, 0x01]);
+        assert!(split(&request(&[(2, varint_value)], None)).is_err());
+
+        // An exemplar label that is not UTF-8: the series is rejected.
+        let mut exemplar = Vec::new();
+        wire::put_len_field(&mut exemplar, 1, &label(b"trace_id", b"\xff"));
+        let batch = split(&request(&[(2, good_sample.clone()), (3, exemplar)], None)).unwrap();
+        assert!(batch.records.is_empty());
+        assert_eq!(
+            batch.rejected.counts().next().unwrap().0,
+            Rejection::InvalidUtf8
+        );
+
+        // A label name sent twice, first not UTF-8: prost refuses the first.
+        let mut twice = Vec::new();
+        wire::put_len_field(&mut twice, 1, b"\xff");
+        twice.extend_from_slice(&label(b"job", b"a"));
+        let batch = split(&request(&[(1, twice), (2, good_sample.clone())], None)).unwrap();
+        assert!(batch.records.is_empty());
+        assert_eq!(
+            batch.rejected.counts().next().unwrap().0,
+            Rejection::InvalidUtf8
+        );
+
+        // Metadata whose help is not UTF-8: the entry is rejected.
+        let mut metadata = Vec::new();
+        wire::put_len_field(&mut metadata, 2, b"up");
+        wire::put_len_field(&mut metadata, 4, b"\xc3");
+        let batch = split(&request(&[(2, good_sample.clone())], Some(metadata))).unwrap();
+        assert_eq!(batch.written.metadata, 0);
+        assert_eq!(batch.written.series, 1);
+        WriteRequest::decode(batch.records[0].1.as_slice()).unwrap();
+
+        // Metadata whose type is length-delimited: prost refuses the wire type.
+        let mut metadata = Vec::new();
+        wire::put_len_field(&mut metadata, 1, b"x");
+        wire::put_len_field(&mut metadata, 2, b"up");
+        assert!(split(&request(&[(2, good_sample)], Some(metadata))).is_err());
     }
 
     #[test]

@@ -15,7 +15,10 @@ pub const WIRE_FIXED32: u8 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireError {
     Truncated,
+    /// Longer than 10 bytes, or a 10th byte that overflows 64 bits.
     VarintTooLong,
+    /// A field key over 32 bits (a field number of 2^29 or more).
+    KeyTooLarge(u64),
     BadWireType(u8),
     ZeroFieldNumber,
     /// A field carried another wire type than its schema says.
@@ -29,7 +32,10 @@ impl fmt::Display for WireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             WireError::Truncated => write!(f, "message is truncated"),
-            WireError::VarintTooLong => write!(f, "varint is longer than 10 bytes"),
+            WireError::VarintTooLong => {
+                write!(f, "varint is longer than 10 bytes or overflows 64 bits")
+            }
+            WireError::KeyTooLarge(key) => write!(f, "field key {key} is over 32 bits"),
             WireError::BadWireType(wire_type) => write!(f, "unknown wire type {wire_type}"),
             WireError::ZeroFieldNumber => write!(f, "field number 0"),
             WireError::UnexpectedWireType { field, wire_type } => {
@@ -115,7 +121,11 @@ impl<'a> Fields<'a> {
     fn next_field(&mut self) -> Result<Field<'a>, WireError> {
         let start = self.pos;
         let key = read_varint(self.buf, &mut self.pos)?;
-        let number = u32::try_from(key >> 3).map_err(|_| WireError::Truncated)?;
+        // As prost (and every protobuf decoder) has it: a key is 32 bits. The
+        // records ingest writes are read with prost, so what it refuses must
+        // not get through here.
+        let key = u32::try_from(key).map_err(|_| WireError::KeyTooLarge(key))?;
+        let number = key >> 3;
         if number == 0 {
             return Err(WireError::ZeroFieldNumber);
         }
@@ -181,6 +191,10 @@ pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
         *pos += 1;
         value |= u64::from(byte & 0x7f) << (7 * shift_index);
         if byte < 0x80 {
+            // The 10th byte holds bit 63 only; more overflows, and prost refuses it.
+            if shift_index == 9 && byte > 1 {
+                return Err(WireError::VarintTooLong);
+            }
             return Ok(value);
         }
     }
@@ -255,6 +269,47 @@ mod tests {
         buf.truncate(4);
         let results: Vec<_> = Fields::new(&buf).collect();
         assert_eq!(results, vec![Err(WireError::Truncated)]);
+    }
+
+    /// Found by the `remote_write_v1` fuzz target: fields that this reader let
+    /// through inside a series, which prost (reading the record downstream)
+    /// refuses. Each must fail here as it fails there.
+    #[test]
+    fn fields_refuse_what_prost_refuses() {
+        use crate::Message;
+        use crate::prometheus::Sample;
+
+        // A key of 2^32 (field number 2^29, varint): over 32 bits.
+        let mut wide_key = Vec::new();
+        put_varint(&mut wide_key, 1 << 32);
+        put_varint(&mut wide_key, 7);
+        // A 10-byte varint whose last byte overflows 64 bits: the key of
+        // field 1 (fixed64) padded to 10 bytes, then a 2 in the 10th.
+        let overflowing_key = [0x89, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02];
+        // The same padding with a valid 10th byte decodes in both.
+        let mut padded_key = vec![0x89, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00];
+        padded_key.extend_from_slice(&1.5f64.to_le_bytes());
+
+        for (input, error) in [
+            (&wide_key[..], WireError::KeyTooLarge(1 << 32)),
+            (&overflowing_key[..], WireError::VarintTooLong),
+        ] {
+            let results: Vec<_> = Fields::new(input).collect();
+            assert_eq!(results, vec![Err(error)], "{input:02x?}");
+            assert!(Sample::decode(input).is_err(), "prost reads {input:02x?}");
+        }
+        let mut pos = 0;
+        assert_eq!(
+            read_varint(
+                &[0xff; 9].iter().chain(&[0x01]).copied().collect::<Vec<_>>(),
+                &mut pos
+            ),
+            Ok(u64::MAX)
+        );
+        let fields: Vec<_> = Fields::new(&padded_key).collect();
+        assert_eq!(fields.len(), 1);
+        assert_eq!(fields[0].unwrap().fixed64(), Ok(1.5f64.to_bits()));
+        assert_eq!(Sample::decode(&padded_key[..]).unwrap().value, 1.5);
     }
 
     #[test]
