@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test helm-test fuzz lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test helm-test fuzz k6 lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -27,6 +27,13 @@ helm-test:
 FUZZ_SECONDS ?= 60
 fuzz:
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+## A k6 scenario (loadtest/k6) against a private Kafka and ingest. With K6=/path/to/k6
+## (built with xk6-client-prometheus-remote) it runs on real k6, else on the stand-in runner.
+## K6_SCENARIO=constant-rate|ramp|spike|many-tenants, K6_ARGS="-e RATE=100 -e DURATION=1m".
+K6_SCENARIO ?= constant-rate
+k6: deps
+	bash loadtest/k6/run.sh $(K6_SCENARIO) --local $(K6_ARGS)
 
 lint: deps
 	$(CARGO) fmt --all -- --check
