@@ -48,6 +48,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             written[2] += 1;
         }
     }
+    // A small v1 request with every kind of field, as is and compressed: the
+    // captured bodies are large, and small inputs mutate faster.
+    let small_v1 = handmade_v1().encode_to_vec();
+    write(out, "remote_write_v1", "seed-handmade.pb", &small_v1)?;
+    let compressed = snap::raw::Encoder::new().compress_vec(&small_v1)?;
+    write(out, "snappy_body", "seed-handmade.bin", &compressed)?;
+    written[0] += 1;
+    written[1] += 1;
     write(
         out,
         "remote_write_v2",
@@ -75,6 +83,73 @@ fn write(out: &Path, target: &str, name: &str, bytes: &[u8]) -> std::io::Result<
     let dir = out.join(target);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join(name), bytes)
+}
+
+/// Unsorted labels, a stale marker, an exemplar, a native histogram, metadata,
+/// and a series rejected for its missing `__name__`.
+fn handmade_v1() -> WriteRequest {
+    use proto::prometheus::{
+        BucketSpan, Exemplar, Histogram, Label, MetricMetadata, Sample, TimeSeries, histogram,
+        metric_metadata,
+    };
+    let label = |name: &str, value: &str| Label {
+        name: name.into(),
+        value: value.into(),
+    };
+    WriteRequest {
+        timeseries: vec![
+            TimeSeries {
+                labels: vec![label("job", "api"), label("__name__", "requests_total")],
+                samples: vec![
+                    Sample {
+                        value: 1.0,
+                        timestamp: 1_700_000_000_000,
+                    },
+                    Sample {
+                        value: f64::from_bits(proto::STALE_NAN_BITS),
+                        timestamp: 1_700_000_015_000,
+                    },
+                ],
+                exemplars: vec![Exemplar {
+                    labels: vec![label("trace_id", "abc")],
+                    value: 0.5,
+                    timestamp: 1_700_000_000_001,
+                }],
+                ..Default::default()
+            },
+            TimeSeries {
+                labels: vec![label("__name__", "latency_seconds"), label("job", "api")],
+                histograms: vec![Histogram {
+                    count: Some(histogram::Count::CountInt(7)),
+                    sum: 3.5,
+                    schema: 1,
+                    zero_count: Some(histogram::ZeroCount::ZeroCountInt(1)),
+                    positive_spans: vec![BucketSpan {
+                        offset: 0,
+                        length: 3,
+                    }],
+                    positive_deltas: vec![2, 1, -2],
+                    timestamp: 1_700_000_000_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            TimeSeries {
+                labels: vec![label("job", "no-name")],
+                samples: vec![Sample {
+                    value: 2.0,
+                    timestamp: 1_700_000_000_000,
+                }],
+                ..Default::default()
+            },
+        ],
+        metadata: vec![MetricMetadata {
+            r#type: metric_metadata::MetricType::Counter as i32,
+            metric_family_name: "requests".into(),
+            help: "Requests.".into(),
+            unit: String::new(),
+        }],
+    }
 }
 
 /// A v1 request as a v2 one: one symbol table, samples as they were.
