@@ -25,7 +25,7 @@ helm-test:
 
 ## Fuzz every decoder and parser for FUZZ_SECONDS each (cargo-fuzz, nightly).
 FUZZ_SECONDS ?= 60
-fuzz:
+fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 ## A k6 scenario (loadtest/k6) against a private Kafka and ingest. With K6=/path/to/k6
