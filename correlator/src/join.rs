@@ -46,6 +46,8 @@ pub enum Destination {
 #[derive(Debug, Clone)]
 pub struct Output {
     pub destination: Destination,
+    /// The tenant, also sent as the record's `tenant` header.
+    pub tenant: String,
     pub key: String,
     pub payload: Vec<u8>,
     /// Samples and histograms it carries, for metrics.
@@ -115,8 +117,11 @@ struct Target {
 }
 
 /// What the join keeps per series: its rendered rules (labels only, never
-/// stale) and their resolution (stale once the index changes).
+/// stale) and their resolution (stale once the index changes). The cache is
+/// keyed by a 64-bit hash of tenant and labels; the tenant is kept and checked
+/// so that no collision, crafted or not, hands one tenant another's components.
 struct SeriesEntry {
+    tenant: Arc<str>,
     render: CachedRender,
     generation: u64,
     targets: Arc<Vec<Target>>,
@@ -172,6 +177,12 @@ impl PendingBuffer {
 
 fn identifier_key(tenant: &str, identifier: &str) -> String {
     format!("{tenant}\n{identifier}")
+}
+
+/// `tenant/<externalId>`, the key of `metrics.bound`; the tenant is escaped as
+/// in `topology.components` keys ('%' and '/' as "%25" and "%2F").
+pub fn bound_key(tenant: &str, external_id: &str) -> String {
+    format!("{}/{external_id}", ingest::topology::key_segment(tenant))
 }
 
 /// Counters the service turns into metrics.
@@ -435,7 +446,7 @@ impl Joiner {
             if samples.is_empty() {
                 continue;
             }
-            let (render, targets) = self.lookup(tenant, &labels);
+            let (render, targets) = self.lookup(&tenant_shared, &labels);
             let identifiers = match render {
                 CachedRender::Unbound(reason, detail) => {
                     let raw_samples: Vec<&[u8]> = samples.iter().map(|(raw, _)| *raw).collect();
@@ -532,6 +543,7 @@ impl Joiner {
                 }
                 outputs.push(Output {
                     destination: Destination::Bound,
+                    tenant: tenant.to_string(),
                     key: target.key.clone(),
                     payload,
                     points: bucket.len(),
@@ -573,6 +585,7 @@ impl Joiner {
         }
         outputs.push(Output {
             destination: Destination::Unbound,
+            tenant: tenant.to_string(),
             key: tenant.to_string(),
             payload,
             points: samples.len(),
@@ -789,12 +802,16 @@ impl Joiner {
     /// from the cache when the index has not changed since.
     fn lookup(
         &mut self,
-        tenant: &str,
+        tenant: &Arc<str>,
         labels: &[(&str, &str)],
     ) -> (CachedRender, Arc<Vec<Target>>) {
         let fingerprint = fingerprint(tenant, labels);
         let generation = self.index.generation();
-        let render = match self.series_cache.get(&fingerprint) {
+        let cached = self
+            .series_cache
+            .get(&fingerprint)
+            .filter(|entry| entry.tenant == *tenant);
+        let render = match cached {
             Some(entry) if entry.generation == generation => {
                 return (entry.render.clone(), entry.targets.clone());
             }
@@ -815,6 +832,7 @@ impl Joiner {
             self.series_cache.clear();
         }
         let entry = SeriesEntry {
+            tenant: tenant.clone(),
             render: render.clone(),
             generation,
             targets: targets.clone(),
@@ -850,7 +868,7 @@ impl Joiner {
                     continue;
                 };
                 let external_id = &latest.component.external_id;
-                let record_key = format!("{tenant}/{external_id}");
+                let record_key = bound_key(tenant, external_id);
                 if targets.iter().any(|t| t.key == record_key) {
                     continue;
                 }
@@ -900,7 +918,8 @@ impl Joiner {
             };
             outputs.push(Output {
                 destination: Destination::Bound,
-                key: format!("{tenant}/{}", group.component.external_id),
+                tenant: tenant.to_string(),
+                key: bound_key(tenant, &group.component.external_id),
                 payload: output::encode_bound(&series, self.settings.encoding),
                 points,
                 reason: None,
@@ -944,6 +963,7 @@ impl Joiner {
         };
         outputs.push(Output {
             destination: Destination::Unbound,
+            tenant: tenant.to_string(),
             key: tenant.to_string(),
             payload: output::encode_unbound(&series, self.settings.encoding),
             points: count,
@@ -1157,6 +1177,54 @@ mod tests {
                 timestamp: 10_000
             }]
         );
+    }
+
+    #[test]
+    fn a_series_cache_collision_never_binds_across_tenants() {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
+        joiner.upsert_component(&format!("acme/k/demo/{POD}"), component(POD, "pod", 0));
+        joiner.release_pending();
+        assert_eq!(bound_ids(&join(&mut joiner, "p1", 10_000, 0)), [POD]);
+        // Make globex's series hash like acme's (a 64-bit hash can be made to
+        // collide): acme's cached resolution now sits under globex's fingerprint.
+        let request = WriteRequest::decode(record("p1", 10_000).as_slice()).unwrap();
+        let pairs: Vec<(&str, &str)> = request.timeseries[0]
+            .labels
+            .iter()
+            .map(|l| (l.name.as_str(), l.value.as_str()))
+            .collect();
+        let entry = joiner
+            .series_cache
+            .remove(&fingerprint("acme", &pairs))
+            .expect("acme's series is cached");
+        joiner
+            .series_cache
+            .insert(fingerprint("globex", &pairs), entry);
+        let outputs = joiner
+            .process(
+                "globex",
+                proto::CONTENT_TYPE_V1,
+                &record("p1", 10_000),
+                ORIGIN,
+                0,
+            )
+            .unwrap();
+        assert!(
+            outputs.is_empty(),
+            "globex has no component: its sample waits, never binds to acme's"
+        );
+        let expired = joiner.expire_pending(6_000);
+        assert_eq!(expired.len(), 1);
+        let unbound = UnboundSeries::decode(expired[0].payload.as_slice()).unwrap();
+        assert_eq!(unbound.tenant, "globex");
+        assert_eq!(unbound.reason(), UnboundReason::NoComponent);
+    }
+
+    #[test]
+    fn bound_keys_escape_the_tenant_only() {
+        assert_eq!(bound_key("acme", POD), format!("acme/{POD}"));
+        assert_eq!(bound_key("a/b", "c"), "a%2Fb/c");
+        assert_ne!(bound_key("a/b", "c"), bound_key("a", "b/c"));
     }
 
     #[test]

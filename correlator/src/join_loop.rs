@@ -91,10 +91,15 @@ fn send_outputs(producer: &FutureProducer, settings: &Settings, outputs: Vec<Out
             Destination::Bound => &settings.topics.bound,
             Destination::Unbound => &settings.topics.unbound,
         };
-        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
-            key: "content-type",
-            value: Some(content_type),
-        });
+        let headers = rdkafka::message::OwnedHeaders::new()
+            .insert(rdkafka::message::Header {
+                key: "tenant",
+                value: Some(output.tenant.as_str()),
+            })
+            .insert(rdkafka::message::Header {
+                key: "content-type",
+                value: Some(content_type),
+            });
         let record = FutureRecord::to(topic)
             .key(&output.key)
             .payload(&output.payload)

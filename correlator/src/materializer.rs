@@ -14,7 +14,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::Message as _;
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -167,6 +167,7 @@ pub async fn run(
                 }
                 metrics.records_consumed.get_or_create(&KindLabels { kind: "topology_raw" }).inc();
                 let (partition, offset) = (message.partition(), message.offset());
+                let mut tenant = None;
                 let changes = match message.payload().map(serde_json::from_slice::<TopologyPart>) {
                     Some(Ok(part)) => {
                         let changes = assembler.apply(&part, (partition, offset), now_ms());
@@ -175,6 +176,7 @@ pub async fn run(
                             start = part.start_snapshot, stop = part.stop_snapshot, changes = changes.len(),
                             "topology part applied"
                         );
+                        tenant = Some(part.tenant);
                         changes
                     }
                     Some(Err(error)) => {
@@ -185,7 +187,7 @@ pub async fn run(
                     None => Vec::new(),
                 };
                 let timestamp = message.timestamp().to_millis();
-                publish_changes(&producer, &topology_topic, &changes, timestamp, &metrics).await?;
+                publish_changes(&producer, &topology_topic, &changes, tenant.as_deref(), timestamp, &metrics).await?;
                 let open_start = assembler.open_snapshot_starts().get(&partition).copied();
                 let safe = open_start.map_or(offset + 1, |start| start.min(offset + 1));
                 store_next_offset(&consumer, message.topic(), partition, safe);
@@ -196,10 +198,12 @@ pub async fn run(
     Ok(())
 }
 
+/// Every record carries a `tenant` header (the part's tenant), as ingest's do.
 async fn publish_changes(
     producer: &FutureProducer,
     topic: &str,
     changes: &[TopologyChange],
+    tenant: Option<&str>,
     timestamp: Option<i64>,
     metrics: &Metrics,
 ) -> anyhow::Result<()> {
@@ -215,6 +219,12 @@ async fn publish_changes(
     let mut deliveries = Vec::with_capacity(changes.len());
     for (key, payload, kind) in &encoded {
         let mut record: FutureRecord<'_, String, Vec<u8>> = FutureRecord::to(topic).key(*key);
+        if let Some(tenant) = tenant {
+            record = record.headers(OwnedHeaders::new().insert(Header {
+                key: "tenant",
+                value: Some(tenant),
+            }));
+        }
         if let Some(payload) = payload {
             record = record.payload(payload);
         }

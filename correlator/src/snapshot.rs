@@ -13,7 +13,7 @@ use proto::Message;
 use proto::records::Component;
 use serde::Deserialize;
 use serde_json::Value;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::Xxh3Default;
 
 /// One `topologies[]` part as ingest wrote it to `topology.raw`.
 #[derive(Debug, Clone, Deserialize)]
@@ -80,12 +80,42 @@ impl TopologyChange {
 pub type Position = (i32, i64);
 
 /// `tenant/instance.type/instance.url/externalId`, the key of `topology.components`.
+/// '%' and '/' in tenant, type and url are escaped ("%25", "%2F"), so the first
+/// three '/' separate the segments and distinct components never share a key;
+/// the externalId, last, is kept as it is.
 pub fn component_key(tenant: &str, instance: &Instance, external_id: &str) -> String {
-    format!("{tenant}/{}/{}/{external_id}", instance.kind, instance.url)
+    format!("{}/{external_id}", instance_key(tenant, instance))
 }
 
-fn instance_key(tenant: &str, instance: &Instance) -> String {
-    format!("{tenant}/{}/{}", instance.kind, instance.url)
+/// The escaped `tenant/instance.type/instance.url`, as ingest keys `topology.raw`.
+pub fn instance_key(tenant: &str, instance: &Instance) -> String {
+    ingest::topology::record_key(tenant, &instance.kind, &instance.url)
+}
+
+/// The ways `key` may split into an instance key (escaped) and an externalId:
+/// first at the third '/', as keys are written now; then, for keys written
+/// before the segments were escaped (a '/' possibly inside type or url), at
+/// every pair of '/' after the tenant, re-escaped. The caller checks which fits.
+fn key_splits(key: &str) -> impl Iterator<Item = (String, &str)> + '_ {
+    let escaped = key
+        .match_indices('/')
+        .nth(2)
+        .map(|(third, _)| (key[..third].to_string(), &key[third + 1..]));
+    let legacy = key.split_once('/').into_iter().flat_map(|(tenant, rest)| {
+        let slashes: Vec<usize> = rest.match_indices('/').map(|(at, _)| at).collect();
+        let mut splits = Vec::new();
+        for (position, first) in slashes.iter().enumerate() {
+            for second in &slashes[position + 1..] {
+                let instance = Instance {
+                    kind: rest[..*first].to_string(),
+                    url: rest[first + 1..*second].to_string(),
+                };
+                splits.push((instance_key(tenant, &instance), &rest[second + 1..]));
+            }
+        }
+        splits
+    });
+    escaped.into_iter().chain(legacy)
 }
 
 struct LiveComponent {
@@ -134,12 +164,11 @@ impl SnapshotAssembler {
     }
 
     /// Forgets a component deleted in `topology.components` (a tombstone read
-    /// while restoring). The key is `instance key/externalId` and both halves
-    /// may hold '/', so each split point is tried against the known instances.
+    /// while restoring): only the key is left, so its instance and externalId
+    /// are found by splitting it (see `key_splits`) against the known instances.
     pub fn restore_deletion(&mut self, key: &str) {
-        for (split, _) in key.match_indices('/') {
-            let (instance, external_id) = (&key[..split], &key[split + 1..]);
-            if let Some(state) = self.instances.get_mut(instance) {
+        for (instance, external_id) in key_splits(key) {
+            if let Some(state) = self.instances.get_mut(&instance) {
                 if state
                     .live
                     .get(external_id)
@@ -299,11 +328,24 @@ impl SnapshotAssembler {
 }
 
 /// What makes two reports of a component different (timestamps aside).
+/// `labels` is a protobuf map, a `HashMap` whose encoding follows its random
+/// iteration order: it is hashed sorted, so equal components hash equal.
 fn content_hash(component: &Component) -> u64 {
     let mut stripped = component.clone();
     stripped.first_seen_ms = 0;
     stripped.last_seen_ms = 0;
-    xxh3_64(&stripped.encode_to_vec())
+    let mut labels: Vec<(String, String)> =
+        std::mem::take(&mut stripped.labels).into_iter().collect();
+    labels.sort();
+    let mut hasher = Xxh3Default::new();
+    hasher.update(&stripped.encode_to_vec());
+    for (name, value) in &labels {
+        hasher.update(name.as_bytes());
+        hasher.update(&[0xfe]);
+        hasher.update(value.as_bytes());
+        hasher.update(&[0xff]);
+    }
+    hasher.digest()
 }
 
 fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> Component {
@@ -494,6 +536,232 @@ mod tests {
         let stop = restored.apply(&part((true, true), &["c"], &[], 3.0), (0, 3), 0);
         assert_eq!(deleted(&stop), ["acme/kubernetes/demo/b"]);
         assert_eq!(upserted(&stop), ["acme/kubernetes/demo/c"]);
+    }
+
+    #[test]
+    fn keys_with_slashes_stay_distinct_and_plain_keys_are_unchanged() {
+        let instance = |kind: &str, url: &str| Instance {
+            kind: kind.into(),
+            url: url.into(),
+        };
+        assert_eq!(
+            component_key("acme", &instance("kubernetes", "demo"), "urn:k:/demo:pod/p"),
+            "acme/kubernetes/demo/urn:k:/demo:pod/p",
+            "the contract's format where no segment holds '/' or '%'"
+        );
+        // Unescaped, every one of these would be "a/b/c/d/e".
+        let tuples = [
+            ("a", "b", "c", "d/e"),
+            ("a", "b", "c/d", "e"),
+            ("a", "b/c", "d", "e"),
+            ("a/b", "c", "d", "e"),
+            ("a", "b%2Fc", "d", "e"),
+            ("a", "b", "c%2Fd", "e"),
+        ];
+        let keys: HashSet<String> = tuples
+            .iter()
+            .map(|(tenant, kind, url, id)| component_key(tenant, &instance(kind, url), id))
+            .collect();
+        assert_eq!(keys.len(), tuples.len(), "{keys:?}");
+        assert_eq!(
+            component_key("acme", &instance("k8s/x", "https://h:6443"), "urn:a/b"),
+            "acme/k8s%2Fx/https:%2F%2Fh:6443/urn:a/b"
+        );
+        // The instance key of a component key is the topology.raw key of its parts.
+        assert_eq!(
+            instance_key("acme", &instance("k8s/x", "https://h:6443")),
+            ingest::topology::record_key("acme", "k8s/x", "https://h:6443")
+        );
+    }
+
+    #[test]
+    fn instances_whose_type_and_url_share_a_joined_form_are_apart() {
+        let mut assembler = SnapshotAssembler::default();
+        let mut first = part((true, true), &["x"], &[], 1.0);
+        first.instance = Instance {
+            kind: "k/a".into(),
+            url: "b".into(),
+        };
+        let mut second = part((true, true), &["x"], &[], 1.0);
+        second.instance = Instance {
+            kind: "k".into(),
+            url: "a/b".into(),
+        };
+        let created = assembler.apply(&first, (0, 1), 0);
+        let changes = assembler.apply(&second, (0, 2), 0);
+        assert!(
+            deleted(&changes).is_empty(),
+            "the second instance's snapshot deletes nothing of the first"
+        );
+        assert_eq!(upserted(&created), ["acme/k%2Fa/b/x"]);
+        assert_eq!(upserted(&changes), ["acme/k/a%2Fb/x"]);
+        assert_eq!(assembler.live_components(), 2);
+
+        // A restart restores both and a tombstone removes exactly its own.
+        let mut restored = SnapshotAssembler::default();
+        for change in created.iter().chain(&changes) {
+            if let TopologyChange::Upsert { key, component } = change {
+                restored.restore(key, component);
+            }
+        }
+        restored.restore_deletion("acme/k/a%2Fb/x");
+        assert_eq!(restored.live_components(), 1);
+        let stop = restored.apply(&part((true, true), &[], &[], 2.0), (0, 3), 0);
+        assert!(
+            deleted(&stop).is_empty(),
+            "instance kubernetes/demo had nothing"
+        );
+        let mut again = first.clone();
+        again.components.clear();
+        assert_eq!(
+            deleted(&restored.apply(&again, (0, 4), 0)),
+            ["acme/k%2Fa/b/x"]
+        );
+    }
+
+    #[test]
+    fn tombstones_of_keys_written_before_escaping_are_still_recognized() {
+        // Before segments were escaped, "acme/k8s/https://h/urn:a" was written
+        // for url "https://h" and externalId "urn:a"; and "%" stayed as it was.
+        for (url, old_key) in [
+            ("https://h", "acme/k8s/https://h/urn:a"),
+            ("50%", "acme/k8s/50%/urn:a"),
+            ("a%2Fb/c", "acme/k8s/a%2Fb/c/urn:a"),
+        ] {
+            let mut assembler = SnapshotAssembler::default();
+            let component = Component {
+                tenant: "acme".into(),
+                instance_type: "k8s".into(),
+                instance_url: url.into(),
+                external_id: "urn:a".into(),
+                ..Default::default()
+            };
+            assembler.restore(old_key, &component);
+            assert_eq!(assembler.live_components(), 1);
+            assembler.restore_deletion("acme/k8s/elsewhere/urn:a");
+            assert_eq!(assembler.live_components(), 1, "another key: kept");
+            assembler.restore_deletion(old_key);
+            assert_eq!(assembler.live_components(), 0, "{old_key}");
+        }
+    }
+
+    /// Ingest refuses every part the materializer could not read: each field of
+    /// an agent part is replaced by each kind of JSON value (or removed), and
+    /// whatever ingest accepts must parse as a `TopologyPart` here.
+    #[test]
+    fn whatever_ingest_accepts_the_materializer_reads() {
+        let base = serde_json::json!({
+            "start_snapshot": true, "stop_snapshot": false, "delete_ids": ["urn:old"],
+            "instance": {"type": "kubernetes", "url": "demo"},
+            "components": [{"externalId": "urn:a", "type": {"name": "pod"},
+                            "data": {"name": "a", "identifiers": ["urn:x"], "tags": {"t": "v"}, "labels": ["l:v"]}}],
+            "relations": [{"externalId": "r", "sourceId": "urn:a", "targetId": "urn:b", "type": {"name": "r"}}]
+        });
+        let pointers = [
+            "/instance",
+            "/instance/type",
+            "/instance/url",
+            "/start_snapshot",
+            "/stop_snapshot",
+            "/delete_ids",
+            "/delete_ids/0",
+            "/components",
+            "/components/0",
+            "/components/0/externalId",
+            "/components/0/type",
+            "/components/0/type/name",
+            "/components/0/data",
+            "/components/0/data/identifiers",
+            "/components/0/data/identifiers/0",
+            "/components/0/data/name",
+            "/components/0/data/tags",
+            "/relations",
+            "/relations/0",
+            "/tenant",
+            "/collection_timestamp",
+        ];
+        let replacements: Vec<Option<Value>> = [
+            "null",
+            "true",
+            "0",
+            "-1.5",
+            r#""""#,
+            r#""x""#,
+            "[]",
+            r#"["x"]"#,
+            "[1]",
+            "[null]",
+            "{}",
+            r#"{"name": "x"}"#,
+            r#"{"name": null}"#,
+            r#"{"type": "k", "url": "u"}"#,
+            r#"["k", "u"]"#,
+            r#"{"externalId": "urn:z"}"#,
+        ]
+        .iter()
+        .map(|text| Some(serde_json::from_str(text).unwrap()))
+        .chain([None])
+        .collect();
+        let (mut accepted, mut refused) = (0, 0);
+        for pointer in pointers {
+            for replacement in &replacements {
+                let mut part = base.clone();
+                let (parent, field) = pointer.rsplit_once('/').unwrap();
+                match (part.pointer_mut(parent).unwrap(), replacement) {
+                    (Value::Object(map), Some(value)) => {
+                        map.insert(field.to_string(), value.clone());
+                    }
+                    (Value::Object(map), None) => {
+                        map.remove(field);
+                    }
+                    (Value::Array(items), Some(value)) => {
+                        items[field.parse::<usize>().unwrap()] = value.clone();
+                    }
+                    (Value::Array(items), None) => {
+                        items.remove(field.parse::<usize>().unwrap());
+                    }
+                    _ => unreachable!("the base part has these fields"),
+                }
+                let payload = serde_json::json!({"topologies": [part]}).to_string();
+                let Ok(records) = ingest::topology::parts_to_records(payload.as_bytes(), "acme")
+                else {
+                    refused += 1;
+                    continue;
+                };
+                accepted += 1;
+                let parsed = serde_json::from_slice::<TopologyPart>(&records[0].1);
+                let parsed = parsed.unwrap_or_else(|error| {
+                    panic!("ingest accepted {pointer} = {replacement:?}, unreadable here: {error}")
+                });
+                assert_eq!(parsed.tenant, "acme");
+                assert!(parsed.components.iter().all(|c| !c.external_id.is_empty()));
+                assert_eq!(
+                    records[0].0,
+                    instance_key(&parsed.tenant, &parsed.instance),
+                    "ingest's key is the materializer's instance key"
+                );
+            }
+        }
+        eprintln!("mutated parts: {accepted} accepted, {refused} refused");
+        assert!(
+            accepted > 50 && refused > 100,
+            "{accepted} accepted, {refused} refused"
+        );
+    }
+
+    #[test]
+    fn a_component_reported_again_unchanged_is_not_rewritten_whatever_its_tags() {
+        let mut assembler = SnapshotAssembler::default();
+        let mut report = part((true, true), &["a"], &[], 1.0);
+        let tags: serde_json::Map<String, Value> = (0..16)
+            .map(|i| (format!("tag-{i}"), Value::from(format!("value-{i}"))))
+            .collect();
+        report.components[0].data["tags"] = Value::Object(tags);
+        assert_eq!(upserted(&assembler.apply(&report, (0, 1), 0)).len(), 1);
+        for offset in 2..10 {
+            let changes = assembler.apply(&report, (0, offset), 0);
+            assert!(changes.is_empty(), "report {offset}: {changes:?}");
+        }
     }
 
     #[test]

@@ -36,6 +36,13 @@ fuzz_target!(|data: &[u8]| {
             panic!("part accepted without instance type and url: {part:?}");
         };
         assert!(!kind.is_empty() && !url.is_empty());
-        assert_eq!(*key, format!("{TENANT}/{kind}/{url}"), "record key");
+        assert_eq!(
+            *key,
+            ingest::topology::record_key(TENANT, kind, url),
+            "record key"
+        );
+        // What ingest accepts, the correlator's materializer can read.
+        serde_json::from_slice::<correlator::snapshot::TopologyPart>(value)
+            .expect("accepted parts are readable by the materializer");
     }
 });

@@ -1,8 +1,11 @@
 //! `POST /receiver/stsAgent/intake`: the StackState Agent's topology payload.
-//! Each part of its `topologies` array becomes one `topology.raw` record, keyed
-//! `tenant/instance.type/instance.url` so every part of one instance stays in
-//! order on one partition; the answer waits for every ack.
+//! Each part of its `topologies` array is checked against the shape the
+//! correlator reads, then becomes one `topology.raw` record, keyed
+//! `tenant/instance.type/instance.url` (segments escaped) so every part of one
+//! instance stays in order on one partition; the answer waits for every ack.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::io::Read;
 use std::time::Instant;
 
@@ -152,7 +155,10 @@ fn decompress(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<Vec<u
 }
 
 /// One (key, value) per `topologies[]` part. The tenant comes from the API key
-/// only: a `tenant` field in the payload is overwritten, never trusted.
+/// only: a `tenant` field in the payload is overwritten, never trusted. Every
+/// part is checked (see [`check_part`]) before anything is published, so a
+/// request is published whole or refused whole, and nothing reaches
+/// `topology.raw` that the correlator's materializer cannot read.
 pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8>)>, IngestError> {
     let payload: Value = serde_json::from_slice(json)
         .map_err(|e| IngestError::BadRequest(format!("invalid JSON: {e}")))?;
@@ -181,44 +187,17 @@ pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8
     };
     let mut records = Vec::with_capacity(parts.len());
     for (index, part) in parts.iter().enumerate() {
+        check_part(&format!("topologies[{index}]"), part)
+            .map_err(|problem| IngestError::BadRequest(problem.to_string()))?;
         let Value::Object(part) = part else {
-            return Err(IngestError::BadRequest(format!(
-                "topologies[{index}] is not an object"
-            )));
+            continue; // check_part refuses anything else
         };
-        let instance = part.get("instance").and_then(Value::as_object);
-        let instance_field = |name: &str| {
-            instance
-                .and_then(|i| i.get(name))
-                .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-        };
-        let (Some(instance_type), Some(instance_url)) =
-            (instance_field("type"), instance_field("url"))
-        else {
-            return Err(IngestError::BadRequest(format!(
-                "topologies[{index}] has no instance with a type and a url"
-            )));
-        };
-        if let Some(components) = part.get("components") {
-            let Some(components) = components.as_array() else {
-                return Err(IngestError::BadRequest(format!(
-                    "topologies[{index}].components must be an array"
-                )));
-            };
-            for (component_index, component) in components.iter().enumerate() {
-                let has_id = component
-                    .get("externalId")
-                    .and_then(Value::as_str)
-                    .is_some_and(|id| !id.is_empty());
-                if !has_id {
-                    return Err(IngestError::BadRequest(format!(
-                        "topologies[{index}].components[{component_index}] has no externalId"
-                    )));
-                }
-            }
-        }
-        let key = format!("{tenant}/{instance_type}/{instance_url}");
+        let instance = &part["instance"];
+        let key = record_key(
+            tenant,
+            instance["type"].as_str().unwrap_or_default(),
+            instance["url"].as_str().unwrap_or_default(),
+        );
         let mut value: Map<String, Value> = part.clone();
         value.insert("tenant".into(), Value::String(tenant.to_string()));
         value.insert(
@@ -229,6 +208,181 @@ pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8
         records.push((key, encoded));
     }
     Ok(records)
+}
+
+/// The `topology.raw` key of an instance's parts: `tenant/instance.type/instance.url`,
+/// each segment escaped by [`key_segment`]. It is also the prefix of the
+/// correlator's `topology.components` keys (`.../externalId`).
+pub fn record_key(tenant: &str, instance_type: &str, instance_url: &str) -> String {
+    format!(
+        "{}/{}/{}",
+        key_segment(tenant),
+        key_segment(instance_type),
+        key_segment(instance_url)
+    )
+}
+
+/// One segment of a `/`-separated record key with '%' written as "%25" and '/'
+/// as "%2F", so values holding '/' cannot make two keys equal. Text without
+/// either character is unchanged. The correlator escapes the same way.
+pub fn key_segment(value: &str) -> Cow<'_, str> {
+    if !value.contains(['%', '/']) {
+        return Cow::Borrowed(value);
+    }
+    let mut escaped = String::with_capacity(value.len() + 8);
+    for character in value.chars() {
+        match character {
+            '%' => escaped.push_str("%25"),
+            '/' => escaped.push_str("%2F"),
+            other => escaped.push(other),
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+/// A part the correlator could not read, and where: the message reads
+/// `topologies[2].components[5].type: expected an object with "name"`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ShapeError {
+    pub path: String,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for ShapeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: expected {}", self.path, self.expected)
+    }
+}
+
+fn shape(path: String, expected: &'static str) -> ShapeError {
+    ShapeError { path, expected }
+}
+
+/// The shape of one `topologies[]` part, as the agent sends it and the
+/// correlator's materializer reads it (`correlator::snapshot::TopologyPart`):
+///
+/// - `instance`: an object with non-empty string `type` and `url`;
+/// - `start_snapshot`, `stop_snapshot`: booleans, or absent;
+/// - `delete_ids`: an array of strings, or absent;
+/// - `components`: an array, or absent, of objects with a non-empty string
+///   `externalId`; `type` absent, null or `{"name": string}`; `data` absent,
+///   null or an object whose `identifiers`, if any, are an array of strings;
+/// - `relations`: an array of objects, absent or null (not read downstream).
+///
+/// Other fields are kept and ignored. Where the correlator would accept more
+/// (a `type` without `name`, a non-object `data`), ingest is the stricter one.
+pub fn check_part(path: &str, part: &Value) -> Result<(), ShapeError> {
+    let Value::Object(part) = part else {
+        return Err(shape(path.to_string(), "an object"));
+    };
+    let Some(Value::Object(instance)) = part.get("instance") else {
+        return Err(shape(
+            format!("{path}.instance"),
+            r#"an object with "type" and "url""#,
+        ));
+    };
+    for field in ["type", "url"] {
+        let present = instance
+            .get(field)
+            .and_then(Value::as_str)
+            .is_some_and(|value| !value.is_empty());
+        if !present {
+            return Err(shape(
+                format!("{path}.instance.{field}"),
+                "a non-empty string",
+            ));
+        }
+    }
+    for flag in ["start_snapshot", "stop_snapshot"] {
+        if part.get(flag).is_some_and(|value| !value.is_boolean()) {
+            return Err(shape(format!("{path}.{flag}"), "true or false"));
+        }
+    }
+    if let Some(delete_ids) = part.get("delete_ids") {
+        let Value::Array(delete_ids) = delete_ids else {
+            return Err(shape(format!("{path}.delete_ids"), "an array of strings"));
+        };
+        for (index, id) in delete_ids.iter().enumerate() {
+            if !id.is_string() {
+                return Err(shape(format!("{path}.delete_ids[{index}]"), "a string"));
+            }
+        }
+    }
+    if let Some(components) = part.get("components") {
+        let Value::Array(components) = components else {
+            return Err(shape(
+                format!("{path}.components"),
+                "an array of components",
+            ));
+        };
+        for (index, component) in components.iter().enumerate() {
+            check_component(&format!("{path}.components[{index}]"), component)?;
+        }
+    }
+    match part.get("relations") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(relations)) => {
+            for (index, relation) in relations.iter().enumerate() {
+                if !relation.is_object() {
+                    return Err(shape(format!("{path}.relations[{index}]"), "an object"));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(shape(format!("{path}.relations"), "an array of relations"));
+        }
+    }
+    Ok(())
+}
+
+fn check_component(path: &str, component: &Value) -> Result<(), ShapeError> {
+    let Value::Object(component) = component else {
+        return Err(shape(path.to_string(), r#"an object with "externalId""#));
+    };
+    let has_id = component
+        .get("externalId")
+        .and_then(Value::as_str)
+        .is_some_and(|id| !id.is_empty());
+    if !has_id {
+        return Err(shape(format!("{path}.externalId"), "a non-empty string"));
+    }
+    match component.get("type") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(kind)) => match kind.get("name") {
+            Some(Value::String(_)) => {}
+            Some(_) => return Err(shape(format!("{path}.type.name"), "a string")),
+            None => {
+                return Err(shape(format!("{path}.type"), r#"an object with "name""#));
+            }
+        },
+        Some(_) => {
+            return Err(shape(format!("{path}.type"), r#"an object with "name""#));
+        }
+    }
+    match component.get("data") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(data)) => match data.get("identifiers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(identifiers)) => {
+                for (index, identifier) in identifiers.iter().enumerate() {
+                    if !identifier.is_string() {
+                        return Err(shape(
+                            format!("{path}.data.identifiers[{index}]"),
+                            "a string",
+                        ));
+                    }
+                }
+            }
+            Some(_) => {
+                return Err(shape(
+                    format!("{path}.data.identifiers"),
+                    "an array of strings",
+                ));
+            }
+        },
+        Some(_) => return Err(shape(format!("{path}.data"), "an object")),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,27 +414,352 @@ mod tests {
     }
 
     #[test]
-    fn a_part_without_instance_or_invalid_json_is_refused_by_name() {
-        let missing =
-            parts_to_records(br#"{"topologies": [{"instance": {"type": "k"}}]}"#, "a").unwrap_err();
-        assert!(
-            missing
-                .to_string()
-                .contains("topologies[0] has no instance"),
-            "{missing}"
-        );
+    fn invalid_json_and_non_array_topologies_are_refused() {
         let invalid = parts_to_records(b"{not json", "a").unwrap_err();
         assert!(invalid.to_string().starts_with("invalid JSON"), "{invalid}");
-        let no_id = parts_to_records(
-            br#"{"topologies": [{"instance": {"type": "k", "url": "u"}, "components": [{}]}]}"#,
-            "a",
+        let not_object = parts_to_records(b"[]", "a").unwrap_err();
+        assert_eq!(
+            not_object.to_string(),
+            "intake payload must be a JSON object"
+        );
+        let not_array = parts_to_records(br#"{"topologies": {}}"#, "a").unwrap_err();
+        assert_eq!(not_array.to_string(), "topologies must be an array");
+        assert!(
+            parts_to_records(br#"{"topologies": null}"#, "a")
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    /// Three parts of which the last has two components: a mutation of the
+    /// last part or its second component shows up as `topologies[2]...`.
+    fn agent_payload() -> Value {
+        let component = |id: &str, kind: &str| {
+            serde_json::json!({"externalId": id, "type": {"name": kind},
+                "data": {"name": id, "identifiers": [format!("urn:extra:{id}")], "labels": ["a:b"], "tags": {"t": "v"}}})
+        };
+        let instance = serde_json::json!({"type": "kubernetes", "url": "demo-cluster"});
+        serde_json::json!({
+            "collection_timestamp": 1_700_000_000,
+            "topologies": [
+                {"start_snapshot": true, "stop_snapshot": false, "instance": instance,
+                 "components": [component("urn:a", "node")], "relations": []},
+                {"instance": instance, "delete_ids": ["urn:gone"]},
+                {"start_snapshot": false, "stop_snapshot": true, "instance": instance,
+                 "delete_ids": ["urn:old"],
+                 "components": [component("urn:b", "pod"), component("urn:c", "container")],
+                 "relations": [{"externalId": "urn:b->urn:c", "type": {"name": "runs"},
+                                "sourceId": "urn:b", "targetId": "urn:c", "data": {}}]}
+            ]
+        })
+    }
+
+    /// `agent_payload()` with the value at a JSON pointer replaced, or removed (None).
+    fn mutated(pointer: &str, replacement: Option<Value>) -> Vec<u8> {
+        let mut payload = agent_payload();
+        let (parent, field) = pointer.rsplit_once('/').unwrap();
+        let parent = payload.pointer_mut(parent).unwrap();
+        match (parent, replacement) {
+            (Value::Object(map), Some(value)) => {
+                map.insert(field.to_string(), value);
+            }
+            (Value::Object(map), None) => {
+                map.remove(field);
+            }
+            (Value::Array(items), Some(value)) => items[field.parse::<usize>().unwrap()] = value,
+            (other, _) => panic!("cannot mutate {other}"),
+        }
+        serde_json::to_vec(&payload).unwrap()
+    }
+
+    /// Every malformed shape, answered 400 with where and what: (JSON pointer
+    /// into `agent_payload()`, replacement or None to remove, message).
+    const MALFORMED: &[(&str, Option<&str>, &str)] = &[
+        (
+            "/topologies/2",
+            Some(r#""x""#),
+            "topologies[2]: expected an object",
+        ),
+        (
+            "/topologies/2",
+            Some("[]"),
+            "topologies[2]: expected an object",
+        ),
+        (
+            "/topologies/2/instance",
+            None,
+            r#"topologies[2].instance: expected an object with "type" and "url""#,
+        ),
+        (
+            "/topologies/2/instance",
+            Some(r#""kubernetes""#),
+            r#"topologies[2].instance: expected an object with "type" and "url""#,
+        ),
+        (
+            "/topologies/2/instance",
+            Some(r#"["kubernetes", "demo"]"#),
+            r#"topologies[2].instance: expected an object with "type" and "url""#,
+        ),
+        (
+            "/topologies/2/instance/type",
+            None,
+            "topologies[2].instance.type: expected a non-empty string",
+        ),
+        (
+            "/topologies/2/instance/type",
+            Some("{}"),
+            "topologies[2].instance.type: expected a non-empty string",
+        ),
+        (
+            "/topologies/2/instance/url",
+            Some("5"),
+            "topologies[2].instance.url: expected a non-empty string",
+        ),
+        (
+            "/topologies/2/instance/url",
+            Some(r#""""#),
+            "topologies[2].instance.url: expected a non-empty string",
+        ),
+        (
+            "/topologies/2/start_snapshot",
+            Some(r#""yes""#),
+            "topologies[2].start_snapshot: expected true or false",
+        ),
+        (
+            "/topologies/2/start_snapshot",
+            Some("1"),
+            "topologies[2].start_snapshot: expected true or false",
+        ),
+        (
+            "/topologies/2/stop_snapshot",
+            Some("null"),
+            "topologies[2].stop_snapshot: expected true or false",
+        ),
+        (
+            "/topologies/2/delete_ids",
+            Some(r#""x""#),
+            "topologies[2].delete_ids: expected an array of strings",
+        ),
+        (
+            "/topologies/2/delete_ids",
+            Some("null"),
+            "topologies[2].delete_ids: expected an array of strings",
+        ),
+        (
+            "/topologies/2/delete_ids",
+            Some(r#"{"0": "x"}"#),
+            "topologies[2].delete_ids: expected an array of strings",
+        ),
+        (
+            "/topologies/2/delete_ids",
+            Some(r#"["x", 1]"#),
+            "topologies[2].delete_ids[1]: expected a string",
+        ),
+        (
+            "/topologies/2/delete_ids",
+            Some(r#"[["x"]]"#),
+            "topologies[2].delete_ids[0]: expected a string",
+        ),
+        (
+            "/topologies/2/components",
+            Some(r#""x""#),
+            "topologies[2].components: expected an array of components",
+        ),
+        (
+            "/topologies/2/components",
+            Some("null"),
+            "topologies[2].components: expected an array of components",
+        ),
+        (
+            "/topologies/2/components",
+            Some(r#"{"externalId": "urn:b"}"#),
+            "topologies[2].components: expected an array of components",
+        ),
+        (
+            "/topologies/2/components/1",
+            Some(r#""urn:c""#),
+            r#"topologies[2].components[1]: expected an object with "externalId""#,
+        ),
+        (
+            "/topologies/2/components/1",
+            Some(r#"["urn:c", {"name": "pod"}, {}]"#),
+            r#"topologies[2].components[1]: expected an object with "externalId""#,
+        ),
+        (
+            "/topologies/2/components/1/externalId",
+            None,
+            "topologies[2].components[1].externalId: expected a non-empty string",
+        ),
+        (
+            "/topologies/2/components/1/externalId",
+            Some("7"),
+            "topologies[2].components[1].externalId: expected a non-empty string",
+        ),
+        (
+            "/topologies/2/components/1/externalId",
+            Some(r#""""#),
+            "topologies[2].components[1].externalId: expected a non-empty string",
+        ),
+        (
+            "/topologies/2/components/1/type",
+            Some(r#""pod""#),
+            r#"topologies[2].components[1].type: expected an object with "name""#,
+        ),
+        (
+            "/topologies/2/components/1/type",
+            Some("{}"),
+            r#"topologies[2].components[1].type: expected an object with "name""#,
+        ),
+        (
+            "/topologies/2/components/1/type",
+            Some(r#"["pod"]"#),
+            r#"topologies[2].components[1].type: expected an object with "name""#,
+        ),
+        (
+            "/topologies/2/components/1/type/name",
+            Some("null"),
+            "topologies[2].components[1].type.name: expected a string",
+        ),
+        (
+            "/topologies/2/components/1/type/name",
+            Some("1"),
+            "topologies[2].components[1].type.name: expected a string",
+        ),
+        (
+            "/topologies/2/components/1/data",
+            Some(r#""x""#),
+            "topologies[2].components[1].data: expected an object",
+        ),
+        (
+            "/topologies/2/components/1/data",
+            Some("[]"),
+            "topologies[2].components[1].data: expected an object",
+        ),
+        (
+            "/topologies/2/components/1/data/identifiers",
+            Some(r#""urn:x""#),
+            "topologies[2].components[1].data.identifiers: expected an array of strings",
+        ),
+        (
+            "/topologies/2/components/1/data/identifiers",
+            Some(r#"["urn:x", 1]"#),
+            "topologies[2].components[1].data.identifiers[1]: expected a string",
+        ),
+        (
+            "/topologies/2/relations",
+            Some("{}"),
+            "topologies[2].relations: expected an array of relations",
+        ),
+        (
+            "/topologies/2/relations",
+            Some(r#"["x"]"#),
+            "topologies[2].relations[0]: expected an object",
+        ),
+    ];
+
+    #[test]
+    fn every_malformed_shape_is_refused_naming_what_and_where() {
+        for (pointer, replacement, message) in MALFORMED {
+            let replacement = replacement.map(|text| serde_json::from_str(text).unwrap());
+            let error = parts_to_records(&mutated(pointer, replacement), "acme").unwrap_err();
+            assert!(
+                matches!(error, IngestError::BadRequest(_)),
+                "{pointer}: {error:?}"
+            );
+            assert_eq!(error.to_string(), *message, "{pointer}");
+        }
+        // The first bad part refuses the whole request, even after good ones.
+        let error = parts_to_records(
+            &mutated("/topologies/0/components/0/type", Some(Value::from("node"))),
+            "acme",
         )
         .unwrap_err();
-        assert!(
-            no_id
-                .to_string()
-                .contains("components[0] has no externalId"),
-            "{no_id}"
+        assert_eq!(
+            error.to_string(),
+            r#"topologies[0].components[0].type: expected an object with "name""#
+        );
+    }
+
+    #[test]
+    fn what_the_agent_sends_passes() {
+        let sample: &[u8] = include_bytes!("../../deploy/local/sample-topology.json");
+        assert_eq!(parts_to_records(sample, "acme").unwrap().len(), 3);
+        assert_eq!(
+            parts_to_records(&serde_json::to_vec(&agent_payload()).unwrap(), "acme")
+                .unwrap()
+                .len(),
+            3
+        );
+        // Optional fields may be absent, and type, data and identifiers null.
+        for (pointer, replacement) in [
+            ("/topologies/2/start_snapshot", None),
+            ("/topologies/2/delete_ids", None),
+            ("/topologies/2/delete_ids", Some(serde_json::json!([]))),
+            ("/topologies/2/components", None),
+            ("/topologies/2/components", Some(serde_json::json!([]))),
+            ("/topologies/2/relations", None),
+            ("/topologies/2/relations", Some(Value::Null)),
+            ("/topologies/2/components/1/type", None),
+            ("/topologies/2/components/1/type", Some(Value::Null)),
+            ("/topologies/2/components/1/data", None),
+            ("/topologies/2/components/1/data", Some(Value::Null)),
+            (
+                "/topologies/2/components/1/data/identifiers",
+                Some(Value::Null),
+            ),
+            (
+                "/topologies/2/components/1/data/tags",
+                Some(serde_json::json!(["a:b"])),
+            ),
+            (
+                "/topologies/2/components/1/data/name",
+                Some(serde_json::json!(5)),
+            ),
+            (
+                "/topologies/2/extra",
+                Some(serde_json::json!({"any": ["thing"]})),
+            ),
+            ("/topologies/2/tenant", Some(Value::from("someone-else"))),
+        ] {
+            let records = parts_to_records(&mutated(pointer, replacement.clone()), "acme");
+            assert!(records.is_ok(), "{pointer} = {replacement:?}: {records:?}");
+        }
+    }
+
+    #[test]
+    fn key_segments_escape_percent_and_slash_only() {
+        assert_eq!(key_segment("demo-cluster"), "demo-cluster");
+        assert!(matches!(key_segment("demo-cluster"), Cow::Borrowed(_)));
+        assert_eq!(
+            key_segment("https://api:6443/x"),
+            "https:%2F%2Fapi:6443%2Fx"
+        );
+        assert_eq!(key_segment("50%/x"), "50%25%2Fx");
+        assert_eq!(
+            record_key("acme", "kubernetes", "demo-cluster"),
+            "acme/kubernetes/demo-cluster",
+            "keys without '/' or '%' are as the contract writes them"
+        );
+        // (type, url) pairs that one unescaped '/' would make equal stay apart.
+        let tuples = [
+            ("acme", "a/b", "c"),
+            ("acme", "a", "b/c"),
+            ("acme", "a%2Fb", "c"),
+            ("acme", "a", "b%2Fc"),
+            ("acme", "a%", "2Fb/c"),
+        ];
+        let keys: std::collections::BTreeSet<String> = tuples
+            .iter()
+            .map(|(tenant, kind, url)| record_key(tenant, kind, url))
+            .collect();
+        assert_eq!(keys.len(), tuples.len(), "{keys:?}");
+        let payload = br#"{"topologies": [{"instance": {"type": "k8s/x", "url": "https://h/c"}}]}"#;
+        let records = parts_to_records(payload, "acme").unwrap();
+        assert_eq!(records[0].0, "acme/k8s%2Fx/https:%2F%2Fh%2Fc");
+        let value: Value = serde_json::from_slice(&records[0].1).unwrap();
+        assert_eq!(
+            value["instance"]["url"], "https://h/c",
+            "the value keeps the url as sent"
         );
     }
 

@@ -86,7 +86,70 @@ async fn snapshot_parts_arrive_in_order_on_one_partition_for_the_keys_tenant() {
     let response = test::call_service(&app, bad).await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body = test::read_body(response).await;
-    assert!(String::from_utf8_lossy(&body).contains("topologies[0] has no instance"));
+    assert!(
+        String::from_utf8_lossy(&body)
+            .contains(r#"topologies[0].instance: expected an object with "type" and "url""#)
+    );
+
+    // Good parts before a malformed one: 400 naming it, and none of them published.
+    let mut payload = snapshot_parts();
+    payload["topologies"][2]["components"][0]["type"] = serde_json::json!("container");
+    let malformed = test::TestRequest::post()
+        .uri("/receiver/stsAgent/intake")
+        .insert_header(("sts-api-key", common::KEY_A))
+        .set_payload(payload.to_string())
+        .to_request();
+    let response = test::call_service(&app, malformed).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = test::read_body(response).await;
+    assert_eq!(
+        String::from_utf8_lossy(&body).trim(),
+        r#"topologies[2].components[0].type: expected an object with "name""#
+    );
+    let mut payload = snapshot_parts();
+    payload["topologies"][1]["delete_ids"] = serde_json::json!("x");
+    let malformed = test::TestRequest::post()
+        .uri("/receiver/stsAgent/intake")
+        .insert_header(("sts-api-key", common::KEY_A))
+        .set_payload(payload.to_string())
+        .to_request();
+    let response = test::call_service(&app, malformed).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = test::read_body(response).await;
+    assert_eq!(
+        String::from_utf8_lossy(&body).trim(),
+        "topologies[1].delete_ids: expected an array of strings"
+    );
+    assert_eq!(
+        common::read_all(&state.settings.topic_topology_raw).len(),
+        3,
+        "nothing of the refused requests was published"
+    );
+
+    // An instance url with '/' is escaped in the key, kept in the value.
+    let mut payload = snapshot_parts();
+    payload["topologies"] =
+        serde_json::json!([{"instance": {"type": "kubernetes", "url": "https://api:6443"}}]);
+    let slashes = test::TestRequest::post()
+        .uri("/receiver/stsAgent/intake")
+        .insert_header(("sts-api-key", common::KEY_A))
+        .set_payload(payload.to_string())
+        .to_request();
+    assert_eq!(
+        test::call_service(&app, slashes).await.status(),
+        StatusCode::OK
+    );
+    let records = common::read_all(&state.settings.topic_topology_raw);
+    let escaped = records
+        .iter()
+        .find(|r| r.key.as_deref() == Some(&b"alpha/kubernetes/https:%2F%2Fapi:6443"[..]))
+        .expect("a record keyed with the url escaped");
+    let part: serde_json::Value = serde_json::from_slice(&escaped.payload).unwrap();
+    assert_eq!(part["instance"]["url"], "https://api:6443");
+    assert_eq!(
+        escaped.headers.get("tenant").map(String::as_str),
+        Some("alpha")
+    );
     let anonymous = test::TestRequest::post()
         .uri("/receiver/stsAgent/intake")
         .set_payload("{}")

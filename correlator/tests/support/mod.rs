@@ -245,3 +245,113 @@ pub async fn eventually<T: Send + 'static>(
     .await
     .unwrap()
 }
+
+/// The `ingest` binary beside the correlator's (built by `cargo test` of the
+/// workspace or `make build`); built here when it is missing.
+pub fn ingest_binary() -> PathBuf {
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_correlator")).with_file_name("ingest");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "ingest", "--bin", "ingest"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the ingest binary");
+    }
+    binary
+}
+
+/// POSTs `body` with curl and returns the status code.
+pub fn curl_post(dir: &TempDir, url: &str, headers: &[(&str, &str)], body: &[u8]) -> u16 {
+    let file = dir.write(&unique("body"), "");
+    std::fs::write(&file, body).unwrap();
+    let mut command = Command::new("curl");
+    command.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"]);
+    for (name, value) in headers {
+        command.args(["-H", &format!("{name}: {value}")]);
+    }
+    command
+        .arg("--data-binary")
+        .arg(format!("@{}", file.display()));
+    let output = command.arg(url).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// The body of a GET with curl ("" when it fails).
+pub fn curl_get(url: &str) -> String {
+    let output = Command::new("curl").args(["-fs", url]).output().unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A snappy remote-write 2.0 body holding one series with `labels` and one sample.
+pub fn v2_request_with(labels: &[(&str, &str)], timestamp: i64) -> Vec<u8> {
+    use proto::Message;
+    use proto::v2;
+    let mut symbols = vec![String::new()];
+    let mut labels_refs = Vec::new();
+    let mut sorted = labels.to_vec();
+    sorted.sort();
+    for (name, value) in sorted {
+        for text in [name, value] {
+            labels_refs.push(symbols.len() as u32);
+            symbols.push(text.to_string());
+        }
+    }
+    let request = v2::Request {
+        symbols,
+        timeseries: vec![v2::TimeSeries {
+            labels_refs,
+            samples: vec![v2::Sample {
+                value: 1.0,
+                timestamp,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    snap::raw::Encoder::new()
+        .compress_vec(&request.encode_to_vec())
+        .unwrap()
+}
+
+/// The label sets of the series in a `metrics.samples` record (1.0 or 2.0, by its content-type header).
+pub fn sample_record_series(record: &kafka::Record) -> Vec<BTreeMap<String, String>> {
+    use proto::Message;
+    let content_type = record
+        .headers
+        .get("content-type")
+        .cloned()
+        .unwrap_or_default();
+    if content_type == proto::CONTENT_TYPE_V2 {
+        let request = proto::v2::Request::decode(record.payload.as_slice()).unwrap();
+        let symbol = |index: &u32| request.symbols[*index as usize].clone();
+        return request
+            .timeseries
+            .iter()
+            .map(|series| {
+                series
+                    .labels_refs
+                    .chunks(2)
+                    .map(|pair| (symbol(&pair[0]), symbol(&pair[1])))
+                    .collect()
+            })
+            .collect();
+    }
+    let request = proto::prometheus::WriteRequest::decode(record.payload.as_slice()).unwrap();
+    request
+        .timeseries
+        .iter()
+        .map(|series| {
+            series
+                .labels
+                .iter()
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect()
+        })
+        .collect()
+}
