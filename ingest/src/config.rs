@@ -37,6 +37,14 @@ pub struct Options {
     #[arg(long, env = "API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 
+    /// PEM certificate chain (end-entity first); with TLS_KEY_FILE, INGEST_LISTEN serves HTTPS only. Re-read when it changes
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of TLS_CERT_FILE's certificate (PKCS#8, PKCS#1 or SEC1); re-read when it changes
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+
     /// Topic for remote-write records [default: metrics.samples]
     #[arg(long, env = "TOPIC_SAMPLES")]
     pub topic_samples: Option<String>,
@@ -153,12 +161,21 @@ impl Default for SeriesLimits {
     }
 }
 
+/// The certificate and key files of the HTTPS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
 /// The resolved settings, every default applied.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub kafka_brokers: String,
     pub listen: SocketAddr,
     pub api_keys_file: PathBuf,
+    /// HTTPS when set, plain HTTP when not.
+    pub tls: Option<TlsFiles>,
     pub topic_samples: String,
     pub topic_topology_raw: String,
     pub create_topics: bool,
@@ -194,6 +211,19 @@ impl Settings {
         let Some(api_keys_file) = cli.api_keys_file.or(file.api_keys_file) else {
             bail!("API_KEYS_FILE is required: the TOML file of API keys and tenants");
         };
+        // Half a pair is a mistake, never a silent fallback to plain HTTP.
+        let tls = match (
+            cli.tls_cert_file.or(file.tls_cert_file),
+            cli.tls_key_file.or(file.tls_key_file),
+        ) {
+            (Some(cert_file), Some(key_file)) => Some(TlsFiles {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            (Some(_), None) => bail!("TLS_KEY_FILE is required when TLS_CERT_FILE is set"),
+            (None, Some(_)) => bail!("TLS_CERT_FILE is required when TLS_KEY_FILE is set"),
+        };
         let log_format = LogFormat::parse(cli.log_format.or(file.log_format).as_deref())?;
         let kafka_compression = cli
             .kafka_compression
@@ -214,6 +244,7 @@ impl Settings {
                 .or(file.ingest_listen)
                 .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("valid default")),
             api_keys_file,
+            tls,
             topic_samples: cli
                 .topic_samples
                 .or(file.topic_samples)
@@ -354,5 +385,56 @@ mod tests {
         };
         let error = Settings::resolve(bad_format, Options::default()).unwrap_err();
         assert!(error.to_string().contains("LOG_FORMAT"));
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_layers_like_the_rest() {
+        let keys = || Options {
+            api_keys_file: Some("k.toml".into()),
+            ..Options::default()
+        };
+        let plain = Settings::resolve(keys(), Options::default()).unwrap();
+        assert_eq!(plain.tls, None);
+
+        let cert_only = Options {
+            tls_cert_file: Some("cert.pem".into()),
+            ..keys()
+        };
+        let error = Settings::resolve(cert_only, Options::default()).unwrap_err();
+        assert!(
+            error.to_string().contains("TLS_KEY_FILE is required"),
+            "{error}"
+        );
+
+        let key_only = Options {
+            tls_key_file: Some("key.pem".into()),
+            ..keys()
+        };
+        let error = Settings::resolve(key_only, Options::default()).unwrap_err();
+        assert!(
+            error.to_string().contains("TLS_CERT_FILE is required"),
+            "{error}"
+        );
+
+        // The environment's certificate with the file's key makes a pair.
+        let file: Options = toml::from_str(
+            r#"
+            tls_cert_file = "/file/cert.pem"
+            tls_key_file = "/file/key.pem"
+            "#,
+        )
+        .unwrap();
+        let cli = Options {
+            tls_cert_file: Some("/env/cert.pem".into()),
+            ..keys()
+        };
+        let settings = Settings::resolve(cli, file).unwrap();
+        assert_eq!(
+            settings.tls,
+            Some(TlsFiles {
+                cert_file: "/env/cert.pem".into(),
+                key_file: "/file/key.pem".into(),
+            })
+        );
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! A write flows through the modules in this order:
 //! [`auth`] → [`decode`] → [`validate`] and [`partition`] → [`rate_limit`] → [`publish`],
-//! driven by the handler in [`write`]; [`routes`] is the route table.
+//! driven by the handler in [`write`]; [`routes`] is the route table, served
+//! over plain HTTP or, with a certificate, over HTTPS ([`tls`]).
 
 pub mod auth;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod rate_limit;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod topology;
 pub mod validate;
 pub mod write;

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub rate_limited: Family<TenantLabels, Counter>,
     pub api_key_reloads: Family<ResultLabels, Counter>,
     pub api_keys: Gauge,
+    pub tls_certificate_reloads: Family<ResultLabels, Counter>,
     pub inflight_bytes: Gauge,
     pub topology_parts: Counter,
 }
@@ -82,6 +83,7 @@ impl Metrics {
             rate_limited: Family::default(),
             api_key_reloads: Family::default(),
             api_keys: Gauge::default(),
+            tls_certificate_reloads: Family::default(),
             inflight_bytes: Gauge::default(),
             topology_parts: Counter::default(),
             registry: Registry::default(),
@@ -147,6 +149,11 @@ impl Metrics {
             metrics.api_key_reloads.clone(),
         );
         registry.register("api_keys", "API keys in force", metrics.api_keys.clone());
+        registry.register(
+            "tls_certificate_reloads",
+            "Reloads of the TLS certificate and key after they changed, by result",
+            metrics.tls_certificate_reloads.clone(),
+        );
         registry.register(
             "inflight_bytes",
             "Decompressed request bytes held in memory now",

@@ -1,6 +1,7 @@
-//! Wires the service together: state, background upkeep, the HTTP server, and
-//! the SIGTERM drain (not ready, finish in-flight requests, flush, exit 0).
+//! Wires the service together: state, background upkeep, the HTTP(S) server,
+//! and the SIGTERM drain (not ready, finish in-flight requests, flush, exit 0).
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -15,8 +16,10 @@ use crate::publish::{self, Publisher, PublisherSettings, TopicSpec};
 use crate::rate_limit::RateLimiters;
 use crate::routes;
 use crate::state::{AppState, InflightBytes};
+use crate::tls::{self, CertificateResolver};
 
 const KEYS_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
+const CERTIFICATE_RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 const LIMITER_RECLAIM_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Builds the shared state from settings (reads the keys file, creates the producer).
@@ -133,9 +136,49 @@ pub fn spawn_upkeep(state: web::Data<AppState>) {
     });
 }
 
+/// Checks the certificate files every few seconds and swaps in a changed,
+/// valid pair; a broken one is logged and counted, and the old pair serves on.
+pub fn spawn_certificate_reload(resolver: Arc<CertificateResolver>, state: web::Data<AppState>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(CERTIFICATE_RELOAD_INTERVAL).await;
+            let reloader = resolver.clone();
+            let Ok(result) =
+                tokio::task::spawn_blocking(move || reloader.reload_if_changed()).await
+            else {
+                continue;
+            };
+            let outcome = match result {
+                Ok(tls::Reload::Unchanged) => continue,
+                Ok(tls::Reload::Reloaded) => {
+                    info!("reloaded the TLS certificate and key");
+                    "ok"
+                }
+                Err(reload_error) => {
+                    warn!(error = %reload_error, "TLS certificate or key is broken, keeping the pair in force");
+                    "error"
+                }
+            };
+            state
+                .metrics
+                .tls_certificate_reloads
+                .get_or_create(&ResultLabels { result: outcome })
+                .inc();
+        }
+    });
+}
+
 /// Runs the service until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let listen = settings.listen;
+    // Before Kafka, so that a bad certificate stops the service at once.
+    let certificates = match &settings.tls {
+        Some(files) => Some(Arc::new(
+            CertificateResolver::load(files.clone())
+                .context("loading TLS_CERT_FILE and TLS_KEY_FILE")?,
+        )),
+        None => None,
+    };
     let workers = match settings.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -146,6 +189,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let shutdown_delay = settings.shutdown_delay;
     let state = web::Data::new(build_state(settings)?);
     spawn_upkeep(state.clone());
+    if let Some(resolver) = &certificates {
+        spawn_certificate_reload(resolver.clone(), state.clone());
+    }
 
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -155,11 +201,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     })
     .workers(workers)
     .disable_signals()
-    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
-    .bind(listen)
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1));
+    let server = match &certificates {
+        Some(resolver) => server.bind_rustls_0_23(listen, resolver.server_config()?),
+        None => server.bind(listen),
+    }
     .with_context(|| format!("binding INGEST_LISTEN {listen}"))?
     .run();
-    info!(%listen, workers, "ingest listening");
+    info!(%listen, workers, tls = certificates.is_some(), "ingest listening");
 
     let handle = server.handle();
     let drain_state = state.clone();
