@@ -98,6 +98,38 @@ pub struct Options {
     #[arg(long)]
     pub verify: bool,
 
+    /// With --verify, also wait for the correlator to catch up and check that
+    /// every sample of this run in the samples topic came out of the join, in
+    /// the bound or the unbound topic; exit 1 if any did not.
+    #[arg(long, requires = "verify")]
+    pub verify_outputs: bool,
+
+    /// Consumer group of the correlator's join, for --verify-outputs.
+    #[arg(long, default_value = "correlator")]
+    pub correlator_group: String,
+
+    /// Bound topic for --verify-outputs.
+    #[arg(long, default_value = "metrics.bound")]
+    pub bound_topic: String,
+
+    /// Unbound topic for --verify-outputs.
+    #[arg(long, default_value = "metrics.unbound")]
+    pub unbound_topic: String,
+
+    /// Seconds --verify-outputs waits for the correlator to commit past the
+    /// end of the samples topic.
+    #[arg(long, value_name = "SECS", default_value_t = 180)]
+    pub settle_timeout: u64,
+
+    /// Before sending, post a snapshot of the synthetic series' nodes, pods and
+    /// containers to the topology intake, so the correlator can bind them.
+    #[arg(long)]
+    pub topology: bool,
+
+    /// Topology intake endpoint for --topology (default: --url's host).
+    #[arg(long)]
+    pub intake_url: Option<String>,
+
     /// Kafka bootstrap servers for --verify.
     #[arg(long, default_value = "127.0.0.1:9092")]
     pub brokers: String,
@@ -132,6 +164,11 @@ impl Options {
             && !(rate > 0.0 && rate.is_finite())
         {
             return Err(format!("--rate must be a positive number, not {rate}"));
+        }
+        if self.replay.is_some() && self.topology {
+            return Err(
+                "--topology describes synthetic series; it does not apply to --replay".into(),
+            );
         }
         if self.replay.is_some() && self.protocol == Protocol::V2 {
             return Err(

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context as _, bail};
 use clap::Parser as _;
 use loadtest::cli::Options;
+use loadtest::outputs::{OutputLedger, OutputsReport, wait_for_group};
 use loadtest::payload::{
     PreparedRequest, Protocol, SyntheticPlan, replay_requests, synthetic_requests,
 };
@@ -16,6 +17,7 @@ use loadtest::schedule::Timetable;
 use loadtest::send::{LoadShape, RetryPolicy, SendPlan, auth_header, sender};
 use loadtest::stats::{Recorder, RunSettings, Summary};
 use loadtest::synthetic::{RUN_LABEL, SeriesUniverse};
+use loadtest::topology::{components, intake_url, snapshot_requests};
 use loadtest::verify::{Decoder, SampleLedger, VerifyReport, body_samples, read_topic};
 use reqwest::header::{HeaderMap, HeaderValue};
 
@@ -90,6 +92,9 @@ fn run(options: Options) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if options.topology {
+        runtime.block_on(post_topology(&options, &run_id))?;
+    }
     let (elapsed, unsent) = runtime.block_on(send_all(
         &options,
         ring.clone(),
@@ -129,10 +134,13 @@ fn run(options: Options) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing --json {}", path.display()))?;
     }
 
-    let missing = summary
-        .verify
-        .as_ref()
-        .is_some_and(|report| report.counts.missing > 0);
+    let missing = summary.verify.as_ref().is_some_and(|report| {
+        report.counts.missing > 0
+            || report
+                .outputs
+                .as_ref()
+                .is_some_and(|outputs| !outputs.passed())
+    });
     if missing || summary.totals.requests_acknowledged == 0 {
         return Ok(ExitCode::FAILURE);
     }
@@ -153,12 +161,25 @@ fn build_ring(
             Protocol::V1,
         ));
     }
+    let plan = synthetic_plan(options, run_id)?;
+    let source = format!(
+        "synthetic {} series × {} labels, {} per request, churn {}, {} passes",
+        options.series,
+        options.labels_per_series,
+        options.samples_per_request,
+        options.churn,
+        plan.passes
+    );
+    Ok((synthetic_requests(&plan), source, options.protocol))
+}
+
+fn synthetic_plan(options: &Options, run_id: &str) -> anyhow::Result<SyntheticPlan> {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .context("system clock before 1970")?
         .as_millis() as i64;
     let series = options.series as usize;
-    let plan = SyntheticPlan {
+    Ok(SyntheticPlan {
         universe: SeriesUniverse {
             series,
             labels_per_series: options.labels_per_series as usize,
@@ -172,16 +193,53 @@ fn build_ring(
         // Aligned to the scrape interval, as Prometheus' timestamps roughly are.
         first_timestamp_ms: now_ms - now_ms % SCRAPE_INTERVAL_MS,
         scrape_interval_ms: SCRAPE_INTERVAL_MS,
+    })
+}
+
+/// Posts the synthetic series' nodes, pods and containers as one snapshot, part by part.
+async fn post_topology(options: &Options, run_id: &str) -> anyhow::Result<()> {
+    let plan = synthetic_plan(options, run_id)?;
+    let components = components(&plan.universe, plan.passes, plan.replaced_per_pass);
+    let url = match &options.intake_url {
+        Some(url) => url.clone(),
+        None => intake_url(&options.url).map_err(anyhow::Error::msg)?,
     };
-    let source = format!(
-        "synthetic {} series × {} labels, {} per request, churn {}, {} passes",
-        options.series,
-        options.labels_per_series,
-        options.samples_per_request,
-        options.churn,
-        plan.passes
+    let collected = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .context("system clock before 1970")?
+        .as_secs_f64();
+    let requests = snapshot_requests(&options.cluster_name, &components, collected);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(options.timeout))
+        .build()
+        .context("building the HTTP client")?;
+    let (auth_name, auth_value) = auth_header(options.auth, &options.api_key);
+    for (index, body) in requests.iter().enumerate() {
+        let response = client
+            .post(&url)
+            .header(auth_name.clone(), &auth_value)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(body).context("encoding the topology")?)
+            .send()
+            .await
+            .with_context(|| format!("posting topology part {} to {url}", index + 1))?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            bail!(
+                "topology part {} of {}: {status}: {}",
+                index + 1,
+                requests.len(),
+                text.trim()
+            );
+        }
+    }
+    eprintln!(
+        "posted {} components in {} parts to {url}",
+        components.len(),
+        requests.len()
     );
-    Ok((synthetic_requests(&plan), source, options.protocol))
+    Ok(())
 }
 
 /// Runs the senders and the progress line; returns the time taken and the requests left unsent.
@@ -314,8 +372,69 @@ fn verify(
     )
     .with_context(|| format!("reading {} back from {}", options.topic, options.brokers))?;
 
+    let outputs = if options.verify_outputs {
+        Some(verify_outputs(options, run_id, &mut decoder, &ledger)?)
+    } else {
+        None
+    };
     Ok(VerifyReport {
         topic: options.topic.clone(),
+        records_read,
+        records_undecodable,
+        counts: ledger.counts(),
+        outputs,
+    })
+}
+
+/// Waits for the correlator, then reads the bound and unbound topics back.
+fn verify_outputs(
+    options: &Options,
+    run_id: &str,
+    decoder: &mut Decoder,
+    samples: &SampleLedger,
+) -> anyhow::Result<OutputsReport> {
+    eprintln!(
+        "verifying outputs: waiting for group {} to commit past the end of {}",
+        options.correlator_group, options.topic
+    );
+    let settled = wait_for_group(
+        &options.brokers,
+        &options.correlator_group,
+        &options.topic,
+        Duration::from_secs(options.settle_timeout),
+    )
+    .context("waiting for the correlator")?;
+    let mut ledger = OutputLedger::new(samples);
+    let mut records_read = 0u64;
+    let mut records_undecodable = 0u64;
+    for (topic, bound) in [
+        (&options.bound_topic, true),
+        (&options.unbound_topic, false),
+    ] {
+        records_read += read_topic(
+            &options.brokers,
+            topic,
+            Duration::from_secs(60),
+            &mut |record| {
+                let decoded = decoder.output_samples(
+                    record.content_type,
+                    record.payload,
+                    bound,
+                    RUN_LABEL,
+                    run_id,
+                    &mut |id, destination| ledger.found(id, destination),
+                );
+                if decoded.is_err() {
+                    records_undecodable += 1;
+                }
+            },
+        )
+        .with_context(|| format!("reading {topic} back from {}", options.brokers))?;
+    }
+    Ok(OutputsReport {
+        bound_topic: options.bound_topic.clone(),
+        unbound_topic: options.unbound_topic.clone(),
+        settled,
         records_read,
         records_undecodable,
         counts: ledger.counts(),

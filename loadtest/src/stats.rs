@@ -342,6 +342,34 @@ impl Summary {
             } else {
                 "verify:        FAILED, acknowledged samples are missing\n"
             });
+            if let Some(outputs) = &verify.outputs {
+                let counts = &outputs.counts;
+                text.push_str(&format!(
+                    "outputs:       group {} caught up in {:.1} s (lag {}); {} records read ({} undecodable) from {} and {}\n",
+                    outputs.settled.group,
+                    outputs.settled.seconds,
+                    outputs.settled.lag,
+                    outputs.records_read,
+                    outputs.records_undecodable,
+                    outputs.bound_topic,
+                    outputs.unbound_topic,
+                ));
+                text.push_str(&format!(
+                    "outputs:       samples expected {}, bound {}, unbound {}, missing {}, copies {}, duplicated {}, unexpected {}\n",
+                    counts.expected,
+                    counts.bound,
+                    counts.unbound,
+                    counts.missing,
+                    counts.copies,
+                    counts.duplicated,
+                    counts.unexpected,
+                ));
+                text.push_str(if outputs.passed() {
+                    "outputs:       OK, every sample of the samples topic came out of the join\n"
+                } else {
+                    "outputs:       FAILED, samples of the samples topic did not come out of the join\n"
+                });
+            }
         }
         text
     }

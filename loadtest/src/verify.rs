@@ -1,8 +1,7 @@
 //! Read-back verification: every sample of this run that ingest acknowledged
 //! must be in `metrics.samples`. Samples are identified by their sorted labels
 //! and timestamp, hashed to 128 bits so a long run's ledger stays small.
-//!
-//! TODO: verify `metrics.bound` / `metrics.unbound` once the correlator exists.
+//! The correlator's outputs are checked the same way, in [`crate::outputs`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -36,20 +35,22 @@ pub enum VerifyError {
     BadSymbol,
     #[error("not snappy-compressed: {0}")]
     Snappy(#[from] snap::Error),
+    #[error("a JSON output record without labels, or with a sample without a timestamp")]
+    BadJson,
 }
 
 /// What a sample is, so a float sample and a histogram at the same time differ.
-const KIND_FLOAT: u8 = 1;
-const KIND_HISTOGRAM: u8 = 2;
+pub(crate) const KIND_FLOAT: u8 = 1;
+pub(crate) const KIND_HISTOGRAM: u8 = 2;
 
 /// A byte range of the payload being decoded.
-type Span = (usize, usize);
+pub(crate) type Span = (usize, usize);
 
 /// Scratch buffers reused from series to series so decoding does not allocate
 /// per label: labels are kept as byte ranges of the payload.
 #[derive(Debug, Default)]
 pub struct Decoder {
-    labels: Vec<(Span, Span)>,
+    pub(crate) labels: Vec<(Span, Span)>,
     identity: Vec<u8>,
     symbols: Vec<Span>,
 }
@@ -86,7 +87,7 @@ impl Decoder {
     }
 
     /// Writes the series' sorted labels into `identity`; false when the run label is not ours.
-    fn seal_series(&mut self, payload: &[u8], run_label: &[u8], run_id: &[u8]) -> bool {
+    pub(crate) fn seal_series(&mut self, payload: &[u8], run_label: &[u8], run_id: &[u8]) -> bool {
         let text = |span: Span| &payload[span.0..span.1];
         let ours = self
             .labels
@@ -115,7 +116,7 @@ impl Decoder {
         true
     }
 
-    fn sample_id(&mut self, kind: u8, timestamp: i64) -> SampleId {
+    pub(crate) fn sample_id(&mut self, kind: u8, timestamp: i64) -> SampleId {
         let series_len = self.identity.len();
         self.identity.push(kind);
         self.identity.extend_from_slice(&timestamp.to_le_bytes());
@@ -213,7 +214,7 @@ impl Decoder {
     }
 
     /// Visits the float samples (timestamp field 2) and histograms (timestamp field 15) of one series.
-    fn visit_samples(
+    pub(crate) fn visit_samples(
         &mut self,
         series: &[u8],
         samples_field: u32,
@@ -243,12 +244,12 @@ impl Decoder {
 }
 
 /// Where `part`, a sub-slice of `payload`, lies in it.
-fn span_of(payload: &[u8], part: &[u8]) -> Span {
+pub(crate) fn span_of(payload: &[u8], part: &[u8]) -> Span {
     let start = part.as_ptr() as usize - payload.as_ptr() as usize;
     (start, start + part.len())
 }
 
-fn label_pair(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+pub(crate) fn label_pair(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
     let mut name: &[u8] = &[];
     let mut value: &[u8] = &[];
     for field in Fields::new(label) {
@@ -322,6 +323,14 @@ impl SampleLedger {
         }
     }
 
+    /// Copies found in the topic of each sample of this run that has any.
+    pub fn found_copies(&self) -> impl Iterator<Item = (SampleId, u32)> + '_ {
+        self.tallies
+            .iter()
+            .filter(|(_, tally)| tally.found > 0)
+            .map(|(id, tally)| (*id, tally.found))
+    }
+
     pub fn counts(&self) -> VerifyCounts {
         let mut counts = VerifyCounts {
             unexpected: self.unexpected,
@@ -350,10 +359,14 @@ pub struct VerifyReport {
     pub records_read: u64,
     pub records_undecodable: u64,
     pub counts: VerifyCounts,
+    /// The correlator's outputs, with `--verify-outputs`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<crate::outputs::OutputsReport>,
 }
 
 /// One record of the samples topic as verification needs it.
 pub struct TopicRecord<'a> {
+    pub key: Option<&'a [u8]>,
     pub content_type: &'a str,
     pub payload: &'a [u8],
 }
@@ -446,6 +459,7 @@ pub fn read_topic(
         }
         read += 1;
         visit(TopicRecord {
+            key: message.key(),
             content_type: &content_type,
             payload: message.payload().unwrap_or_default(),
         });
