@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test helm-test fuzz k6 lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test chaos helm-test fuzz k6 lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -18,6 +18,18 @@ build: deps
 test: build
 	deploy/local/with-kafka.sh $(CARGO) test --workspace --no-fail-fast
 	bash deploy/helm/test.sh
+
+## The fault scenarios under load (chaos/): broker restart, SIGKILLed ingest and
+## correlators, a rebalance, the materializer killed mid-snapshot; each ends with
+## loadtest --verify --verify-outputs. Runs its own broker on CHAOS_KAFKA_PORT
+## (39592). CHAOS_SECONDS of load at CHAOS_RATE samples/s per scenario.
+CHAOS_SECONDS ?= 60
+CHAOS_RATE ?= 20000
+chaos: deps
+	$(CARGO) build --release --bin ingest --bin correlator --bin loadtest --bin chaos
+	mkdir -p target/chaos
+	target/release/chaos --seconds $(CHAOS_SECONDS) --rate $(CHAOS_RATE) \
+		--json target/chaos/outcomes.json | tee target/chaos/report.md
 
 ## The Helm chart: lint, render, validate against the Kubernetes and Strimzi schemas.
 helm-test:
