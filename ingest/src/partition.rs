@@ -80,7 +80,12 @@ pub fn split_v1(
     limits: &SeriesLimits,
     partitions: u32,
 ) -> Result<PartitionedBatch, WireError> {
-    let mut buffers: Vec<Vec<u8>> = vec![Vec::new(); partitions.max(1) as usize];
+    // Each partition's record gets about its share of the request up front:
+    // growing them by doubling would copy every byte again, and fault in pages.
+    let share = raw.len() / partitions.max(1) as usize;
+    let mut buffers: Vec<Vec<u8>> = (0..partitions.max(1))
+        .map(|_| Vec::with_capacity(share + share / 4 + 256))
+        .collect();
     let mut batch = PartitionedBatch::default();
     let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
     let mut reencoded = Vec::new();
@@ -91,10 +96,9 @@ pub fn split_v1(
                 batch.total_series += 1;
                 let series = field.bytes()?;
                 let contents = read_v1_series(series, &mut labels)?;
-                let rejection = match (
-                    &contents.invalid_histogram,
-                    validate::check_labels(&mut labels, limits),
-                ) {
+                let checked = validate::check_labels(&mut labels, limits, contents.labels_ascii);
+                let sorted_on_wire = matches!(checked, Ok(true));
+                let rejection = match (&contents.invalid_histogram, checked) {
                     (_, Err(reason)) => Some(reason),
                     (Some(_), Ok(_)) => Some(Rejection::InvalidHistogram),
                     (None, Ok(_)) if !contents.exemplar_labels_utf8 => Some(Rejection::InvalidUtf8),
@@ -115,7 +119,7 @@ pub fn split_v1(
                 }
                 let partition = partition_of_series(tenant, &labels, partitions);
                 let out = &mut buffers[partition as usize];
-                if contents.labels_sorted_on_wire {
+                if sorted_on_wire {
                     out.extend_from_slice(field.raw);
                 } else {
                     reencode_v1_series_sorted(series, &labels, &mut reencoded)?;
@@ -156,7 +160,9 @@ struct V1SeriesContents {
     samples: usize,
     histograms: usize,
     exemplars: usize,
-    labels_sorted_on_wire: bool,
+    /// Every label field lies in one run of bytes that is all ASCII, so every
+    /// name and value is valid UTF-8 without a check of its own.
+    labels_ascii: bool,
     invalid_histogram: Option<String>,
     /// Whether every exemplar label name and value is UTF-8.
     exemplar_labels_utf8: bool,
@@ -178,19 +184,23 @@ fn read_v1_series<'a>(
         samples: 0,
         histograms: 0,
         exemplars: 0,
-        labels_sorted_on_wire: true,
+        labels_ascii: false,
         invalid_histogram: None,
         exemplar_labels_utf8: true,
     };
+    // The span from the first label field to the end of the last, and the
+    // bytes of label fields in it: equal when the labels are contiguous.
+    let mut label_span: Option<(usize, usize)> = None;
+    let mut label_bytes = 0;
     for field in Fields::new(series) {
         let field = field?;
         match field.number {
             1 => {
-                let label = read_label(field.bytes()?)?;
-                if let Some(previous) = labels.last() {
-                    contents.labels_sorted_on_wire &= previous.0 < label.0;
-                }
-                labels.push(label);
+                labels.push(read_label(field.bytes()?)?);
+                let start = field.raw.as_ptr() as usize - series.as_ptr() as usize;
+                let end = start + field.raw.len();
+                label_span = Some((label_span.map_or(start, |(first, _)| first), end));
+                label_bytes += field.raw.len();
             }
             2 => {
                 check_v1_sample(field.bytes()?)?;
@@ -212,6 +222,12 @@ fn read_v1_series<'a>(
             }
             _ => {}
         }
+    }
+    // One ASCII scan of the labels' bytes (keys, lengths and strings alike)
+    // replaces a UTF-8 check per name and value. Any byte over 0x7f, even in
+    // a length, falls back to the exact per-string check.
+    if let Some((start, end)) = label_span {
+        contents.labels_ascii = end - start == label_bytes && series[start..end].is_ascii();
     }
     Ok(contents)
 }
@@ -489,7 +505,7 @@ fn check_v2_series<'a>(
             ));
         }
     }
-    validate::check_labels(labels, limits).map_err(|reason| (reason, String::new()))?;
+    validate::check_labels(labels, limits, false).map_err(|reason| (reason, String::new()))?;
     match (series.samples.is_empty(), series.histograms.is_empty()) {
         (false, false) => return Err((Rejection::SamplesAndHistograms, String::new())),
         (true, true) => return Err((Rejection::NoSamples, String::new())),

@@ -125,9 +125,12 @@ impl RejectionReport {
 
 /// Checks a series' labels and sorts them by name in place (unsorted labels
 /// are sorted, not rejected). Returns whether they were already sorted.
+/// `all_ascii` says the caller has seen that every name and value is ASCII,
+/// which spares the UTF-8 check of each one.
 pub fn check_labels(
     labels: &mut [(&[u8], &[u8])],
     limits: &SeriesLimits,
+    all_ascii: bool,
 ) -> Result<bool, Rejection> {
     if labels.is_empty() {
         return Err(Rejection::NoLabels);
@@ -135,8 +138,10 @@ pub fn check_labels(
     if labels.len() > limits.max_labels_per_series {
         return Err(Rejection::TooManyLabels);
     }
-    let already_sorted = labels.windows(2).all(|pair| pair[0].0 <= pair[1].0);
-    if !already_sorted {
+    // Strictly ascending names cannot repeat: one comparison per pair answers
+    // both questions for the series senders send (sorted, as the spec asks).
+    let strictly_sorted = labels.windows(2).all(|pair| pair[0].0 < pair[1].0);
+    if !strictly_sorted {
         labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
     }
     let mut has_name = false;
@@ -144,7 +149,7 @@ pub fn check_labels(
         if name.is_empty() {
             return Err(Rejection::EmptyLabelName);
         }
-        if index > 0 && labels[index - 1].0 == *name {
+        if !strictly_sorted && index > 0 && labels[index - 1].0 == *name {
             return Err(Rejection::DuplicateLabelName);
         }
         if name.len() > limits.max_label_name_length {
@@ -153,7 +158,8 @@ pub fn check_labels(
         if value.len() > limits.max_label_value_length {
             return Err(Rejection::LabelValueTooLong);
         }
-        if std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err() {
+        if !all_ascii && (std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err())
+        {
             return Err(Rejection::InvalidUtf8);
         }
         if *name == b"__name__" {
@@ -163,7 +169,7 @@ pub fn check_labels(
     if !has_name {
         return Err(Rejection::MissingMetricName);
     }
-    Ok(already_sorted)
+    Ok(strictly_sorted)
 }
 
 /// Renders labels as `{a="b", c="d"}`, shortened, for error messages.
@@ -328,11 +334,20 @@ mod tests {
     use v2::histogram::{Count, ZeroCount};
 
     fn check(labels: &[(&str, &str)]) -> Result<bool, Rejection> {
-        let mut pairs: Vec<(&[u8], &[u8])> = labels
+        let pairs: Vec<(&[u8], &[u8])> = labels
             .iter()
             .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
             .collect();
-        check_labels(&mut pairs, &SeriesLimits::default())
+        let checked = check_labels(&mut pairs.clone(), &SeriesLimits::default(), false);
+        let all_ascii = labels.iter().all(|(n, v)| n.is_ascii() && v.is_ascii());
+        if all_ascii {
+            // The ASCII shortcut must give the same verdict.
+            assert_eq!(
+                check_labels(&mut pairs.clone(), &SeriesLimits::default(), true),
+                checked
+            );
+        }
+        checked
     }
 
     #[test]

@@ -118,6 +118,7 @@ impl<'a> Fields<'a> {
         Fields { buf, pos: 0 }
     }
 
+    #[inline]
     fn next_field(&mut self) -> Result<Field<'a>, WireError> {
         let start = self.pos;
         let key = read_varint(self.buf, &mut self.pos)?;
@@ -153,6 +154,7 @@ impl<'a> Fields<'a> {
         })
     }
 
+    #[inline]
     fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
         let end = self.pos.checked_add(len).ok_or(WireError::Truncated)?;
         if end > self.buf.len() {
@@ -167,6 +169,7 @@ impl<'a> Fields<'a> {
 impl<'a> Iterator for Fields<'a> {
     type Item = Result<Field<'a>, WireError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if self.pos >= self.buf.len() {
             return None;
@@ -181,8 +184,21 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 /// Reads a base-128 varint at `*pos`, advancing it.
-#[inline]
+#[inline(always)]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
+    // Keys, lengths of labels and most small values fit one byte: that case
+    // is inlined at every call, the rest is a call.
+    if let Some(&byte) = buf.get(*pos)
+        && byte < 0x80
+    {
+        *pos += 1;
+        return Ok(u64::from(byte));
+    }
+    read_varint_long(buf, pos)
+}
+
+#[inline(never)]
+fn read_varint_long(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
     let mut value: u64 = 0;
     for shift_index in 0..10 {
         let Some(&byte) = buf.get(*pos) else {
