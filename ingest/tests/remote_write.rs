@@ -416,6 +416,10 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
     v2_bad_count.timeseries[0].histograms[1].count = Some(v2::histogram::Count::CountInt(99));
     let long_value = "v".repeat(5000);
 
+    let huge_names: Vec<String> = (0..4_000).map(|i| format!("label_{i:06}")).collect();
+    let huge_label_set: Vec<(&str, &str)> = std::iter::once(("__name__", "up"))
+        .chain(huge_names.iter().map(|name| (name.as_str(), "v")))
+        .collect();
     let cases = vec![
         BadCase {
             name: "no credentials",
@@ -510,6 +514,15 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
             ])]),
             status: StatusCode::BAD_REQUEST,
             message: "duplicate label name",
+        },
+        BadCase {
+            // 4,000 labels on one series (the limit is 40): refused by
+            // count before anything is sorted or hashed.
+            name: "huge label count",
+            headers: v1(key),
+            body: v1_body(vec![series(&huge_label_set)]),
+            status: StatusCode::BAD_REQUEST,
+            message: "1 of 1 series rejected; 1 with too many labels",
         },
         BadCase {
             name: "over-long label value",
