@@ -570,3 +570,33 @@ def test_env_cannot_override_what_the_chart_sets():
     r = helm_template("--set", "ingest.env.MAX_BODY_BYTES=1048576")
     assert r.returncode == 0, r.stderr
     assert env(r.one("Deployment", INGEST))["MAX_BODY_BYTES"] == "1048576"
+
+
+def test_tls_mounts_the_secret_and_switches_probes_and_scrapes_to_https():
+    r = helm_template(
+        "--set", "ingest.tls.secretName=ingest-tls",
+        "--set", "serviceMonitor.enabled=true",
+    )
+    assert r.returncode == 0, r.stderr
+    deployment = r.one("Deployment", INGEST)
+    variables = env(deployment)
+    for variable, key in (("TLS_CERT_FILE", "tls.crt"), ("TLS_KEY_FILE", "tls.key")):
+        volume, path = mounted_file(deployment, variables[variable])
+        assert volume["secret"]["secretName"] == "ingest-tls"
+        assert path == key
+    c = container(deployment)
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    assert c["livenessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    monitor = r.one("ServiceMonitor", INGEST)
+    assert monitor["spec"]["endpoints"][0]["scheme"] == "https"
+
+
+def test_without_tls_nothing_changes(docs):
+    deployment = docs.one("Deployment", INGEST)
+    assert "TLS_CERT_FILE" not in env(deployment)
+    assert "scheme" not in container(deployment)["readinessProbe"]["httpGet"]
+
+
+def test_tls_files_cannot_be_set_through_env():
+    r = helm_template("--set", "ingest.env.TLS_CERT_FILE=/x")
+    assert r.returncode != 0
