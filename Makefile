@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test chaos helm-test fuzz k6 lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test chaos helm-test fuzz k6 bench-vs-prometheus lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -46,6 +46,12 @@ fuzz: deps
 K6_SCENARIO ?= constant-rate
 k6: deps
 	bash loadtest/k6/run.sh $(K6_SCENARIO) --local $(K6_ARGS)
+
+## ingest against Prometheus' own remote-write receiver, same load in the same run
+## (private Kafka on 39792/39793); Markdown table with the ratios, also written to
+## target/bench-vs-prometheus/report.md. BENCH_DURATION=20, BENCH_SERIES=200000, ...
+bench-vs-prometheus: deps
+	bash loadtest/compare-prometheus.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -12,6 +12,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
