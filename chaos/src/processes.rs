@@ -167,7 +167,18 @@ impl Service {
             return Ok(None);
         };
         signal(child.id(), "TERM")?;
-        Ok(Some(child.wait()?))
+        // Bounded: a process that does not exit in time is killed and
+        // reported as not having exited cleanly.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(None)
     }
 
     /// Peak resident memory of the running process so far, from /proc.

@@ -212,14 +212,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let handle = server.handle();
     let drain_state = state.clone();
+    // Set when the graceful stop overruns: the exit must stay bounded in time.
+    let overrun = Arc::new(tokio::sync::Notify::new());
+    let overrun_signal = overrun.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down: not ready, finishing in-flight requests");
         drain_state.draining.store(true, Ordering::Release);
         tokio::time::sleep(shutdown_delay).await;
-        handle.stop(true).await;
+        let graceful = handle.stop(true);
+        let limit = shutdown_timeout + std::time::Duration::from_secs(5);
+        if tokio::time::timeout(limit, graceful).await.is_err() {
+            // Nothing still open was answered, so nothing acknowledged is lost.
+            warn!("connections still open after SHUTDOWN_TIMEOUT_MS; closing them");
+            overrun_signal.notify_one();
+        }
     });
-    server.await.context("http server")?;
+    tokio::select! {
+        result = server => result.context("http server")?,
+        _ = overrun.notified() => {}
+    }
 
     let flushing = state.clone();
     let flushed =
