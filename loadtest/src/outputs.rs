@@ -19,7 +19,8 @@ use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::verify::{
-    Decoder, KIND_FLOAT, KIND_HISTOGRAM, SampleId, SampleLedger, VerifyError, label_pair, span_of,
+    Decoder, KIND_FLOAT, KIND_HISTOGRAM, SampleId, SampleLedger, VerifyError, label_pair,
+    partition_count, span_of,
 };
 
 /// Where one copy of a sample went: a bound record names a component.
@@ -275,14 +276,7 @@ pub fn wait_for_group(
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|candidate| candidate.name() == topic && candidate.error().is_none())
-        .map(|found| found.partitions().len() as i32)
-        .filter(|count| *count > 0)
-        .ok_or_else(|| VerifyError::NoSuchTopic(topic.to_string()))?;
+    let partitions = partition_count(&consumer, topic)?;
     let mut ends = Vec::new();
     let mut wanted = TopicPartitionList::new();
     for partition in 0..partitions {

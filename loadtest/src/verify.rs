@@ -392,18 +392,7 @@ pub fn read_topic(
         .set("max.partition.fetch.bytes", "8388608")
         .set("fetch.queue.backoff.ms", "10")
         .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let Some(topic_metadata) = metadata
-        .topics()
-        .iter()
-        .find(|candidate| candidate.name() == topic && candidate.error().is_none())
-    else {
-        return Err(VerifyError::NoSuchTopic(topic.to_string()));
-    };
-    let partitions = topic_metadata.partitions().len() as i32;
-    if partitions == 0 {
-        return Err(VerifyError::NoSuchTopic(topic.to_string()));
-    }
+    let partitions = partition_count(&consumer, topic)?;
 
     let mut assignment = TopicPartitionList::new();
     let mut end_offsets = BTreeMap::new();
@@ -465,6 +454,18 @@ pub fn read_topic(
         });
     }
     Ok(read)
+}
+
+/// How many partitions `topic` has; a topic that is missing or has none is an error.
+pub(crate) fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, VerifyError> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    metadata
+        .topics()
+        .iter()
+        .find(|candidate| candidate.name() == topic && candidate.error().is_none())
+        .map(|found| found.partitions().len() as i32)
+        .filter(|count| *count > 0)
+        .ok_or_else(|| VerifyError::NoSuchTopic(topic.to_string()))
 }
 
 /// Partitions whose consumer position has reached their end offset.
