@@ -17,6 +17,7 @@ build: deps
 ## (started here if it is not running, and stopped again afterwards).
 test: build
 	deploy/local/with-kafka.sh $(CARGO) test --workspace --no-fail-fast
+	cd loadtest/k6/xk6-remotewrite && go test -mod=readonly ./wire/
 	bash deploy/helm/test.sh
 
 ## The fault scenarios under load (chaos/): broker restart, SIGKILLed ingest and
@@ -40,8 +41,9 @@ FUZZ_SECONDS ?= 60
 fuzz: deps
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-## A k6 scenario (loadtest/k6) against a private Kafka and ingest. With K6=/path/to/k6
-## (built with xk6-client-prometheus-remote) it runs on real k6, else on the stand-in runner.
+## A k6 scenario (loadtest/k6) against a private Kafka and ingest, on k6 built from the
+## Go module proxy with the project's k6/x/remotewrite extension (target/k6/bin/k6, rebuilt
+## only when loadtest/k6/xk6-remotewrite changes); K6=/path/to/k6 runs another k6 instead.
 ## K6_SCENARIO=constant-rate|ramp|spike|many-tenants, K6_ARGS="-e RATE=100 -e DURATION=1m".
 K6_SCENARIO ?= constant-rate
 k6: deps

@@ -3,11 +3,12 @@
 #
 #   loadtest/k6/run.sh [SCENARIO] [--local] [k6 run args, e.g. -e RATE=100 --summary-export FILE]
 #
-# The scenarios are k6 scripts for a k6 built with the extension
-# xk6-client-prometheus-remote. With K6=/path/to/k6 (such a binary) they run
-# on it (`$K6 run -e ... SCRIPT`); without, on the stand-in runner
-# lib/runner.mjs (Node.js), which understands the same arguments (-e,
-# --summary-export, -q).
+# The scenarios are k6 scripts using the extension module k6/x/remotewrite.
+# By default they run on k6 built here with this project's own extension
+# (build-k6.sh: target/k6/bin/k6, from the Go module proxy, rebuilt only when
+# xk6-remotewrite/ changes); K6=/path/to/k6 runs them on another k6 with that
+# module instead, e.g. one built with grafana/xk6-client-prometheus-remote.
+# It runs `$K6 run -e INGEST_URL=... -e API_KEY=... [args] SCRIPT`.
 #
 # SCENARIO: constant-rate (default), ramp, spike, many-tenants, or a path to a
 # script. Without --local it writes to ${INGEST_URL} with ${API_KEY} (and
@@ -16,8 +17,8 @@
 # ingest built with `cargo build --release --bin ingest` on a free port and an
 # API keys file of its own, and stops all of it again on exit.
 #
-# The exit code is k6's (or the runner's): 0 when every threshold passed, 99
-# when one failed, others for errors. See loadtest/k6/README.md.
+# The exit code is k6's: 0 when every threshold passed, 99 when one failed,
+# others for errors. See loadtest/k6/README.md.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -68,39 +69,27 @@ die() {
     exit 1
 }
 
-# ---------------------------------------------------------------- k6 or the stand-in
+# ---------------------------------------------------------------- k6
 
 K6="${K6:-}"
 if [[ -n "$K6" ]]; then
-    # A real k6; it must have been built with xk6-client-prometheus-remote.
+    # Another k6; it must have a k6/x/remotewrite module.
     k6_given="$K6"
     if [[ "$K6" != */* ]]; then
         K6="$(command -v "$K6" || true)"
     fi
     [[ -n "$K6" && -x "$K6" ]] || die "K6=$k6_given: not an executable k6 binary"
     if ! "$K6" version 2>/dev/null | grep -qi 'prometheus-remote\|remotewrite'; then
-        say "warning: '$K6 version' does not list xk6-client-prometheus-remote; the scripts need it (k6/x/remotewrite)"
+        say "warning: '$K6 version' lists no remote-write extension; the scripts need k6/x/remotewrite"
     fi
+else
+    K6="$("$HERE/build-k6.sh")" || die "building k6 failed (loadtest/k6/build-k6.sh)"
 fi
-
-# Node.js: for the stand-in runner, and for finding free ports with --local.
-if [[ -z "$K6" || "$LOCAL" == 1 ]]; then
-    command -v node >/dev/null 2>&1 || die "node not found; install Node.js 18+ (apt-get install nodejs npm)"
-    node_major="$(node -p 'process.versions.node.split(".")[0]')"
-    ((node_major >= 18)) || die "Node.js 18+ needed, found $(node --version)"
-fi
-
-if [[ -z "$K6" ]]; then
-    # npm ci once per package-lock.json (a stamp records which).
-    lock_sum="$(sha256sum "$HERE/package-lock.json" | cut -d' ' -f1)"
-    stamp="$HERE/node_modules/.installed-lock-sha256"
-    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$lock_sum" ]]; then
-        command -v npm >/dev/null 2>&1 || die "npm not found; install it (apt-get install npm)"
-        say "installing the runner's npm dependencies (npm ci) ..."
-        (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error >&2) || die "npm ci failed"
-        echo "$lock_sum" >"$stamp"
-    fi
-fi
+# No anonymous usage report to k6.io at the end of a run, and no download of
+# a k6 with other extensions (k6 v1's automatic extension resolution) if a
+# script imports one this k6 lacks: load stays between here and ingest.
+export K6_NO_USAGE_REPORT="${K6_NO_USAGE_REPORT:-true}"
+export K6_AUTO_EXTENSION_RESOLUTION="${K6_AUTO_EXTENSION_RESOLUTION:-false}"
 
 # ---------------------------------------------------------------- local pipeline
 
@@ -125,22 +114,17 @@ cleanup() {
     exit "$rc"
 }
 
-# Prints N distinct free TCP ports on 127.0.0.1.
+# Prints N distinct free TCP ports on 127.0.0.1: random ones below the
+# kernel's ephemeral range (32768+) that nothing answers on.
 free_ports() {
-    node -e '
-        const net = require("net");
-        const n = Number(process.argv[1]);
-        const servers = [];
-        const next = () => {
-            if (servers.length === n) {
-                console.log(servers.map((s) => s.address().port).join(" "));
-                servers.forEach((s) => s.close());
-                return;
-            }
-            const s = net.createServer();
-            s.listen(0, "127.0.0.1", () => { servers.push(s); next(); });
-        };
-        next();' "$1"
+    local ports=() p
+    while ((${#ports[@]} < $1)); do
+        p=$((20000 + RANDOM % 12000))
+        [[ " ${ports[*]} " == *" $p "* ]] && continue
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then continue; fi
+        ports+=("$p")
+    done
+    echo "${ports[*]}"
 }
 
 if [[ "$LOCAL" == 1 ]]; then
@@ -214,19 +198,21 @@ for name in INGEST_URL API_KEY API_KEYS LIMITED_TENANTS AUTH; do
     if [[ -n "${!name:-}" ]]; then env_args+=(-e "$name=${!name}"); fi
 done
 
-say "running $(basename "$script") against ${INGEST_URL:-http://127.0.0.1:8080/receiver/prometheus/api/v1/write}" \
-    "with ${K6:-the stand-in runner (lib/runner.mjs; K6=/path/to/k6 for real k6)}"
+# p(99) in the summary too, the percentile the thresholds use (unless the
+# caller chose the columns).
+case " ${args[*]-} " in
+*" --summary-trend-stats"*) ;;
+*) env_args+=(--summary-trend-stats 'avg,min,med,max,p(90),p(95),p(99)') ;;
+esac
+
+say "running $(basename "$script") against ${INGEST_URL:-http://127.0.0.1:8080/receiver/prometheus/api/v1/write} with $K6"
 set +e
-if [[ -n "$K6" ]]; then
-    "$K6" run "${env_args[@]}" "${args[@]}" "$script"
-else
-    node --import "$HERE/lib/register.mjs" "$HERE/lib/runner.mjs" "$script" "${env_args[@]}" "${args[@]}"
-fi
+"$K6" run "${env_args[@]}" "${args[@]}" "$script"
 rc=$?
 set -e
 
 if [[ "$LOCAL" == 1 ]]; then
-    # What ingest itself counted, next to the runner's samples_written.
+    # What ingest itself counted, next to k6's samples_written.
     accepted="$(curl -fs "http://127.0.0.1:$ingest_port/metrics" 2>/dev/null |
         grep -E '^ingest_samples_accepted(_total)?[{ ]' || true)"
     [[ -n "$accepted" ]] && say "ingest's own count: ${accepted//$'\n'/; }"
