@@ -3,7 +3,8 @@
 // answers' latency (open model: a request that finds all VUS busy is dropped
 // and counted in dropped_iterations).
 //
-// A k6 script for k6 built with xk6-client-prometheus-remote:
+// A k6 script for k6 with k6/x/remotewrite (built by build-k6.sh, or with
+// xk6-client-prometheus-remote):
 //   k6 run -e INGEST_URL=... -e API_KEY=... constant-rate.js
 // or through loadtest/k6/run.sh (README.md).
 //

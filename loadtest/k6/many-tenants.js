@@ -11,7 +11,8 @@
 // `write_failed` (answers other than 204 and 429, and errors), and 429s are
 // counted in the Counter `rate_limited`, tagged with the tenant.
 //
-// A k6 script for k6 built with xk6-client-prometheus-remote (README.md).
+// A k6 script for k6 with k6/x/remotewrite (built by build-k6.sh, or with
+// xk6-client-prometheus-remote; README.md).
 //
 //   API_KEYS=acme=KEY1,limited=KEY2 LIMITED_TENANTS=limited RATE=40 DURATION=20s
 //   SERIES_PER_REQUEST=100 VUS=50 P99_MS=500

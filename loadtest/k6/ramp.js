@@ -3,7 +3,8 @@
 // STAGES="30s:200,1m:200,30s:0" replaces that shape (DURATION:TARGET pairs,
 // k6 stages; RATE and DURATION are then ignored).
 //
-// A k6 script for k6 built with xk6-client-prometheus-remote (README.md).
+// A k6 script for k6 with k6/x/remotewrite (built by build-k6.sh, or with
+// xk6-client-prometheus-remote; README.md).
 //
 //   RATE=100 START_RATE=5 DURATION=20s SERIES_PER_REQUEST=100 VUS=100 P99_MS=500
 import { check } from 'k6';

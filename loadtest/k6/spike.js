@@ -3,7 +3,8 @@
 // DURATION is over. Shows whether ingest absorbs a burst (Kafka batching,
 // in-flight cap) and how fast latency recovers.
 //
-// A k6 script for k6 built with xk6-client-prometheus-remote (README.md).
+// A k6 script for k6 with k6/x/remotewrite (built by build-k6.sh, or with
+// xk6-client-prometheus-remote; README.md).
 //
 //   RATE=40 SPIKE_FACTOR=5 SPIKE_DURATION=4s DURATION=20s SERIES_PER_REQUEST=100 VUS=150 P99_MS=500
 import { check } from 'k6';
