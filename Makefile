@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test chaos helm-test fuzz k6 bench-vs-prometheus lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test chaos helm-test fuzz k6 bench-vs-prometheus bench-correlator lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -54,6 +54,12 @@ k6: deps
 ## target/bench-vs-prometheus/report.md. BENCH_DURATION=20, BENCH_SERIES=200000, ...
 bench-vs-prometheus: deps
 	bash loadtest/compare-prometheus.sh
+
+## The correlator's Kafka-to-Kafka throughput on a backlog (private Kafka on 39892/39893):
+## samples/s, bound records/s, CPU and peak RSS, with 3 bindings per sample and with 1;
+## Markdown table, also in target/bench-correlator/report.md. BENCH_SERIES=100000, BENCH_SECONDS=10, ...
+bench-correlator: deps
+	bash loadtest/correlator-throughput.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check
