@@ -9,9 +9,12 @@
 //! Remote-write 1.0 series are copied as the byte ranges they had on the wire
 //! (re-encoded only when their labels arrive unsorted), so values stay
 //! bit-exact and nothing is allocated per label or sample. Remote-write 2.0
-//! series get a symbol table of their own partition's.
+//! series get a symbol table of their own partition's, built from byte ranges
+//! of the request's ([`split_v2`]).
 
-use std::collections::HashMap;
+mod split_v2;
+
+pub use split_v2::{V2DecodeError, split_v2};
 
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
@@ -44,23 +47,82 @@ pub struct PartitionedBatch {
 
 /// The partition of a series whose labels are sorted by name.
 pub fn partition_of_series(tenant: &str, sorted_labels: &[(&[u8], &[u8])], partitions: u32) -> i32 {
-    thread_local! {
-        // The series key is hashed in one call over one buffer: much cheaper
-        // than feeding the streaming hasher four small pieces per label.
-        static SERIES_KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    SERIES_KEY.with_borrow_mut(|key| {
-        key.clear();
-        key.extend_from_slice(tenant.as_bytes());
+    SeriesHasher::new(tenant.as_bytes()).partition(sorted_labels, &[], partitions)
+}
+
+/// How many bytes past the start of a label name or value the series key
+/// builder copies at once (see [`SeriesHasher::partition`]).
+const KEY_WINDOW: usize = 32;
+
+/// Computes the partitions of one tenant's series, keeping the series key's
+/// buffer (and its tenant prefix) from series to series.
+pub(crate) struct SeriesHasher {
+    key: Vec<u8>,
+    prefix: usize,
+}
+
+impl SeriesHasher {
+    pub(crate) fn new(tenant: &[u8]) -> Self {
+        let mut key = Vec::with_capacity(tenant.len() + 512);
+        key.extend_from_slice(tenant);
         key.push(0xff);
-        for (name, value) in sorted_labels {
-            key.extend_from_slice(name);
-            key.push(0xfe);
-            key.extend_from_slice(value);
-            key.push(0xff);
+        SeriesHasher {
+            prefix: key.len(),
+            key,
         }
-        (xxh3_64(key) % u64::from(partitions.max(1))) as i32
-    })
+    }
+
+    /// [`partition_of_series`] for this hasher's tenant. The key is hashed in
+    /// one call over one buffer, much cheaper than feeding the streaming
+    /// hasher four small pieces per label. Names and values that lie in
+    /// `source` (the request buffer) with [`KEY_WINDOW`] bytes after their
+    /// start are copied as one fixed-size window, the next piece overwriting
+    /// what the window brought past their end: no call to `memcpy` per piece.
+    #[inline]
+    pub(crate) fn partition(
+        &mut self,
+        sorted_labels: &[(&[u8], &[u8])],
+        source: &[u8],
+        partitions: u32,
+    ) -> i32 {
+        let total = self.prefix
+            + sorted_labels
+                .iter()
+                .map(|(name, value)| name.len() + value.len() + 2)
+                .sum::<usize>();
+        if self.key.len() < total + KEY_WINDOW {
+            self.key.resize(total + KEY_WINDOW, 0);
+        }
+        let key = self.key.as_mut_slice();
+        let mut pos = self.prefix;
+        for (name, value) in sorted_labels {
+            pos = put_key_piece(key, pos, name, source);
+            key[pos] = 0xfe;
+            pos = put_key_piece(key, pos + 1, value, source);
+            key[pos] = 0xff;
+            pos += 1;
+        }
+        (xxh3_64(&key[..pos]) % u64::from(partitions.max(1))) as i32
+    }
+}
+
+/// Writes `piece` at `key[pos..]` and returns where it ends; `key` has
+/// [`KEY_WINDOW`] bytes to spare past the whole series key.
+#[inline(always)]
+fn put_key_piece(key: &mut [u8], pos: usize, piece: &[u8], source: &[u8]) -> usize {
+    let offset = (piece.as_ptr() as usize).wrapping_sub(source.as_ptr() as usize);
+    let window = offset
+        .checked_add(KEY_WINDOW)
+        .and_then(|end| source.get(offset..end));
+    match window {
+        // The window starts where `piece` does, inside `source`, so its
+        // first `piece.len()` bytes are `piece`.
+        Some(window) if piece.len() <= KEY_WINDOW => {
+            key[pos..pos + KEY_WINDOW].copy_from_slice(window);
+        }
+        _ => key[pos..pos + piece.len()].copy_from_slice(piece),
+    }
+    pos + piece.len()
 }
 
 /// The partition of a v1 metadata entry.
@@ -89,6 +151,7 @@ pub fn split_v1(
     let mut batch = PartitionedBatch::default();
     let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
     let mut reencoded = Vec::new();
+    let mut hasher = SeriesHasher::new(tenant.as_bytes());
     for field in Fields::new(raw) {
         let field = field?;
         match field.number {
@@ -117,7 +180,7 @@ pub fn split_v1(
                         });
                     continue;
                 }
-                let partition = partition_of_series(tenant, &labels, partitions);
+                let partition = hasher.partition(&labels, raw, partitions);
                 let out = &mut buffers[partition as usize];
                 if sorted_on_wire {
                     out.extend_from_slice(field.raw);
@@ -192,14 +255,36 @@ fn read_v1_series<'a>(
     // bytes of label fields in it: equal when the labels are contiguous.
     let mut label_span: Option<(usize, usize)> = None;
     let mut label_bytes = 0;
-    for field in Fields::new(series) {
-        let field = field?;
+    let mut pos = 0;
+    while pos < series.len() {
+        // What senders send, label by label and sample by sample, read in
+        // place; anything else takes the general way below, one field.
+        match series[pos] {
+            0x0a => {
+                if let Some((name, value, end)) = short_label(series, pos) {
+                    labels.push((name, value));
+                    label_span = Some((label_span.map_or(pos, |(first, _)| first), end));
+                    label_bytes += end - pos;
+                    pos = end;
+                    continue;
+                }
+            }
+            0x12 => {
+                if let Some(end) = short_sample(series, pos) {
+                    contents.samples += 1;
+                    pos = end;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        let field = Fields::new(&series[pos..]).next().expect("bytes remain")?;
+        let start = pos;
+        pos += field.raw.len();
         match field.number {
             1 => {
                 labels.push(read_label(field.bytes()?)?);
-                let start = field.raw.as_ptr() as usize - series.as_ptr() as usize;
-                let end = start + field.raw.len();
-                label_span = Some((label_span.map_or(start, |(first, _)| first), end));
+                label_span = Some((label_span.map_or(start, |(first, _)| first), pos));
                 label_bytes += field.raw.len();
             }
             2 => {
@@ -230,6 +315,55 @@ fn read_v1_series<'a>(
         contents.labels_ascii = end - start == label_bytes && series[start..end].is_ascii();
     }
     Ok(contents)
+}
+
+/// The label field at `series[pos]` (tag already seen to be 1, LEN) when it
+/// is what every sender writes: under 128 bytes, holding a name and a value
+/// field in that order and nothing else. Returns name, value and the end of
+/// the field; None leaves it to the general reader, which would read the
+/// same name and value from such a field.
+#[inline(always)]
+fn short_label(series: &[u8], pos: usize) -> Option<(&[u8], &[u8], usize)> {
+    let len = *series.get(pos + 1)? as usize;
+    if len >= 0x80 {
+        return None;
+    }
+    let end = pos + 2 + len;
+    let label = series.get(pos + 2..end)?;
+    if label.len() < 4 || label[0] != 0x0a {
+        return None;
+    }
+    let name_len = label[1] as usize;
+    if label.len() < name_len + 4 {
+        return None;
+    }
+    let (name, rest) = label[2..].split_at(name_len);
+    // The field is under 128 bytes, so a value length that fills it is one byte.
+    if rest[0] != 0x12 || rest[1] as usize != rest.len() - 2 {
+        return None;
+    }
+    Some((name, &rest[2..], end))
+}
+
+/// The sample field at `series[pos]` (tag already seen to be 2, LEN) when it
+/// is a value and a timestamp, in that order and nothing else: its end. Such
+/// a sample is one `check_v1_sample` accepts; None leaves it to that.
+#[inline(always)]
+fn short_sample(series: &[u8], pos: usize) -> Option<usize> {
+    let len = *series.get(pos + 1)? as usize;
+    if len >= 0x80 {
+        return None;
+    }
+    let end = pos + 2 + len;
+    let sample = series.get(pos + 2..end)?;
+    if sample.len() < 11 || sample[0] != 0x09 || sample[9] != 0x10 {
+        return None;
+    }
+    let mut at = 10;
+    match wire::read_varint(sample, &mut at) {
+        Ok(_) if at == sample.len() => Some(end),
+        _ => None,
+    }
 }
 
 /// A label's name and value. Like prost, the last occurrence of a field wins;
@@ -354,168 +488,6 @@ fn collect_records(buffers: Vec<Vec<u8>>) -> Vec<(i32, Vec<u8>)> {
         .filter(|(_, buffer)| !buffer.is_empty())
         .map(|(partition, buffer)| (partition as i32, buffer))
         .collect()
-}
-
-/// A v2 message under construction for one partition, with its own symbols.
-#[derive(Default)]
-struct V2PartitionBuilder<'a> {
-    symbols: Vec<&'a str>,
-    index: HashMap<&'a str, u32>,
-    series: Vec<v2::TimeSeries>,
-}
-
-impl<'a> V2PartitionBuilder<'a> {
-    fn intern(&mut self, symbol: &'a str) -> u32 {
-        if self.symbols.is_empty() {
-            self.symbols.push("");
-            self.index.insert("", 0);
-        }
-        if let Some(&reference) = self.index.get(symbol) {
-            return reference;
-        }
-        let reference = self.symbols.len() as u32;
-        self.symbols.push(symbol);
-        self.index.insert(symbol, reference);
-        reference
-    }
-
-    fn encode(self) -> Vec<u8> {
-        let request = v2::Request {
-            symbols: self.symbols.into_iter().map(str::to_owned).collect(),
-            timeseries: self.series,
-        };
-        request.encode_to_vec()
-    }
-}
-
-/// Splits a decompressed `io.prometheus.write.v2.Request`.
-pub fn split_v2(
-    raw: &[u8],
-    tenant: &str,
-    limits: &SeriesLimits,
-    partitions: u32,
-) -> Result<PartitionedBatch, prost::DecodeError> {
-    let v2::Request {
-        symbols,
-        timeseries,
-    } = v2::Request::decode(raw)?;
-    let symbols = &symbols;
-    let mut builders: Vec<V2PartitionBuilder<'_>> = (0..partitions.max(1))
-        .map(|_| V2PartitionBuilder::default())
-        .collect();
-    let mut batch = PartitionedBatch::default();
-    let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
-    for mut series in timeseries {
-        batch.total_series += 1;
-        let samples = series.samples.len() + series.histograms.len();
-        if let Err((reason, detail)) = check_v2_series(&series, symbols, limits, &mut labels) {
-            batch.rejected.reject(reason, samples, || {
-                let described = validate::describe_labels(&labels);
-                if detail.is_empty() {
-                    described
-                } else {
-                    format!("{described}: {detail}")
-                }
-            });
-            continue;
-        }
-        let partition = partition_of_series(tenant, &labels, partitions);
-        let builder = &mut builders[partition as usize];
-        // Labels go out sorted; every reference is remapped into this partition's symbols.
-        series.labels_refs.clear();
-        for (name, value) in &labels {
-            let name = std::str::from_utf8(name).expect("checked");
-            let value = std::str::from_utf8(value).expect("checked");
-            let name_ref = builder.intern(name);
-            let value_ref = builder.intern(value);
-            series.labels_refs.push(name_ref);
-            series.labels_refs.push(value_ref);
-        }
-        for exemplar in &mut series.exemplars {
-            for reference in &mut exemplar.labels_refs {
-                *reference = builder.intern(&symbols[*reference as usize]);
-            }
-        }
-        if let Some(metadata) = &mut series.metadata {
-            metadata.help_ref = builder.intern(&symbols[metadata.help_ref as usize]);
-            metadata.unit_ref = builder.intern(&symbols[metadata.unit_ref as usize]);
-        }
-        batch.written.series += 1;
-        batch.written.samples += series.samples.len();
-        batch.written.histograms += series.histograms.len();
-        batch.written.exemplars += series.exemplars.len();
-        builder.series.push(series);
-    }
-    batch.records = builders
-        .into_iter()
-        .enumerate()
-        .filter(|(_, builder)| !builder.series.is_empty())
-        .map(|(partition, builder)| (partition as i32, builder.encode()))
-        .collect();
-    Ok(batch)
-}
-
-/// Checks one v2 series; on success `labels` holds its labels sorted by name.
-fn check_v2_series<'a>(
-    series: &v2::TimeSeries,
-    symbols: &'a [String],
-    limits: &SeriesLimits,
-    labels: &mut Vec<(&'a [u8], &'a [u8])>,
-) -> Result<(), (Rejection, String)> {
-    labels.clear();
-    let symbol = |reference: u32| symbols.get(reference as usize).map(|s| s.as_bytes());
-    if series.labels_refs.len() % 2 != 0 {
-        return Err((
-            Rejection::SymbolOutOfRange,
-            format!(
-                "odd number of label references ({})",
-                series.labels_refs.len()
-            ),
-        ));
-    }
-    for pair in series.labels_refs.chunks_exact(2) {
-        match (symbol(pair[0]), symbol(pair[1])) {
-            (Some(name), Some(value)) => labels.push((name, value)),
-            _ => {
-                let detail = format!(
-                    "label reference {} or {} not below {} symbols",
-                    pair[0],
-                    pair[1],
-                    symbols.len()
-                );
-                return Err((Rejection::SymbolOutOfRange, detail));
-            }
-        }
-    }
-    for exemplar in &series.exemplars {
-        if exemplar.labels_refs.len() % 2 != 0
-            || exemplar.labels_refs.iter().any(|r| symbol(*r).is_none())
-        {
-            return Err((
-                Rejection::SymbolOutOfRange,
-                "exemplar label reference out of range".into(),
-            ));
-        }
-    }
-    if let Some(metadata) = &series.metadata {
-        if symbol(metadata.help_ref).is_none() || symbol(metadata.unit_ref).is_none() {
-            return Err((
-                Rejection::SymbolOutOfRange,
-                "metadata help or unit reference out of range".into(),
-            ));
-        }
-    }
-    validate::check_labels(labels, limits, false).map_err(|reason| (reason, String::new()))?;
-    match (series.samples.is_empty(), series.histograms.is_empty()) {
-        (false, false) => return Err((Rejection::SamplesAndHistograms, String::new())),
-        (true, true) => return Err((Rejection::NoSamples, String::new())),
-        _ => {}
-    }
-    for histogram in &series.histograms {
-        validate::check_histogram(histogram)
-            .map_err(|detail| (Rejection::InvalidHistogram, detail))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

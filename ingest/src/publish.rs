@@ -12,7 +12,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use thiserror::Error;
 use tracing::{error, info, warn};
 
@@ -109,6 +109,34 @@ impl Publisher {
         records: &[(Option<i32>, &[u8])],
         timeout: Duration,
     ) -> Result<(), PublishError> {
+        let deliveries = self.enqueue(topic, key, content_type, tenant, records)?;
+        let results =
+            match tokio::time::timeout(timeout, futures::future::join_all(deliveries)).await {
+                Ok(results) => results,
+                Err(_) => return Err(PublishError::Timeout(timeout)),
+            };
+        for result in results {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => return Err(self.failed(error)),
+                Err(_canceled) => return Err(PublishError::Delivery(KafkaError::Canceled)),
+            }
+        }
+        Ok(())
+    }
+
+    /// The first half of [`Self::publish`]: hands every record to the
+    /// producer (which copies it) and returns their deliveries to await. A
+    /// record the producer refuses fails the lot; those already handed over
+    /// are still delivered, which a retry of the request makes at-least-once.
+    pub fn enqueue(
+        &self,
+        topic: &str,
+        key: &str,
+        content_type: &str,
+        tenant: &str,
+        records: &[(Option<i32>, &[u8])],
+    ) -> Result<Vec<DeliveryFuture>, PublishError> {
         let producer = self.producer();
         let mut deliveries = Vec::with_capacity(records.len());
         for (partition, payload) in records {
@@ -133,19 +161,14 @@ impl Publisher {
                 Err((error, _)) => return Err(self.failed(error)),
             }
         }
-        let results =
-            match tokio::time::timeout(timeout, futures::future::join_all(deliveries)).await {
-                Ok(results) => results,
-                Err(_) => return Err(PublishError::Timeout(timeout)),
-            };
-        for result in results {
-            match result {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => return Err(self.failed(error)),
-                Err(_canceled) => return Err(PublishError::Delivery(KafkaError::Canceled)),
-            }
-        }
-        Ok(())
+        Ok(deliveries)
+    }
+
+    /// Drops every message still queued in the producer (their deliveries
+    /// fail): for benchmarks that enqueue without a broker to take them.
+    #[doc(hidden)]
+    pub fn purge_queued(&self) {
+        self.producer().purge(PurgeConfig::default().queue());
     }
 
     fn failed(&self, error: KafkaError) -> PublishError {

@@ -1,0 +1,195 @@
+//! The publish path without a network: from a request's partitioned batch
+//! (2,000 samples of 10-label series, remote-write 1.0, 8 partitions) to its
+//! records handed to the producer ingest uses (rdkafka's `FutureProducer`,
+//! the settings of `Publisher::new`: acks=all, idempotence, lz4, linger 2 ms).
+//! Throughput is in samples. Run: `cargo bench -p ingest --bench publish`.
+//!
+//! - `enqueue`: `Publisher::enqueue` with a broker that is not there
+//!   (127.0.0.1:9 refuses), so every send only copies the record into
+//!   librdkafka's queue; the queue is purged between batches of requests,
+//!   outside the measured time.
+//! - `split_and_enqueue`: the same after decompression and `split_v1`, i.e.
+//!   everything ingest does to a request body short of HTTP and the acks.
+//! - `publish_acked_by_mock_cluster`: `Publisher::publish` to librdkafka's
+//!   in-process mock cluster (one broker, an 8-partition topic) until every
+//!   record is acknowledged: batching, lz4 and the mock broker's work
+//!   included, on the same two cores.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ingest::config::SeriesLimits;
+use ingest::partition::{PartitionedBatch, split_v1};
+use ingest::publish::{Publisher, PublisherSettings};
+use proto::Message;
+use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use rdkafka::mocking::MockCluster;
+
+const PARTITIONS: u32 = 8;
+const SAMPLES: u64 = 2000;
+const TOPIC: &str = "metrics.samples";
+
+/// Kubernetes-like series: 10 labels, one sample each (as in `benches/decode.rs`).
+fn synthetic_v1(count: usize) -> WriteRequest {
+    let timeseries = (0..count)
+        .map(|i| {
+            let label = |name: &str, value: String| Label {
+                name: name.into(),
+                value,
+            };
+            TimeSeries {
+                labels: vec![
+                    label("__name__", format!("container_metric_{}", i % 50)),
+                    label("cluster_name", "prod-eu-1".into()),
+                    label("container", format!("app-{}", i % 7)),
+                    label("endpoint", "http-metrics".into()),
+                    label("instance", format!("10.0.{}.{}:9100", i % 200, i % 250)),
+                    label("job", "kubernetes-pods".into()),
+                    label("namespace", format!("team-{}", i % 20)),
+                    label("node", format!("node-{}", i % 64)),
+                    label("pod", format!("app-{}-7d9f8c6b5-{:05}", i % 7, i)),
+                    label("service", format!("svc-{}", i % 30)),
+                ],
+                samples: vec![Sample {
+                    value: i as f64 * 1.5,
+                    timestamp: 1_700_000_000_000 + i as i64,
+                }],
+                ..Default::default()
+            }
+        })
+        .collect();
+    WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+}
+
+fn settings(brokers: String, properties: &[(&str, &str)]) -> PublisherSettings {
+    PublisherSettings {
+        brokers,
+        compression: "lz4".into(),
+        delivery_timeout: Duration::from_secs(300),
+        max_record_bytes: 16 << 20,
+        properties: properties
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect::<BTreeMap<_, _>>(),
+    }
+}
+
+fn records(batch: &PartitionedBatch) -> Vec<(Option<i32>, &[u8])> {
+    batch
+        .records
+        .iter()
+        .map(|(partition, record)| (Some(*partition), record.as_slice()))
+        .collect()
+}
+
+/// Times `requests` calls of `enqueue_one`, purging the producer's queue
+/// every 64 requests outside the measured time.
+fn timed_with_purges(
+    publisher: &Publisher,
+    requests: u64,
+    mut enqueue_one: impl FnMut(),
+) -> Duration {
+    let mut measured = Duration::ZERO;
+    let mut left = requests;
+    while left > 0 {
+        let chunk = left.min(64);
+        let started = Instant::now();
+        for _ in 0..chunk {
+            enqueue_one();
+        }
+        measured += started.elapsed();
+        left -= chunk;
+        publisher.purge_queued();
+        while publisher.queue_depth() > 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    measured
+}
+
+fn bench(c: &mut Criterion) {
+    let limits = SeriesLimits::default();
+    let raw = synthetic_v1(SAMPLES as usize).encode_to_vec();
+    let body = snap::raw::Encoder::new().compress_vec(&raw).unwrap();
+    let batch = split_v1(&raw, "acme", &limits, PARTITIONS).unwrap();
+    let record_bytes: usize = batch.records.iter().map(|(_, r)| r.len()).sum();
+    eprintln!(
+        "publish bench: one request = {SAMPLES} samples, {} records, {record_bytes} bytes",
+        batch.records.len()
+    );
+    let content_type = proto::CONTENT_TYPE_V1;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+
+    let offline = Publisher::new(
+        settings(
+            "127.0.0.1:9".into(),
+            &[
+                ("queue.buffering.max.messages", "1000000"),
+                ("queue.buffering.max.kbytes", "4194304"),
+                ("log_level", "0"),
+            ],
+        ),
+        TOPIC.into(),
+    )
+    .unwrap();
+
+    let mut group = c.benchmark_group("publish_2000");
+    group.throughput(Throughput::Elements(SAMPLES));
+    group.bench_function("enqueue", |b| {
+        let records = records(&batch);
+        b.iter_custom(|iters| {
+            timed_with_purges(&offline, iters, || {
+                let deliveries = offline
+                    .enqueue(TOPIC, "acme", content_type, "acme", &records)
+                    .unwrap();
+                drop(deliveries);
+            })
+        })
+    });
+    group.bench_function("split_and_enqueue", |b| {
+        b.iter_custom(|iters| {
+            timed_with_purges(&offline, iters, || {
+                let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+                let batch = split_v1(&raw, "acme", &limits, PARTITIONS).unwrap();
+                let deliveries = offline
+                    .enqueue(TOPIC, "acme", content_type, "acme", &records(&batch))
+                    .unwrap();
+                drop(deliveries);
+            })
+        })
+    });
+
+    let cluster = MockCluster::new(1).unwrap();
+    cluster.create_topic(TOPIC, PARTITIONS as i32, 1).unwrap();
+    let acked = Publisher::new(settings(cluster.bootstrap_servers(), &[]), TOPIC.into()).unwrap();
+    acked.refresh_metadata();
+    assert_eq!(acked.samples_partitions(), Some(PARTITIONS));
+    group.bench_function("publish_acked_by_mock_cluster", |b| {
+        let records = records(&batch);
+        b.iter(|| {
+            runtime
+                .block_on(acked.publish(
+                    TOPIC,
+                    "acme",
+                    content_type,
+                    "acme",
+                    &records,
+                    Duration::from_secs(30),
+                ))
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
