@@ -178,6 +178,13 @@ stop_pid() {
 
 # ---------------------------------------------------------------- start
 
+# One run at a time: a second one would stop this one's broker (same state dir)
+# and clear its files. fd 8 holds the lock; the broker is started with it
+# closed, so a broker left behind by a killed run does not hold it.
+mkdir -p "$REPO/target"
+exec 8>"$REPO/target/bench-correlator.lock"
+flock -n 8 || die "another bench-correlator run holds $REPO/target/bench-correlator.lock; wait for it to finish"
+
 ingest_pid=""
 correlator_pid=""
 loadtest_pid=""
@@ -190,7 +197,7 @@ cleanup() {
     for pid in $loadtest_pid $correlator_pid $ingest_pid; do kill -TERM "$pid" 2>/dev/null || true; done
     for pid in $loadtest_pid $correlator_pid $ingest_pid; do wait "$pid" 2>/dev/null || true; done
     # reset = stop and delete the data: gigabytes of backlog and outputs do not stay behind.
-    if [[ "$kafka_started" == 1 ]]; then "$KAFKA_SH" reset >&2 || true; fi
+    if [[ "$kafka_started" == 1 ]]; then "$KAFKA_SH" reset 8>&- >&2 || true; fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -209,9 +216,9 @@ INGEST="$WORK/bin/ingest"
 CORRELATOR="$WORK/bin/correlator"
 revision="$(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- correlator ingest proto || echo '+uncommitted changes')"
 
-if "$KAFKA_SH" status >/dev/null 2>&1; then "$KAFKA_SH" stop >&2; fi
+if "$KAFKA_SH" status >/dev/null 2>&1; then "$KAFKA_SH" stop 8>&- >&2; fi
 kafka_started=1
-"$KAFKA_SH" start >&2
+"$KAFKA_SH" start 8>&- >&2
 kafka_pid="$(cat "$KAFKA_STATE_DIR/kafka.pid")"
 
 cat >"$WORK/keys.toml" <<KEYS
