@@ -150,14 +150,14 @@ end_offsets() {
     for ((partition = 0; partition < PARTITIONS; partition++)); do
         arguments+=(-t "$topic:$partition:-1")
     done
-    kcat -b "$BROKERS" -Q "${arguments[@]}" 2>/dev/null |
+    timeout 10 kcat -b "$BROKERS" -Q "${arguments[@]}" 2>/dev/null |
         awk '/ offset / { sum += $NF; n++ } END { if (n == 0) exit 1; print sum + 0 }'
 }
 
 # The correlator's counters from /metrics on port $1, as
 # "consumed bound released unbound produced_bound produced_unbound components".
 correlator_counters() {
-    curl -fs "http://127.0.0.1:$1/metrics" | awk '
+    curl -fs --max-time 5 "http://127.0.0.1:$1/metrics" | awk '
         /^correlator_records_consumed_total\{kind="samples"\}/ { consumed = $2 }
         /^correlator_bound_points_total / { bound = $2 }
         /^correlator_released_points_total / { released = $2 }
@@ -367,7 +367,8 @@ for config in $CONFIGS; do
     # Every record produced must be in the output topics (acknowledged) before we stop it.
     written_bound=0
     written_unbound=0
-    for _ in $(seq 1 300); do
+    written_deadline=$(($(date +%s) + 60))
+    while (($(date +%s) < written_deadline)); do
         written_bound="$(end_offsets "$PREFIX.$name.bound" || echo 0)"
         written_unbound="$(end_offsets "$PREFIX.$name.unbound" || echo 0)"
         ((written_bound >= produced_bound && written_unbound >= produced_unbound)) && break
@@ -382,7 +383,7 @@ for config in $CONFIGS; do
     wait "$correlator_pid" || exit_rc=$?
     correlator_pid=""
     replayed="-"
-    if [[ "$COMMIT_CHECK" == 1 ]]; then
+    if [[ "$COMMIT_CHECK" == 1 && "$done_ok" == 1 ]]; then
         start_correlator "$name" "$group" "$TOPIC_BACKLOG" "$raw_idle" "$bindings"
         wait_ready "http://127.0.0.1:$correlator_port/readyz" "$correlator_pid" correlator "$WORK/$name.log" 3000
         sleep 5
