@@ -2,41 +2,28 @@
 //! snapshots. Run: `cargo bench -p correlator --bench join`.
 
 use correlator::bindings::Bindings;
-use correlator::index::AsOf;
-use correlator::join::{JoinSettings, Joiner, Origin};
-use correlator::output::OutputEncoding;
+use correlator::join::{Joiner, Origin};
 use correlator::snapshot::{Instance, RawComponent, SnapshotAssembler, TopologyPart, TypeName};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use proto::Message;
 use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use proto::records::Component;
 
+mod support;
+
+// As in the correlator binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PODS: usize = 10_000;
+const NODES: usize = 64;
 
-fn settings() -> JoinSettings {
-    JoinSettings {
-        as_of: AsOf {
-            skew_ms: 60_000,
-            delete_grace_ms: 120_000,
-        },
-        history_ms: 1_800_000,
-        pending_grace_ms: 120_000,
-        pending_max_samples: 1_000_000,
-        series_cache_max: 2_000_000,
-        encoding: OutputEncoding::Protobuf,
-    }
-}
-
-fn pod_component(index: usize) -> (String, Component) {
-    let id = format!(
-        "urn:kubernetes:/prod:team-{}:pod/app-{index:05}",
-        index % 20
-    );
+fn component(id: String, type_name: &str, name: String) -> (String, Component) {
     let component = Component {
         tenant: "acme".into(),
         external_id: id.clone(),
-        type_name: "pod".into(),
-        name: format!("app-{index:05}"),
+        type_name: type_name.into(),
+        name,
         identifiers: vec![id.clone()],
         first_seen_ms: 0,
         ..Default::default()
@@ -44,8 +31,13 @@ fn pod_component(index: usize) -> (String, Component) {
     (format!("acme/kubernetes/prod/{id}"), component)
 }
 
-/// 2,000 series of 10 labels, one sample each, spread over the pods.
-fn record(offset: usize) -> Vec<u8> {
+fn pod_id(pod: usize) -> String {
+    format!("urn:kubernetes:/prod:team-{}:pod/app-{pod:05}", pod % 20)
+}
+
+/// 2,000 series of 10 labels (11 with `container`), one sample each, spread
+/// over the pods.
+fn record(offset: usize, with_container: bool) -> Vec<u8> {
     let timeseries = (0..2000)
         .map(|i| {
             let pod = (i + offset) % PODS;
@@ -53,19 +45,25 @@ fn record(offset: usize) -> Vec<u8> {
                 name: name.into(),
                 value,
             };
+            let mut labels = vec![
+                label("__name__", format!("container_metric_{}", i % 50)),
+                label("cluster_name", "prod".into()),
+            ];
+            if with_container {
+                labels.push(label("container", "app".into()));
+            }
+            labels.extend([
+                label("endpoint", "http-metrics".into()),
+                label("instance", format!("10.0.{}.{}:9100", i % 200, i % 250)),
+                label("job", "kubernetes-pods".into()),
+                label("namespace", format!("team-{}", pod % 20)),
+                label("node", format!("node-{}", pod % NODES)),
+                label("pod", format!("app-{pod:05}")),
+                label("service", format!("svc-{}", i % 30)),
+                label("zone", "eu-1a".into()),
+            ]);
             TimeSeries {
-                labels: vec![
-                    label("__name__", format!("container_metric_{}", i % 50)),
-                    label("cluster_name", "prod".into()),
-                    label("endpoint", "http-metrics".into()),
-                    label("instance", format!("10.0.{}.{}:9100", i % 200, i % 250)),
-                    label("job", "kubernetes-pods".into()),
-                    label("namespace", format!("team-{}", pod % 20)),
-                    label("node", format!("node-{}", i % 64)),
-                    label("pod", format!("app-{pod:05}")),
-                    label("service", format!("svc-{}", i % 30)),
-                    label("zone", "eu-1a".into()),
-                ],
+                labels,
                 samples: vec![Sample {
                     value: i as f64,
                     timestamp: 1_700_000_000_000,
@@ -81,32 +79,69 @@ fn record(offset: usize) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn join(c: &mut Criterion) {
-    let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
-    for index in 0..PODS {
-        let (key, component) = pod_component(index);
-        joiner.upsert_component(&key, component);
+/// The joiner with every pod known, and with `default_rules` their
+/// containers and nodes too: each sample then binds three times.
+fn warm_joiner(default_rules: bool, payload: &[u8]) -> Joiner {
+    let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), support::default_settings());
+    for pod in 0..PODS {
+        let (key, pod_component) = component(pod_id(pod), "pod", format!("app-{pod:05}"));
+        joiner.upsert_component(&key, pod_component);
+        if default_rules {
+            let (key, container) = component(
+                format!("{}:container/app", pod_id(pod)),
+                "container",
+                "app".into(),
+            );
+            joiner.upsert_component(&key, container);
+        }
+    }
+    if default_rules {
+        for node in 0..NODES {
+            let (key, node_component) = component(
+                format!("urn:kubernetes:/prod:node/node-{node}"),
+                "node",
+                format!("node-{node}"),
+            );
+            joiner.upsert_component(&key, node_component);
+        }
     }
     joiner.release_pending();
-    let payload = record(0);
-    let origin = Origin {
-        partition: 0,
-        offset: 0,
-    };
     // Warm the series cache.
     joiner
-        .process("acme", proto::CONTENT_TYPE_V1, &payload, origin, 0)
+        .process("acme", proto::CONTENT_TYPE_V1, payload, ORIGIN, 0)
         .unwrap();
+    joiner
+}
+
+const ORIGIN: Origin = Origin {
+    partition: 0,
+    offset: 0,
+};
+
+fn join(c: &mut Criterion) {
     let mut group = c.benchmark_group("join");
+    // Throughput in input samples: 2,000 per record.
     group.throughput(Throughput::Elements(2000));
-    group.bench_function("warm_2000_samples_to_bound_records", |b| {
-        b.iter(|| {
-            joiner
-                .process("acme", proto::CONTENT_TYPE_V1, &payload, origin, 0)
-                .unwrap()
-                .len()
-        })
-    });
+    for (name, default_rules) in [
+        ("warm_2000_samples_one_binding_each", false),
+        ("warm_2000_samples_container_pod_node", true),
+    ] {
+        let payload = record(0, default_rules);
+        let mut joiner = warm_joiner(default_rules, &payload);
+        let bound = joiner
+            .process("acme", proto::CONTENT_TYPE_V1, &payload, ORIGIN, 0)
+            .unwrap()
+            .len();
+        assert_eq!(bound, if default_rules { 6000 } else { 2000 }, "{name}");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                joiner
+                    .process("acme", proto::CONTENT_TYPE_V1, &payload, ORIGIN, 0)
+                    .unwrap()
+                    .len()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -2,17 +2,54 @@
 //! (from `topology.components`), and which components carry an identifier.
 //! Lookups are as of a sample's timestamp.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use proto::records::Component;
+
+/// What the join keeps of a component: what binds it and what a bound record
+/// names. Its data, labels and tags stay in `topology.components`; with a
+/// million components they would be most of the join's memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexedComponent {
+    pub tenant: Box<str>,
+    pub external_id: Box<str>,
+    pub type_name: Box<str>,
+    pub name: Box<str>,
+    /// Identifiers a series may bind through (the externalId among them).
+    pub identifiers: Box<[Box<str>]>,
+    pub first_seen_ms: i64,
+}
+
+impl From<&Component> for IndexedComponent {
+    fn from(component: &Component) -> IndexedComponent {
+        IndexedComponent {
+            tenant: component.tenant.as_str().into(),
+            external_id: component.external_id.as_str().into(),
+            type_name: component.type_name.as_str().into(),
+            name: component.name.as_str().into(),
+            identifiers: component
+                .identifiers
+                .iter()
+                .map(|identifier| identifier.as_str().into())
+                .collect(),
+            first_seen_ms: component.first_seen_ms,
+        }
+    }
+}
+
+impl From<Component> for IndexedComponent {
+    fn from(component: Component) -> IndexedComponent {
+        IndexedComponent::from(&component)
+    }
+}
 
 /// One lifetime of a component: from its first report to its tombstone.
 #[derive(Debug, Clone)]
 pub struct ComponentVersion {
     pub valid_from_ms: i64,
     pub valid_to_ms: Option<i64>,
-    pub component: Arc<Component>,
+    pub component: Arc<IndexedComponent>,
 }
 
 /// Tolerances of as-of lookups.
@@ -52,12 +89,13 @@ pub fn version_at<'a>(
     identifier: &str,
     timestamp_ms: i64,
     as_of: AsOf,
-) -> Option<&'a Arc<Component>> {
+) -> Option<&'a Arc<IndexedComponent>> {
     versions
         .iter()
         .rev()
         .find(|v| {
-            v.covers(timestamp_ms, as_of) && v.component.identifiers.iter().any(|i| i == identifier)
+            v.covers(timestamp_ms, as_of)
+                && v.component.identifiers.iter().any(|i| **i == *identifier)
         })
         .map(|v| &v.component)
 }
@@ -65,29 +103,42 @@ pub fn version_at<'a>(
 #[derive(Default)]
 pub struct TopologyIndex {
     /// `topology.components` key → versions, oldest first.
-    versions: HashMap<String, Versions>,
-    /// `tenant\nidentifier` → keys of components that carry (or carried) it.
-    by_identifier: HashMap<String, Vec<String>>,
+    versions: HashMap<Arc<str>, Versions>,
+    /// `tenant\nidentifier` → keys of components that carry (or carried) it
+    /// (the same allocations as the keys of `versions`).
+    by_identifier: HashMap<String, Vec<Arc<str>>>,
     /// Bumped on every change, so cached resolutions know they are stale.
     generation: u64,
 }
 
 impl TopologyIndex {
     /// A component reported (new or changed); returns the identifiers it carries.
-    pub fn upsert(&mut self, key: &str, component: Component) -> Vec<String> {
-        let component = Arc::new(component);
+    pub fn upsert(&mut self, key: &str, component: impl Into<IndexedComponent>) -> Vec<String> {
+        let component = Arc::new(component.into());
+        let shared_key: Arc<str> = match self.versions.get_key_value(key) {
+            Some((known, _)) => known.clone(),
+            None => Arc::from(key),
+        };
         for identifier in &component.identifiers {
             let keys = self
                 .by_identifier
                 .entry(identifier_key(&component.tenant, identifier))
-                .or_default();
-            if !keys.iter().any(|k| k == key) {
-                keys.push(key.to_string());
+                .or_insert_with(|| Vec::with_capacity(1));
+            if !keys.iter().any(|k| **k == *key) {
+                keys.push(shared_key.clone());
             }
         }
-        let identifiers = component.identifiers.clone();
+        let identifiers = component
+            .identifiers
+            .iter()
+            .map(|i| i.to_string())
+            .collect();
         self.generation += 1;
-        let versions = Arc::make_mut(self.versions.entry(key.to_string()).or_default());
+        let versions = Arc::make_mut(
+            self.versions
+                .entry(shared_key)
+                .or_insert_with(|| Arc::new(Vec::with_capacity(1))),
+        );
         match versions.last_mut() {
             Some(current) if current.valid_to_ms.is_none() => {
                 current.component = component;
@@ -133,7 +184,7 @@ impl TopologyIndex {
             .get(&identifier_key(tenant, identifier))
             .into_iter()
             .flatten()
-            .filter_map(move |key| Some((key.as_str(), self.versions.get(key)?)))
+            .filter_map(move |key| Some((&**key, self.versions.get(key)?)))
     }
 
     /// Components carrying `identifier` for `tenant` at `timestamp_ms`.
@@ -143,7 +194,7 @@ impl TopologyIndex {
         identifier: &str,
         timestamp_ms: i64,
         as_of: AsOf,
-    ) -> impl Iterator<Item = (&'a str, &'a Arc<Component>)> + 'a {
+    ) -> impl Iterator<Item = (&'a str, &'a Arc<IndexedComponent>)> + 'a {
         let identifier = identifier.to_string();
         self.by_identifier
             .get(&identifier_key(tenant, &identifier))
@@ -152,7 +203,7 @@ impl TopologyIndex {
             .filter_map(move |key| {
                 let versions = self.versions.get(key)?;
                 let component = version_at(versions, &identifier, timestamp_ms, as_of)?;
-                Some((key.as_str(), component))
+                Some((&**key, component))
             })
     }
 

@@ -9,17 +9,18 @@
 //! its grace runs out.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use proto::prometheus::{Histogram, Label, Sample, WriteRequest};
-use proto::records::{BoundComponent, BoundSeries, Component, UnboundReason, UnboundSeries};
+use proto::records::{BoundComponent, BoundSeries, UnboundReason, UnboundSeries};
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
 use thiserror::Error;
-use xxhash_rust::xxh3::Xxh3Default;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::bindings::{Bindings, Rendered};
-use crate::index::{AsOf, TopologyIndex, Versions, version_at};
+use crate::index::{AsOf, IndexedComponent, TopologyIndex, Versions, version_at};
 use crate::output::{self, OutputEncoding};
 
 #[derive(Debug, Clone, Copy)]
@@ -47,8 +48,8 @@ pub enum Destination {
 pub struct Output {
     pub destination: Destination,
     /// The tenant, also sent as the record's `tenant` header.
-    pub tenant: String,
-    pub key: String,
+    pub tenant: Arc<str>,
+    pub key: Arc<str>,
     pub payload: Vec<u8>,
     /// Samples and histograms it carries, for metrics.
     pub points: usize,
@@ -107,24 +108,129 @@ enum CachedRender {
 /// of its versions a sample binds to is decided per sample, as of its time.
 struct Target {
     /// The `metrics.bound` record key, `tenant/externalId`.
-    key: String,
+    key: Arc<str>,
     /// The rendered identifier it carries, and the rule that rendered it.
     identifier: String,
     rule: usize,
     versions: Versions,
+    /// When a sample binds to it: the `[from, to)` timestamps of the versions
+    /// carrying the identifier, skew and delete grace applied, so the per-sample
+    /// check compares numbers only.
+    binds_during: Vec<(i64, i64)>,
     /// The `component` field of its `BoundSeries`, encoded once.
     component_field: Vec<u8>,
 }
 
+impl Target {
+    fn binds_at(&self, timestamp_ms: i64) -> bool {
+        self.binds_during
+            .iter()
+            .any(|(from, to)| timestamp_ms >= *from && timestamp_ms < *to)
+    }
+}
+
 /// What the join keeps per series: its rendered rules (labels only, never
-/// stale) and their resolution (stale once the index changes). The cache is
-/// keyed by a 64-bit hash of tenant and labels; the tenant is kept and checked
-/// so that no collision, crafted or not, hands one tenant another's components.
+/// stale) and their resolution (stale once the index changes).
 struct SeriesEntry {
-    tenant: Arc<str>,
     render: CachedRender,
     generation: u64,
     targets: Arc<Vec<Target>>,
+}
+
+/// The series cache, per tenant, keyed by the exact bytes of a series' labels
+/// as remote-write 1.0 encodes them (each label a `TimeSeries` field 1). Exact
+/// keys mean no hash collision can hand a series another's binding, and a hit
+/// needs neither UTF-8 checks nor label parsing: the bytes were checked when
+/// the entry was made. A series encoded two ways gets two entries, both right.
+/// One tenant's cached series, by label bytes.
+type TenantSeries = HashMap<Box<[u8]>, SeriesEntry, KeyHashing>;
+
+#[derive(Default)]
+struct SeriesCache {
+    by_tenant: HashMap<Arc<str>, TenantSeries>,
+    entries: usize,
+    hashing: KeyHashing,
+}
+
+impl SeriesCache {
+    fn get(&self, tenant: &str, key: &[u8]) -> Option<&SeriesEntry> {
+        self.by_tenant.get(tenant)?.get(key)
+    }
+
+    fn insert(&mut self, tenant: &Arc<str>, key: &[u8], entry: SeriesEntry, max_entries: usize) {
+        let known = self.get(tenant, key).is_some();
+        if !known && self.entries >= max_entries.max(1) {
+            // Cheap and bounded: start over rather than track recency per series.
+            self.by_tenant.clear();
+            self.entries = 0;
+        }
+        let hashing = self.hashing;
+        let series = self
+            .by_tenant
+            .entry(tenant.clone())
+            .or_insert_with(|| HashMap::with_hasher(hashing));
+        if series.insert(key.into(), entry).is_none() {
+            self.entries += 1;
+        }
+    }
+}
+
+/// Hashes a byte-string key with one xxh3 call (std hashes a `[u8]` key as its
+/// length, then its bytes), seeded per process.
+#[derive(Clone, Copy)]
+struct KeyHashing {
+    seed: u64,
+}
+
+impl Default for KeyHashing {
+    fn default() -> KeyHashing {
+        KeyHashing {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0u8),
+        }
+    }
+}
+
+impl BuildHasher for KeyHashing {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher { state: self.seed }
+    }
+}
+
+struct KeyHasher {
+    state: u64,
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.state = xxh3_64_with_seed(bytes, self.state);
+    }
+    fn write_usize(&mut self, length: usize) {
+        self.state ^= (length as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+/// A series' labels encoded as the cache keys them: each label a field 1.
+fn series_key_of(labels: &[(&str, &str)], key: &mut Vec<u8>) {
+    key.clear();
+    let mut label = Vec::with_capacity(64);
+    for (name, value) in labels {
+        label.clear();
+        wire::put_len_field(&mut label, 1, name.as_bytes());
+        wire::put_len_field(&mut label, 2, value.as_bytes());
+        wire::put_len_field(key, 1, &label);
+    }
+}
+
+/// What the cache says of a series.
+enum Cached {
+    Fresh(CachedRender, Arc<Vec<Target>>),
+    /// Rendered, but resolved at an older index generation.
+    Stale(CachedRender),
+    Missing,
 }
 
 struct PendingSample {
@@ -197,7 +303,7 @@ pub struct JoinStats {
 pub struct Joiner {
     bindings: Bindings,
     index: TopologyIndex,
-    series_cache: HashMap<u64, SeriesEntry>,
+    series_cache: SeriesCache,
     pending: PendingBuffer,
     newest_sample_ms: i64,
     touched_identifiers: Vec<String>,
@@ -207,7 +313,7 @@ pub struct Joiner {
 
 /// Points bound to one component, on their way into one `BoundSeries`.
 struct BoundGroup {
-    component: Arc<Component>,
+    component: Arc<IndexedComponent>,
     identifier: String,
     rule: usize,
     samples: Vec<Sample>,
@@ -219,7 +325,7 @@ impl Joiner {
         Joiner {
             bindings,
             index: TopologyIndex::default(),
-            series_cache: HashMap::new(),
+            series_cache: SeriesCache::default(),
             pending: PendingBuffer::default(),
             newest_sample_ms: i64::MIN,
             touched_identifiers: Vec::new(),
@@ -237,14 +343,15 @@ impl Joiner {
     }
 
     pub fn cached_series(&self) -> usize {
-        self.series_cache.len()
+        self.series_cache.entries
     }
 
     /// A component reported: index it. Samples waiting for it are released by
     /// [`Joiner::release_pending`], called once a batch of topology changes is
     /// in, so a sample waiting for a pod and its container binds to both when
     /// they arrive together.
-    pub fn upsert_component(&mut self, key: &str, component: Component) {
+    pub fn upsert_component(&mut self, key: &str, component: impl Into<IndexedComponent>) {
+        let component: IndexedComponent = component.into();
         let tenant = component.tenant.clone();
         for identifier in self.index.upsert(key, component) {
             self.touched_identifiers
@@ -387,7 +494,9 @@ impl Joiner {
 
     /// The common case, without decoding into owned values: a remote-write 1.0
     /// record out to protobuf. Labels and samples are borrowed from the record
-    /// and copied into the outputs as the bytes they were.
+    /// and copied into the outputs as the bytes they were. A series already in
+    /// the cache costs a walk over its fields, one hash of its label bytes, a
+    /// few comparisons per sample and target, and one copy per output.
     fn process_v1_protobuf(
         &mut self,
         tenant: &str,
@@ -399,32 +508,44 @@ impl Joiner {
         let mut tenant_field = Vec::with_capacity(tenant.len() + 2);
         wire::put_len_field(&mut tenant_field, 1, tenant.as_bytes());
         let mut outputs = Vec::new();
-        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(16);
         let mut label_fields: Vec<&[u8]> = Vec::with_capacity(16);
         let mut samples: Vec<(&[u8], i64)> = Vec::with_capacity(4);
         let mut buckets: Vec<Vec<&[u8]>> = Vec::new();
         let mut late: Vec<&[u8]> = Vec::new();
+        // The labels as `BoundSeries` field 3, written once per series.
+        let mut labels_encoded: Vec<u8> = Vec::with_capacity(512);
+        // The series key when its label fields are not one run of bytes.
+        let mut scattered_key: Vec<u8> = Vec::new();
         for field in Fields::new(payload) {
             let field = field?;
             if field.number != 1 {
                 continue;
             }
             let series = field.bytes()?;
-            labels.clear();
             label_fields.clear();
             samples.clear();
             let mut has_histograms = false;
+            // The label fields' bytes, tags included: the cache key.
+            let mut key_range: Option<(usize, usize)> = None;
+            let mut key_is_one_run = true;
             for inner in Fields::new(series) {
                 let inner = inner?;
                 match inner.number {
                     1 => {
-                        let label = inner.bytes()?;
-                        labels.push(read_label(label)?);
-                        label_fields.push(label);
+                        label_fields.push(inner.bytes()?);
+                        let start = inner.raw.as_ptr() as usize - series.as_ptr() as usize;
+                        let end = start + inner.raw.len();
+                        key_range = match key_range {
+                            None => Some((start, end)),
+                            Some((first, last)) => {
+                                key_is_one_run &= last == start;
+                                Some((first, end))
+                            }
+                        };
                     }
                     2 => {
                         let sample = inner.bytes()?;
-                        samples.push((sample, read_sample(sample)?.timestamp));
+                        samples.push((sample, sample_timestamp(sample)?));
                     }
                     4 => has_histograms = true,
                     _ => {}
@@ -446,13 +567,32 @@ impl Joiner {
             if samples.is_empty() {
                 continue;
             }
-            let (render, targets) = self.lookup(&tenant_shared, &labels);
+            let key: &[u8] = match key_range {
+                Some((start, end)) if key_is_one_run => &series[start..end],
+                _ => {
+                    scattered_key.clear();
+                    for label in &label_fields {
+                        wire::put_len_field(&mut scattered_key, 1, label);
+                    }
+                    &scattered_key
+                }
+            };
+            let (render, targets) = match self.cached(tenant, key) {
+                Cached::Fresh(render, targets) => (render, targets),
+                Cached::Stale(render) => self.resolve_and_cache(&tenant_shared, key, render),
+                Cached::Missing => {
+                    self.stats.series_cache_misses += 1;
+                    let labels = read_labels(&label_fields)?;
+                    let render = self.render_labels(&labels);
+                    self.resolve_and_cache(&tenant_shared, key, render)
+                }
+            };
             let identifiers = match render {
                 CachedRender::Unbound(reason, detail) => {
                     let raw_samples: Vec<&[u8]> = samples.iter().map(|(raw, _)| *raw).collect();
                     self.emit_unbound_raw(
                         &tenant_field,
-                        tenant,
+                        &tenant_shared,
                         (reason, &detail),
                         &label_fields,
                         &raw_samples,
@@ -476,14 +616,7 @@ impl Joiner {
                 self.newest_sample_ms = self.newest_sample_ms.max(*timestamp);
                 let mut bound = false;
                 for (index, target) in targets.iter().enumerate() {
-                    if version_at(
-                        &target.versions,
-                        &target.identifier,
-                        *timestamp,
-                        self.settings.as_of,
-                    )
-                    .is_some()
-                    {
+                    if target.binds_at(*timestamp) {
                         buckets[index].push(raw);
                         bound = true;
                     }
@@ -492,19 +625,19 @@ impl Joiner {
                     self.stats.bound_points += 1;
                     continue;
                 }
-                let labels_for_pending = owned_labels
-                    .get_or_insert_with(|| {
-                        Arc::new(
-                            labels
-                                .iter()
-                                .map(|(n, v)| Label {
-                                    name: n.to_string(),
-                                    value: v.to_string(),
-                                })
-                                .collect(),
-                        )
-                    })
-                    .clone();
+                let labels_for_pending = match &owned_labels {
+                    Some(labels) => labels.clone(),
+                    None => {
+                        let labels: Vec<Label> = read_labels(&label_fields)?
+                            .into_iter()
+                            .map(|(name, value)| Label {
+                                name: name.to_string(),
+                                value: value.to_string(),
+                            })
+                            .collect();
+                        owned_labels.insert(Arc::new(labels)).clone()
+                    }
+                };
                 let pending = PendingSample {
                     tenant: tenant_shared.clone(),
                     labels: labels_for_pending,
@@ -519,31 +652,39 @@ impl Joiner {
                 let detail = format!("older than the {} ms history", self.settings.history_ms);
                 self.emit_unbound_raw(
                     &tenant_field,
-                    tenant,
+                    &tenant_shared,
                     (UnboundReason::Late, &detail),
                     &label_fields,
                     &late,
                     &mut outputs,
                 );
             }
+            labels_encoded.clear();
             for (target, bucket) in targets.iter().zip(&buckets) {
                 if bucket.is_empty() {
                     continue;
                 }
+                if labels_encoded.is_empty() {
+                    for label in &label_fields {
+                        wire::put_len_field(&mut labels_encoded, 3, label);
+                    }
+                }
+                let samples_len: usize = bucket.iter().map(|s| s.len() + 2).sum();
                 let mut payload = Vec::with_capacity(
-                    tenant_field.len() + target.component_field.len() + series.len() + 16,
+                    tenant_field.len()
+                        + target.component_field.len()
+                        + labels_encoded.len()
+                        + samples_len,
                 );
                 payload.extend_from_slice(&tenant_field);
                 payload.extend_from_slice(&target.component_field);
-                for label in &label_fields {
-                    wire::put_len_field(&mut payload, 3, label);
-                }
+                payload.extend_from_slice(&labels_encoded);
                 for sample in bucket {
                     wire::put_len_field(&mut payload, 4, sample);
                 }
                 outputs.push(Output {
                     destination: Destination::Bound,
-                    tenant: tenant.to_string(),
+                    tenant: tenant_shared.clone(),
                     key: target.key.clone(),
                     payload,
                     points: bucket.len(),
@@ -559,7 +700,7 @@ impl Joiner {
     fn emit_unbound_raw(
         &mut self,
         tenant_field: &[u8],
-        tenant: &str,
+        tenant: &Arc<str>,
         (reason, detail): (UnboundReason, &str),
         label_fields: &[&[u8]],
         samples: &[&[u8]],
@@ -585,8 +726,8 @@ impl Joiner {
         }
         outputs.push(Output {
             destination: Destination::Unbound,
-            tenant: tenant.to_string(),
-            key: tenant.to_string(),
+            tenant: tenant.clone(),
+            key: tenant.clone(),
             payload,
             points: samples.len(),
             reason: Some(reason),
@@ -798,6 +939,38 @@ impl Joiner {
         }
     }
 
+    /// What the cache holds for the series whose labels encode as `key`.
+    fn cached(&self, tenant: &str, key: &[u8]) -> Cached {
+        match self.series_cache.get(tenant, key) {
+            Some(entry) if entry.generation == self.index.generation() => {
+                Cached::Fresh(entry.render.clone(), entry.targets.clone())
+            }
+            Some(entry) => Cached::Stale(entry.render.clone()),
+            None => Cached::Missing,
+        }
+    }
+
+    /// Resolves a rendered series against the index now and caches it.
+    fn resolve_and_cache(
+        &mut self,
+        tenant: &Arc<str>,
+        key: &[u8],
+        render: CachedRender,
+    ) -> (CachedRender, Arc<Vec<Target>>) {
+        let targets = Arc::new(match &render {
+            CachedRender::Identifiers(identifiers) => self.resolve_targets(tenant, identifiers),
+            CachedRender::Unbound(..) => Vec::new(),
+        });
+        let entry = SeriesEntry {
+            render: render.clone(),
+            generation: self.index.generation(),
+            targets: targets.clone(),
+        };
+        self.series_cache
+            .insert(tenant, key, entry, self.settings.series_cache_max);
+        (render, targets)
+    }
+
     /// The series' rendered rules and the components they resolve to now,
     /// from the cache when the index has not changed since.
     fn lookup(
@@ -805,40 +978,17 @@ impl Joiner {
         tenant: &Arc<str>,
         labels: &[(&str, &str)],
     ) -> (CachedRender, Arc<Vec<Target>>) {
-        let fingerprint = fingerprint(tenant, labels);
-        let generation = self.index.generation();
-        let cached = self
-            .series_cache
-            .get(&fingerprint)
-            .filter(|entry| entry.tenant == *tenant);
-        let render = match cached {
-            Some(entry) if entry.generation == generation => {
-                return (entry.render.clone(), entry.targets.clone());
-            }
-            Some(entry) => entry.render.clone(),
-            None => {
+        let mut key = Vec::new();
+        series_key_of(labels, &mut key);
+        let render = match self.cached(tenant, &key) {
+            Cached::Fresh(render, targets) => return (render, targets),
+            Cached::Stale(render) => render,
+            Cached::Missing => {
                 self.stats.series_cache_misses += 1;
                 self.render_labels(labels)
             }
         };
-        let targets = Arc::new(match &render {
-            CachedRender::Identifiers(identifiers) => self.resolve_targets(tenant, identifiers),
-            CachedRender::Unbound(..) => Vec::new(),
-        });
-        if self.series_cache.len() >= self.settings.series_cache_max.max(1)
-            && !self.series_cache.contains_key(&fingerprint)
-        {
-            // Cheap and bounded: start over rather than track recency per series.
-            self.series_cache.clear();
-        }
-        let entry = SeriesEntry {
-            tenant: tenant.clone(),
-            render: render.clone(),
-            generation,
-            targets: targets.clone(),
-        };
-        self.series_cache.insert(fingerprint, entry);
-        (render, targets)
+        self.resolve_and_cache(tenant, &key, render)
     }
 
     fn render_labels(&self, labels: &[(&str, &str)]) -> CachedRender {
@@ -867,25 +1017,38 @@ impl Joiner {
                 let Some(latest) = versions.last() else {
                     continue;
                 };
-                let external_id = &latest.component.external_id;
+                let external_id = &*latest.component.external_id;
                 let record_key = bound_key(tenant, external_id);
-                if targets.iter().any(|t| t.key == record_key) {
+                if targets.iter().any(|t| *t.key == *record_key) {
                     continue;
                 }
+                let as_of = self.settings.as_of;
+                let binds_during = versions
+                    .iter()
+                    .filter(|v| v.component.identifiers.iter().any(|i| **i == **identifier))
+                    .map(|v| {
+                        (
+                            v.valid_from_ms.saturating_sub(as_of.skew_ms),
+                            v.valid_to_ms
+                                .map_or(i64::MAX, |end| end.saturating_add(as_of.delete_grace_ms)),
+                        )
+                    })
+                    .collect();
                 let component = BoundComponent {
-                    external_id: external_id.clone(),
-                    type_name: latest.component.type_name.clone(),
-                    name: latest.component.name.clone(),
+                    external_id: external_id.to_string(),
+                    type_name: latest.component.type_name.to_string(),
+                    name: latest.component.name.to_string(),
                     identifier: identifier.clone(),
                     rule: self.bindings.rules()[*rule].name().to_string(),
                 };
                 let mut component_field = Vec::new();
                 wire::put_len_field(&mut component_field, 2, &component.encode_to_vec());
                 targets.push(Target {
-                    key: record_key,
+                    key: Arc::from(record_key),
                     identifier: identifier.clone(),
                     rule: *rule,
                     versions: versions.clone(),
+                    binds_during,
                     component_field,
                 });
             }
@@ -906,9 +1069,9 @@ impl Joiner {
             let series = BoundSeries {
                 tenant: tenant.to_string(),
                 component: Some(BoundComponent {
-                    external_id: group.component.external_id.clone(),
-                    type_name: group.component.type_name.clone(),
-                    name: group.component.name.clone(),
+                    external_id: group.component.external_id.to_string(),
+                    type_name: group.component.type_name.to_string(),
+                    name: group.component.name.to_string(),
                     identifier: group.identifier,
                     rule: self.bindings.rules()[group.rule].name().to_string(),
                 }),
@@ -918,8 +1081,8 @@ impl Joiner {
             };
             outputs.push(Output {
                 destination: Destination::Bound,
-                tenant: tenant.to_string(),
-                key: bound_key(tenant, &group.component.external_id),
+                tenant: Arc::from(tenant),
+                key: Arc::from(bound_key(tenant, &group.component.external_id)),
                 payload: output::encode_bound(&series, self.settings.encoding),
                 points,
                 reason: None,
@@ -963,27 +1126,14 @@ impl Joiner {
         };
         outputs.push(Output {
             destination: Destination::Unbound,
-            tenant: tenant.to_string(),
-            key: tenant.to_string(),
+            tenant: Arc::from(tenant),
+            key: Arc::from(tenant),
             payload: output::encode_unbound(&series, self.settings.encoding),
             points: count,
             reason: Some(reason),
             origin,
         });
     }
-}
-
-fn fingerprint(tenant: &str, labels: &[(&str, &str)]) -> u64 {
-    let mut hasher = Xxh3Default::new();
-    hasher.update(tenant.as_bytes());
-    hasher.update(&[0xff]);
-    for (name, value) in labels {
-        hasher.update(name.as_bytes());
-        hasher.update(&[0xfe]);
-        hasher.update(value.as_bytes());
-        hasher.update(&[0xff]);
-    }
-    hasher.digest()
 }
 
 fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
@@ -999,6 +1149,26 @@ fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
     let name = std::str::from_utf8(name).map_err(|_| JoinError::Utf8)?;
     let value = std::str::from_utf8(value).map_err(|_| JoinError::Utf8)?;
     Ok((name, value))
+}
+
+fn read_labels<'a>(label_fields: &[&'a [u8]]) -> Result<Vec<(&'a str, &'a str)>, JoinError> {
+    label_fields.iter().map(|label| read_label(label)).collect()
+}
+
+/// The timestamp of an encoded `Sample` (field 2), without the value.
+fn sample_timestamp(sample: &[u8]) -> Result<i64, JoinError> {
+    let mut timestamp = 0;
+    for field in Fields::new(sample) {
+        let field = field?;
+        match field.number {
+            1 => {
+                field.fixed64()?;
+            }
+            2 => timestamp = field.varint()? as i64,
+            _ => {}
+        }
+    }
+    Ok(timestamp)
 }
 
 fn read_sample(sample: &[u8]) -> Result<Sample, JoinError> {
@@ -1068,6 +1238,7 @@ fn decode_series(content_type: &str, payload: &[u8]) -> Result<Vec<DecodedSeries
 mod tests {
     use super::*;
     use proto::prometheus::TimeSeries;
+    use proto::records::Component;
 
     fn settings() -> JoinSettings {
         JoinSettings {
@@ -1167,7 +1338,7 @@ mod tests {
         assert!(joiner.release_pending().is_empty());
         let outputs = join(&mut joiner, "p1", 10_000, 0);
         assert_eq!(bound_ids(&outputs), [CONTAINER, POD]);
-        assert_eq!(outputs[0].key, format!("acme/{CONTAINER}"));
+        assert_eq!(&*outputs[0].key, format!("acme/{CONTAINER}"));
         let bound = BoundSeries::decode(outputs[1].payload.as_slice()).unwrap();
         assert_eq!(bound.component.unwrap().rule, "k8s-pod");
         assert_eq!(
@@ -1180,26 +1351,13 @@ mod tests {
     }
 
     #[test]
-    fn a_series_cache_collision_never_binds_across_tenants() {
+    fn the_series_cache_never_binds_across_tenants() {
         let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
         joiner.upsert_component(&format!("acme/k/demo/{POD}"), component(POD, "pod", 0));
         joiner.release_pending();
         assert_eq!(bound_ids(&join(&mut joiner, "p1", 10_000, 0)), [POD]);
-        // Make globex's series hash like acme's (a 64-bit hash can be made to
-        // collide): acme's cached resolution now sits under globex's fingerprint.
-        let request = WriteRequest::decode(record("p1", 10_000).as_slice()).unwrap();
-        let pairs: Vec<(&str, &str)> = request.timeseries[0]
-            .labels
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
-        let entry = joiner
-            .series_cache
-            .remove(&fingerprint("acme", &pairs))
-            .expect("acme's series is cached");
-        joiner
-            .series_cache
-            .insert(fingerprint("globex", &pairs), entry);
+        // acme's resolution of these exact label bytes is cached; globex sends the same bytes.
+        assert_eq!(joiner.cached_series(), 1);
         let outputs = joiner
             .process(
                 "globex",

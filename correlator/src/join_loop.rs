@@ -50,7 +50,7 @@ struct InFlight {
 /// Applies one topology change to the join's index.
 fn apply_feed(joiner: &mut Joiner, event: &FeedEvent) {
     match event {
-        FeedEvent::Upsert { key, component } => joiner.upsert_component(key, (**component).clone()),
+        FeedEvent::Upsert { key, component } => joiner.upsert_component(key, &**component),
         FeedEvent::Delete { key, deleted_ms } => joiner.delete_component(key, *deleted_ms),
         FeedEvent::Loaded { .. } => {}
     }
@@ -94,14 +94,14 @@ fn send_outputs(producer: &FutureProducer, settings: &Settings, outputs: Vec<Out
         let headers = rdkafka::message::OwnedHeaders::new()
             .insert(rdkafka::message::Header {
                 key: "tenant",
-                value: Some(output.tenant.as_str()),
+                value: Some(&*output.tenant),
             })
             .insert(rdkafka::message::Header {
                 key: "content-type",
                 value: Some(content_type),
             });
         let record = FutureRecord::to(topic)
-            .key(&output.key)
+            .key(&*output.key)
             .payload(&output.payload)
             .headers(headers);
         // With message.timeout.ms=0 a record is retried until delivered; a full

@@ -7,9 +7,10 @@
 //! nothing and is abandoned after a timeout. Outside a snapshot, `delete_ids`
 //! delete. Components are upserted as soon as they arrive (only when changed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
-use proto::Message;
+use foldhash::HashMap;
+
 use proto::records::Component;
 use serde::Deserialize;
 use serde_json::Value;
@@ -119,27 +120,45 @@ fn key_splits(key: &str) -> impl Iterator<Item = (String, &str)> + '_ {
 }
 
 struct LiveComponent {
-    key: String,
+    /// Its `topology.components` key when that is not the instance key, '/'
+    /// and the externalId (a key written before segments were escaped); the
+    /// usual key is not kept, it is most of this struct's memory.
+    legacy_key: Option<Box<str>>,
     first_seen_ms: i64,
     content_hash: u64,
+    /// The number of the last snapshot of its instance that reported it
+    /// (0: none since this materializer started); cheaper than a set of the
+    /// externalIds each open snapshot has seen.
+    seen_in: u64,
 }
 
 struct OpenSnapshot {
     started_ms: i64,
     position: Position,
-    seen: HashSet<String>,
+    /// Counts the instance's snapshots; components it reports get it as `seen_in`.
+    number: u64,
 }
 
 #[derive(Default)]
 struct InstanceState {
     live: HashMap<String, LiveComponent>,
     open: Option<OpenSnapshot>,
+    snapshots_started: u64,
 }
 
 /// The per-instance state of every instance this materializer has seen.
 #[derive(Default)]
 pub struct SnapshotAssembler {
     instances: HashMap<String, InstanceState>,
+}
+
+impl LiveComponent {
+    fn key(&self, instance_key: &str, external_id: &str) -> String {
+        match &self.legacy_key {
+            Some(key) => key.to_string(),
+            None => format!("{instance_key}/{external_id}"),
+        }
+    }
 }
 
 impl SnapshotAssembler {
@@ -149,16 +168,26 @@ impl SnapshotAssembler {
             kind: component.instance_type.clone(),
             url: component.instance_url.clone(),
         };
-        let state = self
-            .instances
-            .entry(instance_key(&component.tenant, &instance))
-            .or_default();
+        let instance_key = instance_key(&component.tenant, &instance);
+        let legacy_key = (key.len() != instance_key.len() + 1 + component.external_id.len()
+            || !key.starts_with(instance_key.as_str())
+            || !key.ends_with(component.external_id.as_str()))
+        .then(|| Box::from(key));
+        let state = self.instances.entry(instance_key).or_default();
+        let content_hash = content_hash(component);
+        // An open snapshot keeps what it has seen: the echo of our own write
+        // (or another member's) must not make it look unreported.
+        let seen_in = state
+            .live
+            .get(&component.external_id)
+            .map_or(0, |live| live.seen_in);
         state.live.insert(
             component.external_id.clone(),
             LiveComponent {
-                key: key.to_string(),
+                legacy_key,
                 first_seen_ms: component.first_seen_ms,
-                content_hash: content_hash(component),
+                content_hash,
+                seen_in,
             },
         );
     }
@@ -172,7 +201,7 @@ impl SnapshotAssembler {
                 if state
                     .live
                     .get(external_id)
-                    .is_some_and(|live| live.key == key)
+                    .is_some_and(|live| live.key(&instance, external_id) == key)
                 {
                     state.live.remove(external_id);
                     return;
@@ -193,32 +222,34 @@ impl SnapshotAssembler {
         } else {
             now_ms
         };
-        let state = self
-            .instances
-            .entry(instance_key(&part.tenant, &part.instance))
-            .or_default();
+        let instance = instance_key(&part.tenant, &part.instance);
+        // Every key of the part shares its instance prefix: escape it once.
+        let key_prefix = format!("{instance}/");
+        let state = self.instances.entry(instance.clone()).or_default();
         let mut changes = Vec::new();
         if part.start_snapshot {
             // A new start abandons an unfinished snapshot: it deletes nothing.
+            state.snapshots_started += 1;
             state.open = Some(OpenSnapshot {
                 started_ms: now_ms,
                 position,
-                seen: HashSet::new(),
+                number: state.snapshots_started,
             });
         }
         for raw in &part.components {
             if raw.external_id.is_empty() {
                 continue;
             }
-            let key = component_key(&part.tenant, &part.instance, &raw.external_id);
+            let key = format!("{key_prefix}{}", raw.external_id);
             let mut component = to_component(part, raw, collected_ms);
             let hash = content_hash(&component);
-            if let Some(open) = &mut state.open {
-                open.seen.insert(raw.external_id.clone());
-            }
+            let seen_in = state.open.as_ref().map_or(0, |open| open.number);
             match state.live.get_mut(&raw.external_id) {
-                Some(live) if live.content_hash == hash => {}
+                Some(live) if live.content_hash == hash => {
+                    live.seen_in = live.seen_in.max(seen_in);
+                }
                 Some(live) => {
+                    live.seen_in = live.seen_in.max(seen_in);
                     live.content_hash = hash;
                     component.first_seen_ms = live.first_seen_ms;
                     changes.push(TopologyChange::Upsert {
@@ -230,9 +261,10 @@ impl SnapshotAssembler {
                     state.live.insert(
                         raw.external_id.clone(),
                         LiveComponent {
-                            key: key.clone(),
+                            legacy_key: None,
                             first_seen_ms: collected_ms,
                             content_hash: hash,
+                            seen_in,
                         },
                     );
                     changes.push(TopologyChange::Upsert {
@@ -243,25 +275,26 @@ impl SnapshotAssembler {
             }
         }
         for external_id in &part.delete_ids {
-            if let Some(open) = &mut state.open {
-                open.seen.remove(external_id);
-            }
             if let Some(live) = state.live.remove(external_id) {
-                changes.push(TopologyChange::Delete { key: live.key });
+                changes.push(TopologyChange::Delete {
+                    key: live.key(&instance, external_id),
+                });
             }
         }
         if part.stop_snapshot {
             if let Some(open) = state.open.take() {
                 let mut gone: Vec<String> = state
                     .live
-                    .keys()
-                    .filter(|id| !open.seen.contains(*id))
-                    .cloned()
+                    .iter()
+                    .filter(|(_, live)| live.seen_in != open.number)
+                    .map(|(id, _)| id.clone())
                     .collect();
                 gone.sort();
                 for external_id in gone {
                     if let Some(live) = state.live.remove(&external_id) {
-                        changes.push(TopologyChange::Delete { key: live.key });
+                        changes.push(TopologyChange::Delete {
+                            key: live.key(&instance, &external_id),
+                        });
                     }
                 }
             }
@@ -328,22 +361,64 @@ impl SnapshotAssembler {
 }
 
 /// What makes two reports of a component different (timestamps aside).
-/// `labels` is a protobuf map, a `HashMap` whose encoding follows its random
-/// iteration order: it is hashed sorted, so equal components hash equal.
+/// `labels` is a protobuf map, a `HashMap` iterated in random order: it is
+/// hashed sorted, so equal components hash equal.
 fn content_hash(component: &Component) -> u64 {
-    let mut stripped = component.clone();
-    stripped.first_seen_ms = 0;
-    stripped.last_seen_ms = 0;
-    let mut labels: Vec<(String, String)> =
-        std::mem::take(&mut stripped.labels).into_iter().collect();
-    labels.sort();
+    // Every field but the timestamps, each with its length, hashed in place
+    // (no copy, no encoding). The destructuring fails to compile when a field
+    // is added, so none is forgotten.
+    let Component {
+        tenant,
+        instance_type,
+        instance_url,
+        external_id,
+        type_name,
+        name,
+        identifiers,
+        labels,
+        tags,
+        layer,
+        domain,
+        environment,
+        data_json,
+        first_seen_ms: _,
+        last_seen_ms: _,
+    } = component;
+    fn put(hasher: &mut Xxh3Default, text: &str) {
+        hasher.update(&(text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    fn count(hasher: &mut Xxh3Default, items: usize) {
+        hasher.update(&(items as u64).to_le_bytes());
+    }
     let mut hasher = Xxh3Default::new();
-    hasher.update(&stripped.encode_to_vec());
-    for (name, value) in &labels {
-        hasher.update(name.as_bytes());
-        hasher.update(&[0xfe]);
-        hasher.update(value.as_bytes());
-        hasher.update(&[0xff]);
+    for text in [
+        tenant,
+        instance_type,
+        instance_url,
+        external_id,
+        type_name,
+        name,
+    ] {
+        put(&mut hasher, text);
+    }
+    count(&mut hasher, identifiers.len());
+    for identifier in identifiers {
+        put(&mut hasher, identifier);
+    }
+    let mut sorted: Vec<(&String, &String)> = labels.iter().collect();
+    sorted.sort();
+    count(&mut hasher, sorted.len());
+    for (label, value) in sorted {
+        put(&mut hasher, label);
+        put(&mut hasher, value);
+    }
+    count(&mut hasher, tags.len());
+    for tag in tags {
+        put(&mut hasher, tag);
+    }
+    for text in [layer, domain, environment, data_json] {
+        put(&mut hasher, text);
     }
     hasher.digest()
 }
@@ -429,6 +504,7 @@ fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> C
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashSet;
 
     fn part(
         flags: (bool, bool),
@@ -498,6 +574,25 @@ mod tests {
         assert_eq!(deleted(&stop), ["acme/kubernetes/demo/c"]);
         assert!(assembler.open_snapshot_starts().is_empty());
         assert_eq!(assembler.live_components(), 3);
+    }
+
+    #[test]
+    fn the_echo_of_written_components_keeps_what_an_open_snapshot_has_seen() {
+        let mut assembler = SnapshotAssembler::default();
+        let first = assembler.apply(&part((true, true), &["a", "b", "c"], &[], 100.0), (0, 1), 0);
+        let Some(TopologyChange::Upsert { key, component }) = first.first() else {
+            panic!()
+        };
+        assert!(
+            assembler
+                .apply(&part((true, false), &["a", "b"], &[], 100.0), (0, 2), 0)
+                .is_empty(),
+            "unchanged"
+        );
+        // a's record comes back through the feed while the snapshot is open.
+        assembler.restore(key, component);
+        let stop = assembler.apply(&part((false, true), &[], &[], 100.0), (0, 3), 0);
+        assert_eq!(deleted(&stop), ["acme/kubernetes/demo/c"]);
     }
 
     #[test]
