@@ -13,7 +13,11 @@
 //! - `publish_acked_by_mock_cluster`: `Publisher::publish` to librdkafka's
 //!   in-process mock cluster (one broker, an 8-partition topic) until every
 //!   record is acknowledged: batching, lz4 and the mock broker's work
-//!   included, on the same two cores.
+//!   included, on the same two cores. One request at a time, so each waits
+//!   out `linger.ms`; `..._16_in_flight` publishes 16 requests at once.
+//! - `publish_records/enqueue_8_small_records`: 8 records of 100 bytes, for
+//!   the fixed cost of a record (headers, the record, its delivery future),
+//!   throughput in records.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -186,6 +190,49 @@ fn bench(c: &mut Criterion) {
                     Duration::from_secs(30),
                 ))
                 .unwrap()
+        })
+    });
+    group.bench_function("publish_acked_by_mock_cluster_16_in_flight", |b| {
+        let records = records(&batch);
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            for _ in 0..iters.div_ceil(16) {
+                let all = (0..16).map(|_| {
+                    acked.publish(
+                        TOPIC,
+                        "acme",
+                        content_type,
+                        "acme",
+                        &records,
+                        Duration::from_secs(30),
+                    )
+                });
+                for result in runtime.block_on(futures::future::join_all(all)) {
+                    result.unwrap();
+                }
+            }
+            // Per request: 16 requests were timed for every 16 iterations.
+            started
+                .elapsed()
+                .mul_f64(iters as f64 / (iters.div_ceil(16) * 16) as f64)
+        })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("publish_records");
+    let small = vec![0u8; 100];
+    let small_records: Vec<(Option<i32>, &[u8])> = (0..PARTITIONS as i32)
+        .map(|partition| (Some(partition), small.as_slice()))
+        .collect();
+    group.throughput(Throughput::Elements(small_records.len() as u64));
+    group.bench_function("enqueue_8_small_records", |b| {
+        b.iter_custom(|iters| {
+            timed_with_purges(&offline, iters, || {
+                let deliveries = offline
+                    .enqueue(TOPIC, "acme", content_type, "acme", &small_records)
+                    .unwrap();
+                drop(deliveries);
+            })
         })
     });
     group.finish();

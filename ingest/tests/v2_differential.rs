@@ -626,3 +626,40 @@ fn noise_splits_alike() {
         check(&raw);
     }
 }
+
+/// Over 2^20 table entries (symbols × partitions) the walker maps references
+/// through hash maps instead of arrays: the same records either way.
+#[test]
+fn a_large_symbol_table_splits_alike() {
+    let mut symbols: Vec<String> = ["", "__name__", "up", "job"].map(String::from).to_vec();
+    symbols.extend((0..150_000).map(|i| format!("s{i}")));
+    // Duplicates of "job" and "up", far into the table.
+    symbols.push("job".into());
+    symbols.push("up".into());
+    let last = symbols.len() as u32 - 1;
+    let timeseries = (0..2_000u32)
+        .map(|i| v2::TimeSeries {
+            labels_refs: match i % 3 {
+                0 => vec![1, 2, 3, 4 + i * 73 % 150_000],
+                1 => vec![1, last, last - 1, 4 + i * 31 % 150_000],
+                _ => vec![1, 4 + i, last - 1, 4 + i * 7 % 150_000],
+            },
+            samples: vec![sample(f64::from(i), i64::from(i))],
+            exemplars: vec![v2::Exemplar {
+                labels_refs: vec![last - 1, 4 + i],
+                value: 1.0,
+                timestamp: 1,
+            }],
+            ..Default::default()
+        })
+        .collect();
+    let raw = v2::Request {
+        symbols,
+        timeseries,
+    }
+    .encode_to_vec();
+    let limits = SeriesLimits::default();
+    for partitions in [1, 8, 64] {
+        assert!(same(&raw, partitions, &limits), "{partitions} partitions");
+    }
+}

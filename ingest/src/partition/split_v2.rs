@@ -21,7 +21,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use proto::wire::{self, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, WireError, read_varint};
 use proto::{Message, v2};
 use thiserror::Error;
-use xxhash_rust::xxh3::Xxh3DefaultBuilder;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::{PartitionedBatch, SeriesHasher};
 use crate::config::SeriesLimits;
@@ -167,9 +167,16 @@ fn read_refs(
 ) -> Result<(), V2DecodeError> {
     if wire_type == WIRE_LEN {
         let packed = reader.len_delimited()?;
+        out.reserve(packed.len());
         let mut pos = 0;
         while pos < packed.len() {
-            out.push(read_varint(packed, &mut pos)? as u32);
+            let byte = packed[pos];
+            if byte < 0x80 {
+                out.push(u32::from(byte));
+                pos += 1;
+            } else {
+                out.push(read_varint(packed, &mut pos)? as u32);
+            }
         }
     } else {
         expect(number, wire_type, WIRE_VARINT)?;
@@ -364,6 +371,25 @@ impl Hasher for RefHasher {
     }
 }
 
+/// Hashes a symbol's bytes with one call of XXH3 (the streaming hasher a
+/// `BuildHasher` would use costs several times more on short strings).
+#[derive(Default)]
+struct ContentHasher(u64);
+
+impl Hasher for ContentHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        self.0 ^= (value as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 const UNSET: u32 = u32::MAX;
 /// The canonical index of every empty symbol: always reference 0 in a record.
 const EMPTY: u32 = u32::MAX - 1;
@@ -379,7 +405,7 @@ struct RequestSymbols<'a> {
     symbols: Vec<&'a [u8]>,
     /// Per request reference: UNSET, EMPTY, or the first reference of equal content.
     canonical: Vec<u32>,
-    by_content: HashMap<&'a [u8], u32, Xxh3DefaultBuilder>,
+    by_content: HashMap<&'a [u8], u32, BuildHasherDefault<ContentHasher>>,
 }
 
 impl<'a> RequestSymbols<'a> {
@@ -422,7 +448,7 @@ struct PartitionRecord {
     symbol_count: u32,
     /// Encoded `timeseries` fields.
     series: Vec<u8>,
-    /// Canonical request reference → this record's reference.
+    /// Request reference → this record's reference.
     local: RefMap,
 }
 
@@ -444,30 +470,54 @@ impl PartitionRecord {
     }
 
     /// This record's reference of a request reference (in range), interned
-    /// by content the first time.
+    /// by content the first time. The table is indexed by request reference
+    /// (one load when the reference was seen in this partition before); the
+    /// entry of a string's canonical reference is set whenever the string is
+    /// in the record, so a duplicate reference finds it there.
     #[inline]
     fn intern(&mut self, symbols: &mut RequestSymbols<'_>, reference: u32) -> u32 {
-        let canonical = symbols.canonical(reference);
-        if canonical == EMPTY {
-            return 0;
-        }
         let known = match &self.local {
-            RefMap::Dense(table) => table[canonical as usize],
-            RefMap::Sparse(table) => table.get(&canonical).copied().unwrap_or(UNSET),
+            RefMap::Dense(table) => table[reference as usize],
+            RefMap::Sparse(table) => table.get(&reference).copied().unwrap_or(UNSET),
         };
         if known != UNSET {
             return known;
         }
-        let local = self.symbol_count;
-        self.symbol_count += 1;
-        wire::put_len_field(&mut self.symbols, 4, symbols.symbols[canonical as usize]);
+        self.intern_slow(symbols, reference)
+    }
+
+    #[inline(never)]
+    fn intern_slow(&mut self, symbols: &mut RequestSymbols<'_>, reference: u32) -> u32 {
+        let canonical = symbols.canonical(reference);
+        let local = if canonical == EMPTY {
+            0
+        } else {
+            let known = match &self.local {
+                RefMap::Dense(table) => table[canonical as usize],
+                RefMap::Sparse(table) => table.get(&canonical).copied().unwrap_or(UNSET),
+            };
+            if known != UNSET {
+                known
+            } else {
+                let local = self.symbol_count;
+                self.symbol_count += 1;
+                wire::put_len_field(&mut self.symbols, 4, symbols.symbols[canonical as usize]);
+                self.set(canonical, local);
+                local
+            }
+        };
+        self.set(reference, local);
+        local
+    }
+
+    #[inline]
+    fn set(&mut self, reference: u32, local: u32) {
         match &mut self.local {
-            RefMap::Dense(table) => table[canonical as usize] = local,
+            RefMap::Dense(table) => table[reference as usize] = local,
             RefMap::Sparse(table) => {
-                table.insert(canonical, local);
+                table.insert(reference, local);
             }
         }
-        local
     }
 
     fn finish(mut self) -> Vec<u8> {
@@ -524,7 +574,7 @@ pub fn split_v2(
     let mut request_symbols = RequestSymbols {
         symbols,
         canonical: vec![UNSET; symbol_count],
-        by_content: HashMap::default(),
+        by_content: HashMap::with_capacity_and_hasher(symbol_count, Default::default()),
     };
     let dense = symbol_count.saturating_mul(partitions as usize) <= DENSE_ENTRIES;
     let series_capacity = raw.len() / partitions as usize + 64;
@@ -533,7 +583,7 @@ pub fn split_v2(
     let mut fields = SeriesFields::default();
     let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
     let mut sorted_refs: Vec<(u32, u32)> = Vec::with_capacity(16);
-    let mut local_refs: Vec<u32> = Vec::with_capacity(32);
+    let mut packed_refs: Vec<u8> = Vec::with_capacity(64);
     let mut encoded = Vec::with_capacity(256);
     let mut hasher = SeriesHasher::new(tenant.as_bytes());
     for series in all_series {
@@ -571,10 +621,11 @@ pub fn split_v2(
             let symbols = &request_symbols.symbols;
             sorted_refs.sort_unstable_by(|a, b| symbols[a.0 as usize].cmp(symbols[b.0 as usize]));
         }
-        local_refs.clear();
+        // The packed labels_refs, encoded as they are interned.
+        packed_refs.clear();
         for &(name, value) in &sorted_refs {
-            local_refs.push(record.intern(&mut request_symbols, name));
-            local_refs.push(record.intern(&mut request_symbols, value));
+            put_ref(&mut packed_refs, record.intern(&mut request_symbols, name));
+            put_ref(&mut packed_refs, record.intern(&mut request_symbols, value));
         }
         for reference in &mut fields.exemplar_refs {
             *reference = record.intern(&mut request_symbols, *reference);
@@ -584,7 +635,7 @@ pub fn split_v2(
             metadata.unit_ref = record.intern(&mut request_symbols, metadata.unit_ref);
         }
         encoded.clear();
-        encode_series(&fields, &local_refs, &mut encoded);
+        encode_series(&fields, &packed_refs, &mut encoded);
         wire::put_len_field(&mut record.series, 5, &encoded);
 
         batch.written.series += 1;
@@ -732,10 +783,23 @@ fn put_double(out: &mut Vec<u8>, number: u32, value: f64) {
     }
 }
 
+/// A reference as a varint, one byte inline.
+#[inline(always)]
+fn put_ref(out: &mut Vec<u8>, reference: u32) {
+    if reference < 0x80 {
+        out.push(reference as u8);
+    } else {
+        wire::put_varint(out, u64::from(reference));
+    }
+}
+
 /// A `TimeSeries` as prost encodes it: fields in number order, proto3
-/// defaults left out, `metadata` present whenever it was.
-fn encode_series(series: &SeriesFields, labels_refs: &[u32], out: &mut Vec<u8>) {
-    put_packed(out, 1, labels_refs);
+/// defaults left out, `metadata` present whenever it was. `packed_refs` is
+/// the payload of its packed `labels_refs`.
+fn encode_series(series: &SeriesFields, packed_refs: &[u8], out: &mut Vec<u8>) {
+    if !packed_refs.is_empty() {
+        wire::put_len_field(out, 1, packed_refs);
+    }
     for sample in &series.samples {
         let len = double_len(1, sample.value)
             + int64_len(2, sample.timestamp)
