@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test chaos helm-test fuzz k6 bench-vs-prometheus bench-correlator lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test chaos helm-test fuzz k6 bench-vs-prometheus bench-correlator bench-sustained lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -60,6 +60,13 @@ bench-vs-prometheus: deps
 ## Markdown table, also in target/bench-correlator/report.md. BENCH_SERIES=100000, BENCH_SECONDS=10, ...
 bench-correlator: deps
 	bash loadtest/correlator-throughput.sh
+
+## ingest held at BENCH_RATE samples/s (1000000) for BENCH_DURATION s (60), then every
+## acknowledged sample checked in Kafka (private Kafka on 39692/39693): throughput,
+## latency, missing/duplicated, CPU of ingest, broker and generator, peak RSS;
+## Markdown in target/bench-sustained/report.md.
+bench-sustained: deps
+	bash loadtest/sustained.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check

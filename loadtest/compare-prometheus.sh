@@ -75,11 +75,9 @@ API_KEY="bench-vs-prometheus-key-0123456789"
 CLOCK_TICKS="$(getconf CLK_TCK)"
 STAMP="$(date +%Y%m%d%H%M%S)"
 
-say() { echo "compare-prometheus: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
+BENCH_NAME=compare-prometheus
+# shellcheck source=loadtest/bench-lib.sh
+source "$HERE/bench-lib.sh"
 
 for tool in curl jq awk "$PROMETHEUS"; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (apt-get install ${tool##*/})"
@@ -88,55 +86,6 @@ done
     die "BENCH_SERIES / BENCH_SAMPLES_PER_REQUEST must be at least 5 × BENCH_CONNECTIONS, else a series' samples can overtake each other in flight and Prometheus answers 400"
 ((PASSES <= 200)) ||
     die "BENCH_PASSES over 200 puts samples more than 50 min ahead of the clock; later runs would be out of bounds in Prometheus' head"
-
-# ---------------------------------------------------------------- helpers
-
-# True when something accepts TCP connections on 127.0.0.1:$1.
-port_open() {
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
-
-# The first port from $1 up on which nothing listens.
-free_port() {
-    local port="$1"
-    while port_open "$port"; do port=$((port + 1)); done
-    echo "$port"
-}
-
-# CPU time (user + system) of a process so far, in clock ticks. Fails when
-# the process is gone, or a zombie (exited, not yet reaped).
-process_ticks() {
-    local stat fields
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-    # The command name (field 2) may hold spaces; fields after it start at 3.
-    read -r -a fields <<<"${stat##*) }"
-    [[ "${fields[0]}" != Z ]] || return 1
-    echo $((fields[11] + fields[12]))
-}
-
-# Busy CPU time of the whole machine (every core) so far, in clock ticks.
-machine_ticks() {
-    local _cpu user nice system _idle _iowait irq softirq steal _rest
-    read -r _cpu user nice system _idle _iowait irq softirq steal _rest </proc/stat
-    echo $((user + nice + system + irq + softirq + steal))
-}
-
-# Peak resident memory of a process, in MiB.
-peak_rss_mib() {
-    awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"
-}
-
-# Waits until `curl` gets a 2xx from $1, while pid $2 lives.
-wait_ready() {
-    local url="$1" pid="$2" name="$3" log="$4"
-    for _ in $(seq 1 300); do
-        curl -fs -o /dev/null "$url" && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.2
-    done
-    tail -n 20 "$log" >&2 || true
-    die "$name did not become ready at $url; see $log"
-}
 
 # ---------------------------------------------------------------- start
 
