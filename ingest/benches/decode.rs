@@ -16,17 +16,20 @@
 mod split_v1_before;
 #[path = "../tests/support/split_v2_prost.rs"]
 mod split_v2_prost;
+#[path = "../tests/support/synthetic.rs"]
+mod synthetic;
 
 use criterion::measurement::Measurement;
 use criterion::{Criterion, Throughput};
 use ingest::config::SeriesLimits;
 use ingest::partition::{split_v1, split_v2};
 use proto::Message;
-use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use proto::prometheus::WriteRequest;
 use proto::v2;
 use proto::wire::Fields;
 use split_v1_before::split_v1_before;
 use split_v2_prost::split_v2_prost;
+use synthetic::synthetic_v1;
 
 const PARTITIONS: u32 = 8;
 
@@ -78,41 +81,6 @@ fn walk_v2(raw: &[u8]) -> usize {
         fields += 1;
     }
     fields
-}
-
-/// Kubernetes-like series: 10 labels, one sample each, `count` per request.
-fn synthetic_v1(count: usize) -> WriteRequest {
-    let timeseries = (0..count)
-        .map(|i| {
-            let label = |name: &str, value: String| Label {
-                name: name.into(),
-                value,
-            };
-            TimeSeries {
-                labels: vec![
-                    label("__name__", format!("container_metric_{}", i % 50)),
-                    label("cluster_name", "prod-eu-1".into()),
-                    label("container", format!("app-{}", i % 7)),
-                    label("endpoint", "http-metrics".into()),
-                    label("instance", format!("10.0.{}.{}:9100", i % 200, i % 250)),
-                    label("job", "kubernetes-pods".into()),
-                    label("namespace", format!("team-{}", i % 20)),
-                    label("node", format!("node-{}", i % 64)),
-                    label("pod", format!("app-{}-7d9f8c6b5-{:05}", i % 7, i)),
-                    label("service", format!("svc-{}", i % 30)),
-                ],
-                samples: vec![Sample {
-                    value: i as f64 * 1.5,
-                    timestamp: 1_700_000_000_000 + i as i64,
-                }],
-                ..Default::default()
-            }
-        })
-        .collect();
-    WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
 }
 
 fn to_v2(request: &WriteRequest) -> v2::Request {
