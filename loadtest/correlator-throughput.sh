@@ -84,11 +84,9 @@ TOPIC_RAW="$PREFIX.topology-raw"
 TOPIC_COMPONENTS="$PREFIX.topology-components"
 TOPIC_BACKLOG="$PREFIX.samples"
 
-say() { echo "bench-correlator: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
+BENCH_NAME=bench-correlator
+# shellcheck source=loadtest/bench-lib.sh
+source "$HERE/bench-lib.sh"
 
 for tool in curl jq awk kcat; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (make deps installs it)"
@@ -101,48 +99,7 @@ done
 
 # ---------------------------------------------------------------- helpers
 
-port_open() {
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
-}
-
-free_port() {
-    local port="$1"
-    while port_open "$port"; do port=$((port + 1)); done
-    echo "$port"
-}
-
-# CPU time (user + system) of a process so far, in clock ticks.
-process_ticks() {
-    local stat fields
-    stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-    read -r -a fields <<<"${stat##*) }"
-    [[ "${fields[0]}" != Z ]] || return 1
-    echo $((fields[11] + fields[12]))
-}
-
-# Busy CPU time of the whole machine so far, in clock ticks.
-machine_ticks() {
-    local _cpu user nice system _idle _iowait irq softirq steal _rest
-    read -r _cpu user nice system _idle _iowait irq softirq steal _rest </proc/stat
-    echo $((user + nice + system + irq + softirq + steal))
-}
-
-peak_rss_mib() {
-    awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"
-}
-
 now() { date +%s.%N; }
-
-wait_ready() {
-    local url="$1" pid="$2" name="$3" log="$4" tries="${5:-1500}"
-    for _ in $(seq 1 "$tries"); do
-        curl -fs -o /dev/null "$url" && return 0
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 20 "$log" >&2 || true
-    die "$name did not become ready at $url; see $log"
-}
 
 # Sum of the end offsets of every partition of topic $1 (records it holds).
 end_offsets() {
@@ -244,7 +201,7 @@ start_ingest() {
         TOPIC_SAMPLES="$1" TOPIC_TOPOLOGY_RAW="$TOPIC_RAW" RUST_LOG="info,librdkafka=warn" \
         "$INGEST" >>"$2" 2>&1 &
     ingest_pid=$!
-    wait_ready "http://127.0.0.1:$ingest_port/readyz" "$ingest_pid" ingest "$2"
+    wait_ready "http://127.0.0.1:$ingest_port/readyz" "$ingest_pid" ingest "$2" 1500
 }
 
 # start_correlator NAME GROUP SAMPLES_TOPIC RAW_TOPIC BINDINGS_FILE(or "")
@@ -267,7 +224,7 @@ start_correlator() {
 say "1. topology: ingest on 127.0.0.1:$ingest_port, setup correlator on 127.0.0.1:$correlator_port"
 start_ingest "$PREFIX.setup-samples" "$WORK/ingest-setup.log"
 start_correlator setup "$PREFIX-setup" "$PREFIX.setup-samples" "$TOPIC_RAW" ""
-wait_ready "http://127.0.0.1:$correlator_port/readyz" "$correlator_pid" correlator "$WORK/setup.log"
+wait_ready "http://127.0.0.1:$correlator_port/readyz" "$correlator_pid" correlator "$WORK/setup.log" 1500
 # One request of samples goes to the throwaway topic; what matters is the snapshot.
 "$LOADTEST" --url "$INGEST_URL" --api-key "$API_KEY" --rate 1000 --duration 1 \
     --series "$SERIES" --samples-per-request "$SAMPLES_PER_REQUEST" \
