@@ -25,11 +25,11 @@ use ingest::config::SeriesLimits;
 use ingest::partition::{split_v1, split_v2};
 use proto::Message;
 use proto::prometheus::WriteRequest;
-use proto::v2;
+
 use proto::wire::Fields;
 use split_v1_before::split_v1_before;
 use split_v2_prost::split_v2_prost;
-use synthetic::synthetic_v1;
+use synthetic::{synthetic_v1, to_v2};
 
 const PARTITIONS: u32 = 8;
 
@@ -81,42 +81,6 @@ fn walk_v2(raw: &[u8]) -> usize {
         fields += 1;
     }
     fields
-}
-
-fn to_v2(request: &WriteRequest) -> v2::Request {
-    let mut symbols = vec![String::new()];
-    let mut index = std::collections::HashMap::new();
-    let mut intern = |s: &str| -> u32 {
-        *index.entry(s.to_string()).or_insert_with(|| {
-            symbols.push(s.to_string());
-            (symbols.len() - 1) as u32
-        })
-    };
-    let timeseries = request
-        .timeseries
-        .iter()
-        .map(|ts| v2::TimeSeries {
-            labels_refs: ts
-                .labels
-                .iter()
-                .flat_map(|l| [intern(&l.name), intern(&l.value)])
-                .collect(),
-            samples: ts
-                .samples
-                .iter()
-                .map(|s| v2::Sample {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                    start_timestamp: 0,
-                })
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    v2::Request {
-        symbols,
-        timeseries,
-    }
 }
 
 fn bench<M: Measurement>(c: &mut Criterion<M>) {

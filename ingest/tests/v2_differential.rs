@@ -6,8 +6,8 @@
 
 #[path = "support/split_v2_prost.rs"]
 mod split_v2_prost;
-
-use std::collections::BTreeMap;
+#[path = "support/synthetic.rs"]
+mod synthetic;
 
 use ingest::config::SeriesLimits;
 use ingest::partition::split_v2;
@@ -18,6 +18,7 @@ use proto::wire::put_varint;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use split_v2_prost::split_v2_prost;
+use synthetic::to_v2;
 
 /// Both paths on one input; returns whether it was accepted.
 fn same(raw: &[u8], partitions: u32, limits: &SeriesLimits) -> bool {
@@ -61,40 +62,7 @@ fn fixtures_as_v2() -> Vec<Vec<u8>> {
         .map(|(_, body)| {
             let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
             let request = WriteRequest::decode(raw.as_slice()).unwrap();
-            let mut symbols = vec![String::new()];
-            let mut index = BTreeMap::new();
-            let mut intern = |s: &str| -> u32 {
-                *index.entry(s.to_string()).or_insert_with(|| {
-                    symbols.push(s.to_string());
-                    (symbols.len() - 1) as u32
-                })
-            };
-            let timeseries = request
-                .timeseries
-                .iter()
-                .map(|ts| v2::TimeSeries {
-                    labels_refs: ts
-                        .labels
-                        .iter()
-                        .flat_map(|l| [intern(&l.name), intern(&l.value)])
-                        .collect(),
-                    samples: ts
-                        .samples
-                        .iter()
-                        .map(|s| v2::Sample {
-                            value: s.value,
-                            timestamp: s.timestamp,
-                            start_timestamp: 0,
-                        })
-                        .collect(),
-                    ..Default::default()
-                })
-                .collect();
-            v2::Request {
-                symbols,
-                timeseries,
-            }
-            .encode_to_vec()
+            to_v2(&request).encode_to_vec()
         })
         .collect()
 }
