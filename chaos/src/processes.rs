@@ -66,6 +66,34 @@ impl Broker {
         self.script("stop")
     }
 
+    /// The broker's process id, from kafka.sh's pid file.
+    pub fn pid(&self) -> anyhow::Result<u32> {
+        let file = self.state_dir.join("kafka.pid");
+        let text = std::fs::read_to_string(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        text.trim()
+            .parse()
+            .with_context(|| format!("{} holds no pid", file.display()))
+    }
+
+    /// Stops the broker's process dead (SIGSTOP) for `pause`, then lets it go
+    /// on (SIGCONT): as a machine that stalls, the broker misses its own
+    /// heartbeats and its controller fences it for a moment, with no restart.
+    pub fn freeze(&self, pause: Duration) -> anyhow::Result<()> {
+        let pid = self.pid()?;
+        signal(pid, "STOP")?;
+        std::thread::sleep(pause);
+        signal(pid, "CONT")
+    }
+
+    /// How often the broker's controller has fenced it so far (its log).
+    pub fn times_fenced(&self) -> usize {
+        std::fs::read_to_string(self.state_dir.join("kafka.log"))
+            .unwrap_or_default()
+            .matches("Fencing broker")
+            .count()
+    }
+
     /// Stops the broker and deletes its data: every run starts empty.
     pub fn reset(&self) -> anyhow::Result<()> {
         self.script("reset")

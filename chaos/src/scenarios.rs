@@ -27,12 +27,20 @@ const LABELS_PER_SERIES: usize = 10;
 const REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// How long a stopped component stays stopped.
 const DOWNTIME: Duration = Duration::from_secs(3);
+/// How long the broker is frozen: past its 9 s session timeout
+/// (`broker.session.timeout.ms`), so its controller may fence it.
+const FREEZE: Duration = Duration::from_secs(12);
+/// Freezes at most, until the broker has been fenced once.
+const FREEZE_ATTEMPTS: u32 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scenario {
     /// The broker stopped and started again mid-load; senders retry on 503.
     BrokerRestart,
+    /// The broker frozen (SIGSTOP) past its session timeout and let go again
+    /// (SIGCONT): its controller fences it for a moment, with no restart.
+    BrokerFreeze,
     /// ingest killed with SIGKILL mid-load and restarted.
     IngestKill,
     /// The correlator killed with SIGKILL mid-load and restarted (at-least-once).
@@ -47,8 +55,9 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::BrokerRestart,
+        Scenario::BrokerFreeze,
         Scenario::IngestKill,
         Scenario::CorrelatorKill,
         Scenario::CorrelatorKillExactlyOnce,
@@ -59,6 +68,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::BrokerRestart => "broker-restart",
+            Scenario::BrokerFreeze => "broker-freeze",
             Scenario::IngestKill => "ingest-kill",
             Scenario::CorrelatorKill => "correlator-kill",
             Scenario::CorrelatorKillExactlyOnce => "correlator-kill-exactly-once",
@@ -434,6 +444,32 @@ pub fn run(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::
                 "broker started again in {}; down {}",
                 seconds(starting),
                 seconds(stopping)
+            ));
+        }
+        Scenario::BrokerFreeze => {
+            // Whether the controller fences the broker when it wakes is a race
+            // with the broker's first heartbeat (won about 3 times in 4): freeze
+            // again until it has been fenced.
+            let before = broker.times_fenced();
+            let mut fenced = false;
+            for attempt in 1..=FREEZE_ATTEMPTS {
+                let frozen = Instant::now();
+                broker.freeze(FREEZE)?;
+                let frozen_for = seconds(frozen);
+                // The fence, if any, comes within moments of waking.
+                std::thread::sleep(Duration::from_secs(2));
+                fenced = broker.times_fenced() > before;
+                fault.push(format!(
+                    "broker frozen (SIGSTOP) and let go (SIGCONT) after {frozen_for} (attempt {attempt}): {}",
+                    if fenced { "fenced by its controller" } else { "not fenced" }
+                ));
+                if fenced {
+                    break;
+                }
+            }
+            checks.push((
+                "the broker's controller fenced it (its log says so)".to_string(),
+                fenced,
             ));
         }
         Scenario::IngestKill => {
