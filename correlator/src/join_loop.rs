@@ -34,6 +34,8 @@ use crate::topology_feed::{FeedEvent, consumer_config};
 
 /// Most records whose outputs may be unacknowledged at once (back-pressure).
 const MAX_IN_FLIGHT: usize = 10_000;
+/// How long to wait before offering a record again to a full producer queue.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
 
 type Acked = Pin<Box<dyn Future<Output = Result<(), KafkaError>> + Send>>;
 /// An [`Acked`] with what it completes.
@@ -83,7 +85,16 @@ fn record_outputs(metrics: &Metrics, outputs: &[Output]) {
     }
 }
 
-fn send_outputs(producer: &FutureProducer, settings: &Settings, outputs: Vec<Output>) -> Acked {
+/// Hands `outputs` to the producer and returns their acknowledgement. A full
+/// producer queue is back-pressure: this waits for room, without holding up
+/// the runtime, and gives up (outputs unacknowledged, offsets not stored)
+/// when shutdown starts.
+async fn send_outputs(
+    producer: &FutureProducer,
+    settings: &Settings,
+    outputs: Vec<Output>,
+    shutdown: &watch::Receiver<bool>,
+) -> Acked {
     let content_type = settings.join.encoding.content_type();
     let mut deliveries = Vec::with_capacity(outputs.len());
     for output in &outputs {
@@ -100,13 +111,10 @@ fn send_outputs(producer: &FutureProducer, settings: &Settings, outputs: Vec<Out
                 key: "content-type",
                 value: Some(content_type),
             });
-        let record = FutureRecord::to(topic)
+        let mut record = FutureRecord::to(topic)
             .key(&*output.key)
             .payload(&output.payload)
             .headers(headers);
-        // With message.timeout.ms=0 a record is retried until delivered; a full
-        // queue is back-pressure: wait for room rather than fail.
-        let mut record = record;
         loop {
             match producer.send_result(record) {
                 Ok(delivery) => {
@@ -117,8 +125,12 @@ fn send_outputs(producer: &FutureProducer, settings: &Settings, outputs: Vec<Out
                     KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
                     returned,
                 )) => {
+                    if *shutdown.borrow() {
+                        return Box::pin(async { Err(KafkaError::Canceled) });
+                    }
                     record = returned;
-                    producer.poll(Duration::from_millis(10));
+                    // The producer's own thread delivers meanwhile.
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                 }
                 Err((error, _)) => {
                     return Box::pin(async move { Err(error) });
@@ -280,7 +292,7 @@ pub async fn run_at_least_once(
                         *released_floor.entry(*origin).or_default() += 1;
                     }
                     record_outputs(&metrics, &released);
-                    let acked = send_outputs(&producer, &settings, released);
+                    let acked = send_outputs(&producer, &settings, released, &shutdown).await;
                     queue(&mut in_flight, acked, InFlight { consumed: None, released: origins });
                 }
             }
@@ -292,7 +304,7 @@ pub async fn run_at_least_once(
                         *released_floor.entry(*origin).or_default() += 1;
                     }
                     record_outputs(&metrics, &expired);
-                    let acked = send_outputs(&producer, &settings, expired);
+                    let acked = send_outputs(&producer, &settings, expired, &shutdown).await;
                     queue(&mut in_flight, acked, InFlight { consumed: None, released: origins });
                 }
                 if last_purge.elapsed() > Duration::from_secs(60) {
@@ -331,7 +343,7 @@ pub async fn run_at_least_once(
                 for held in &evicted {
                     *released_floor.entry(*held).or_default() += 1;
                 }
-                let acked = send_outputs(&producer, &settings, outputs);
+                let acked = send_outputs(&producer, &settings, outputs, &shutdown).await;
                 queue(&mut in_flight, acked, InFlight { consumed: Some(origin), released: evicted });
             }
         }
@@ -416,7 +428,7 @@ pub async fn run_exactly_once(
                     apply_feed(&mut joiner, &event);
                     let released = joiner.release_pending();
                     record_outputs(&metrics, &released);
-                    batch.push_back(send_outputs(&producer, &settings, released));
+                    batch.push_back(send_outputs(&producer, &settings, released, &shutdown).await);
                 }
                 message = consumer.recv() => {
                     let Ok(message) = message else { continue };
@@ -437,14 +449,14 @@ pub async fn run_exactly_once(
                             Vec::new()
                         });
                     record_outputs(&metrics, &outputs);
-                    batch.push_back(send_outputs(&producer, &settings, outputs));
+                    batch.push_back(send_outputs(&producer, &settings, outputs, &shutdown).await);
                     next_offsets.insert(origin.partition, origin.offset + 1);
                 }
             }
         }
         let expired = joiner.expire_pending(now_ms());
         record_outputs(&metrics, &expired);
-        batch.push_back(send_outputs(&producer, &settings, expired));
+        batch.push_back(send_outputs(&producer, &settings, expired, &shutdown).await);
         let mut failed = None;
         for acked in batch {
             if let Err(error) = acked.await {
@@ -495,4 +507,62 @@ pub async fn run_exactly_once(
         update_gauges(&metrics, &joiner);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Options;
+    use rdkafka::ClientConfig;
+    use rdkafka::mocking::MockCluster;
+
+    fn output(index: usize) -> Output {
+        Output {
+            destination: Destination::Bound,
+            tenant: "acme".into(),
+            key: format!("acme/urn:pod/{index}").into(),
+            payload: vec![0; 64],
+            points: 1,
+            reason: None,
+            origin: None,
+        }
+    }
+
+    /// A producer whose queue is full and whose broker is gone (librdkafka's
+    /// mock cluster, to inject the fault) must not keep the join from
+    /// stopping: the outputs come back unacknowledged, as cancelled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_producer_queue_gives_way_to_shutdown() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.broker_down(1).unwrap();
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", cluster.bootstrap_servers())
+            .set("queue.buffering.max.messages", "2")
+            .set("message.timeout.ms", "0")
+            .create()
+            .unwrap();
+        let settings = Settings::resolve(Options::default(), Options::default()).unwrap();
+        let (stop, shutdown) = watch::channel(false);
+        let started = Instant::now();
+        let sending = send_outputs(
+            &producer,
+            &settings,
+            (0..10).map(output).collect(),
+            &shutdown,
+        );
+        tokio::pin!(sending);
+        // The queue fills and stays full: sending waits, and lets the runtime run.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut sending)
+                .await
+                .is_err(),
+            "ten records cannot fit a queue of two"
+        );
+        stop.send_replace(true);
+        let acked = tokio::time::timeout(Duration::from_secs(2), sending)
+            .await
+            .expect("sending stops once shutdown starts");
+        assert!(matches!(acked.await, Err(KafkaError::Canceled)));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
 }

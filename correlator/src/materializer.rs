@@ -78,6 +78,10 @@ pub fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// How long an output is retried before the correlator gives up on it
+/// (`message.timeout.ms`; `[kafka.properties]` may set another).
+pub const OUTPUT_DELIVERY_TIMEOUT_MS: &str = "120000";
+
 pub fn output_producer(settings: &Settings) -> anyhow::Result<FutureProducer> {
     let mut config: ClientConfig = consumer_config(settings);
     config
@@ -85,9 +89,11 @@ pub fn output_producer(settings: &Settings) -> anyhow::Result<FutureProducer> {
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
-        // Outputs are retried until they land or the client fails fatally: the
-        // input offset is not stored meanwhile, so nothing is lost either way.
-        .set("message.timeout.ms", "0");
+        // Outputs are retried for this long; then their batch fails, the
+        // correlator stops with an error and is started again from offsets
+        // stored only for acknowledged outputs: nothing is lost either way,
+        // and a producer that cannot deliver never hangs the correlator.
+        .set("message.timeout.ms", OUTPUT_DELIVERY_TIMEOUT_MS);
     for (name, value) in &settings.kafka_properties {
         config.set(name, value);
     }

@@ -128,19 +128,33 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         topology_feed::run(feed_settings, vec![join_tx, materializer_tx], feed_stop)
     });
 
-    let materializer = tokio::spawn(materializer::run(
-        settings.clone(),
-        materializer_rx,
-        metrics.clone(),
-        shutdown_rx.clone(),
-    ));
+    // Whichever half stops, for a signal or a failure, stops the other: a
+    // correlator that no longer joins (or materializes) exits, and its
+    // orchestrator starts it again from the committed offsets.
+    let shutdown_tx = Arc::new(shutdown_tx);
+    let materializer_stop = shutdown_tx.clone();
+    let materializer_settings = settings.clone();
+    let materializer_metrics = metrics.clone();
+    let materializer_shutdown = shutdown_rx.clone();
+    let materializer = tokio::spawn(async move {
+        let result = materializer::run(
+            materializer_settings,
+            materializer_rx,
+            materializer_metrics,
+            materializer_shutdown,
+        )
+        .await;
+        materializer_stop.send_replace(true);
+        result
+    });
 
     let signal_health = health.clone();
+    let signal_stop = shutdown_tx.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down: finishing in-flight work");
         signal_health.draining.store(true, Ordering::Release);
-        let _ = shutdown_tx.send(true);
+        signal_stop.send_replace(true);
     });
 
     let mut joiner = Joiner::new(bindings, settings.join);
@@ -181,16 +195,21 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     };
     health.ready.store(false, Ordering::Release);
+    shutdown_tx.send_replace(true);
     if let Err(join_error) = &result {
         error!(error = %format!("{join_error:#}"), "join stopped");
     }
-    match materializer.await {
+    let materializer_result = match materializer.await {
         Ok(Err(materializer_error)) => {
-            error!(error = %format!("{materializer_error:#}"), "materializer stopped")
+            error!(error = %format!("{materializer_error:#}"), "materializer stopped");
+            Err(materializer_error.context("materializer"))
         }
-        Err(panic) => error!(error = %panic, "materializer panicked"),
-        Ok(Ok(())) => {}
-    }
+        Err(panic) => {
+            error!(error = %panic, "materializer panicked");
+            Err(anyhow::anyhow!("materializer panicked: {panic}"))
+        }
+        Ok(Ok(())) => Ok(()),
+    };
     stop_feed.store(true, Ordering::Release);
     let feed_result = feed.await.context("topology feed thread")?;
     if let Err(feed_error) = &feed_result {
@@ -199,7 +218,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     server_handle.stop(true).await;
     let _ = server_task.await;
     info!("stopped");
-    result.and(feed_result)
+    result.and(materializer_result).and(feed_result)
 }
 
 async fn wait_for_signal() {
