@@ -3,7 +3,7 @@
 
 use correlator::bindings::Bindings;
 use correlator::join::{Joiner, Origin};
-use correlator::snapshot::{Instance, RawComponent, SnapshotAssembler, TopologyPart, TypeName};
+use correlator::snapshot::{Instance, RawComponent, SnapshotAssembler, TopologyPart};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use proto::Message;
 use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
@@ -153,10 +153,12 @@ fn snapshot_part(components: usize) -> TopologyPart {
         stop_snapshot: true,
         delete_ids: vec![],
         components: (0..components)
-            .map(|index| RawComponent {
-                external_id: format!("urn:kubernetes:/prod:team-{}:pod/app-{index:07}", index % 20),
-                kind: Some(TypeName { name: "pod".into() }),
-                data: serde_json::json!({"name": format!("app-{index:07}"), "tags": {"cluster-name": "prod"}}),
+            .map(|index| {
+                RawComponent::new(
+                    format!("urn:kubernetes:/prod:team-{}:pod/app-{index:07}", index % 20),
+                    "pod",
+                    &serde_json::json!({"name": format!("app-{index:07}"), "tags": {"cluster-name": "prod"}}),
+                )
             })
             .collect(),
         collection_timestamp: 1_700_000_000.0,

@@ -14,6 +14,7 @@ use foldhash::HashMap;
 use proto::records::Component;
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// One `topologies[]` part as ingest wrote it to `topology.raw`.
@@ -47,8 +48,24 @@ pub struct RawComponent {
     pub external_id: String,
     #[serde(rename = "type", default)]
     pub kind: Option<TypeName>,
+    /// Kept as its JSON text: it becomes `data_json` as it is, and only the
+    /// fields the component needs are read out of it.
     #[serde(default)]
-    pub data: Value,
+    pub data: Option<Box<RawValue>>,
+}
+
+impl RawComponent {
+    /// A component as an agent reports it (tests and benchmarks build them so).
+    pub fn new(external_id: impl Into<String>, type_name: &str, data: &Value) -> RawComponent {
+        RawComponent {
+            external_id: external_id.into(),
+            kind: Some(TypeName {
+                name: type_name.to_string(),
+            }),
+            data: (!data.is_null())
+                .then(|| serde_json::value::to_raw_value(data).expect("a JSON value encodes")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +167,9 @@ struct InstanceState {
 #[derive(Default)]
 pub struct SnapshotAssembler {
     instances: HashMap<String, InstanceState>,
+    /// Tenant, type and url of the last component restored, and their
+    /// instance key: restoring reads an instance's components in a row.
+    last_restored: Option<(String, String, String, String)>,
 }
 
 impl LiveComponent {
@@ -164,16 +184,36 @@ impl LiveComponent {
 impl SnapshotAssembler {
     /// Rebuilds the live components from `topology.components` (after a restart).
     pub fn restore(&mut self, key: &str, component: &Component) {
-        let instance = Instance {
-            kind: component.instance_type.clone(),
-            url: component.instance_url.clone(),
-        };
-        let instance_key = instance_key(&component.tenant, &instance);
+        let known = self
+            .last_restored
+            .as_ref()
+            .is_some_and(|(tenant, kind, url, _)| {
+                *tenant == component.tenant
+                    && *kind == component.instance_type
+                    && *url == component.instance_url
+            });
+        if !known {
+            let instance = Instance {
+                kind: component.instance_type.clone(),
+                url: component.instance_url.clone(),
+            };
+            let instance_key = instance_key(&component.tenant, &instance);
+            self.last_restored = Some((
+                component.tenant.clone(),
+                instance.kind,
+                instance.url,
+                instance_key,
+            ));
+        }
+        let instance_key = &self.last_restored.as_ref().expect("set above").3;
         let legacy_key = (key.len() != instance_key.len() + 1 + component.external_id.len()
             || !key.starts_with(instance_key.as_str())
             || !key.ends_with(component.external_id.as_str()))
         .then(|| Box::from(key));
-        let state = self.instances.entry(instance_key).or_default();
+        let state = match self.instances.get_mut(instance_key.as_str()) {
+            Some(state) => state,
+            None => self.instances.entry(instance_key.clone()).or_default(),
+        };
         let content_hash = content_hash(component);
         // An open snapshot keeps what it has seen: the echo of our own write
         // (or another member's) must not make it look unreported.
@@ -423,57 +463,130 @@ fn content_hash(component: &Component) -> u64 {
     hasher.digest()
 }
 
+/// The fields of `data` a component is made of, read without building a
+/// `Value` tree. Any other field is skipped; a field of an unexpected type
+/// fails the read, and [`DataFields::lenient`] takes over.
+#[derive(Default, Deserialize)]
+struct DataFields {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    layer: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+    #[serde(default)]
+    environment: Option<String>,
+    #[serde(default)]
+    identifiers: Option<Vec<String>>,
+    /// The agent sends `labels` as "key:value" strings: they are the component's tags.
+    #[serde(default)]
+    labels: Option<Vec<String>>,
+    /// Kubernetes collectors send `tags` as a map: they are the component's labels.
+    #[serde(default)]
+    tags: Option<TagMap>,
+}
+
+/// `tags` as the component's label map; a value that is not a string is kept
+/// as its JSON text.
+#[derive(Default)]
+struct TagMap(std::collections::HashMap<String, String>);
+
+impl<'de> Deserialize<'de> for TagMap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TagMap, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = TagMap;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<TagMap, A::Error> {
+                let mut tags =
+                    std::collections::HashMap::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    let value = match value {
+                        Value::String(text) => text,
+                        other => other.to_string(),
+                    };
+                    tags.insert(name, value);
+                }
+                Ok(TagMap(tags))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl DataFields {
+    fn read(data: Option<&RawValue>) -> DataFields {
+        let Some(data) = data else {
+            return DataFields::default();
+        };
+        // Only an object has fields (serde would also read a struct from an array).
+        if !data.get().trim_start().starts_with('{') {
+            return DataFields::default();
+        }
+        serde_json::from_str(data.get()).unwrap_or_else(|_| DataFields::lenient(data))
+    }
+
+    /// What an agent sent with odd types: fields of the wrong type count as
+    /// absent, non-strings in the string lists are left out.
+    fn lenient(data: &RawValue) -> DataFields {
+        let data: Value = serde_json::from_str(data.get()).unwrap_or_default();
+        let text = |name: &str| data.get(name).and_then(Value::as_str).map(str::to_string);
+        let strings = |name: &str| {
+            data.get(name).and_then(Value::as_array).map(|items| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+        };
+        let tags = data.get("tags").and_then(Value::as_object).map(|tags| {
+            TagMap(
+                tags.iter()
+                    .map(|(name, value)| {
+                        let value = value
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| value.to_string());
+                        (name.clone(), value)
+                    })
+                    .collect(),
+            )
+        });
+        DataFields {
+            name: text("name"),
+            layer: text("layer"),
+            domain: text("domain"),
+            environment: text("environment"),
+            identifiers: strings("identifiers"),
+            labels: strings("labels"),
+            tags,
+        }
+    }
+}
+
 fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> Component {
-    let data = &raw.data;
-    let text = |name: &str| {
-        data.get(name)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    let mut identifiers: Vec<String> = data
-        .get("identifiers")
-        .and_then(Value::as_array)
-        .map(|ids| {
-            ids.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let fields = DataFields::read(raw.data.as_deref());
+    assemble(part, raw, fields, collected_ms)
+}
+
+fn assemble(
+    part: &TopologyPart,
+    raw: &RawComponent,
+    fields: DataFields,
+    collected_ms: i64,
+) -> Component {
+    let data = raw.data.as_deref();
+    let mut identifiers = fields.identifiers.unwrap_or_default();
     // The externalId identifies the component too, as StackState's default extractor has it.
     if !identifiers.contains(&raw.external_id) {
         identifiers.insert(0, raw.external_id.clone());
     }
-    // The agent sends `labels` as "key:value" strings; Kubernetes collectors send `tags` as a map.
-    let tags: Vec<String> = data
-        .get("labels")
-        .and_then(Value::as_array)
-        .map(|labels| {
-            labels
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    let labels = data
-        .get("tags")
-        .and_then(Value::as_object)
-        .map(|tags| {
-            tags.iter()
-                .map(|(name, value)| {
-                    (
-                        name.clone(),
-                        value
-                            .as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| value.to_string()),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     Component {
         tenant: part.tenant.clone(),
         instance_type: part.instance.kind.clone(),
@@ -484,18 +597,15 @@ fn to_component(part: &TopologyPart, raw: &RawComponent, collected_ms: i64) -> C
             .as_ref()
             .map(|kind| kind.name.clone())
             .unwrap_or_default(),
-        name: text("name"),
+        name: fields.name.unwrap_or_default(),
         identifiers,
-        labels,
-        tags,
-        layer: text("layer"),
-        domain: text("domain"),
-        environment: text("environment"),
-        data_json: if data.is_null() {
-            String::new()
-        } else {
-            data.to_string()
-        },
+        labels: fields.tags.map(|tags| tags.0).unwrap_or_default(),
+        tags: fields.labels.unwrap_or_default(),
+        layer: fields.layer.unwrap_or_default(),
+        domain: fields.domain.unwrap_or_default(),
+        environment: fields.environment.unwrap_or_default(),
+        // As ingest wrote it: compact JSON, keys in order.
+        data_json: data.map(|data| data.get().to_string()).unwrap_or_default(),
         first_seen_ms: collected_ms,
         last_seen_ms: collected_ms,
     }
@@ -520,10 +630,12 @@ mod tests {
             delete_ids: delete_ids.iter().map(|s| s.to_string()).collect(),
             components: components
                 .iter()
-                .map(|id| RawComponent {
-                    external_id: id.to_string(),
-                    kind: Some(TypeName { name: "pod".into() }),
-                    data: serde_json::json!({"name": id, "identifiers": [format!("urn:extra:{id}")]}),
+                .map(|id| {
+                    RawComponent::new(
+                        *id,
+                        "pod",
+                        &serde_json::json!({"name": id, "identifiers": [format!("urn:extra:{id}")]}),
+                    )
                 })
                 .collect(),
             collection_timestamp: at,
@@ -844,6 +956,119 @@ mod tests {
         );
     }
 
+    /// The component as read through a `serde_json::Value` of the whole `data`
+    /// (as it was read before): the reference the borrowing read must match.
+    fn component_via_value(
+        part: &TopologyPart,
+        raw: &RawComponent,
+        collected_ms: i64,
+    ) -> Component {
+        let fields = raw
+            .data
+            .as_deref()
+            .map(DataFields::lenient)
+            .unwrap_or_default();
+        let mut component = assemble(part, raw, fields, collected_ms);
+        // `data_json` was the `Value` written back: ingest's text is the same.
+        component.data_json = raw
+            .data
+            .as_deref()
+            .map(|data| {
+                serde_json::from_str::<Value>(data.get())
+                    .unwrap()
+                    .to_string()
+            })
+            .unwrap_or_default();
+        component
+    }
+
+    #[test]
+    fn data_is_read_as_the_value_tree_read_it_whatever_its_shape() {
+        use rand::{Rng, SeedableRng};
+        let mut random = rand::rngs::StdRng::seed_from_u64(5);
+        // Values of each shape, for any field: strings (escaped too), the wrong types, nulls.
+        let anything = |random: &mut rand::rngs::StdRng| -> Value {
+            match random.random_range(0..9) {
+                0 => Value::Null,
+                1 => Value::from(random.random_range(-5i64..5)),
+                2 => Value::from(0.5),
+                3 => Value::Bool(true),
+                4 => Value::from("pl\u{e4}in \"quoted\" \\ tab\t"),
+                5 => serde_json::json!(["a", 1, null, "b"]),
+                6 => serde_json::json!(["x", "y"]),
+                7 => serde_json::json!({"k": "v", "n": 2, "o": {"deep": [1]}}),
+                _ => Value::from(format!("v-{}", random.random_range(0..100))),
+            }
+        };
+        let fields = [
+            "name",
+            "layer",
+            "domain",
+            "environment",
+            "identifiers",
+            "labels",
+            "tags",
+            "other",
+        ];
+        let part = part((true, true), &[], &[], 1.0);
+        let mut compared = 0;
+        for round in 0..5_000 {
+            let data = match round % 10 {
+                // Not an object at all.
+                0 => anything(&mut random),
+                _ => {
+                    let mut object = serde_json::Map::new();
+                    for field in fields {
+                        if random.random_bool(0.6) {
+                            object.insert(field.to_string(), anything(&mut random));
+                        }
+                    }
+                    if random.random_bool(0.5) {
+                        object.insert(
+                            "identifiers".into(),
+                            serde_json::json!(["urn:a", format!("urn:{round}")]),
+                        );
+                        object.insert(
+                            "tags".into(),
+                            serde_json::json!({"app": "web", "replicas": 3, "none": null}),
+                        );
+                    }
+                    Value::Object(object)
+                }
+            };
+            let raw = RawComponent::new(if round % 7 == 0 { "" } else { "urn:a" }, "pod", &data);
+            assert_eq!(
+                to_component(&part, &raw, 7),
+                component_via_value(&part, &raw, 7),
+                "data {data}"
+            );
+            compared += 1;
+        }
+        // Read from a whole part as ingest writes it.
+        let text = br#"{"tenant":"acme","instance":{"type":"k","url":"u"},"components":[
+            {"externalId":"urn:a","data":{"name":"a","tags":{"t":"1"}}},
+            {"externalId":"urn:b","data":null},
+            {"externalId":"urn:c"}]}"#;
+        let parsed: TopologyPart = serde_json::from_slice(text).unwrap();
+        for raw in &parsed.components {
+            assert_eq!(
+                to_component(&parsed, raw, 7),
+                component_via_value(&parsed, raw, 7)
+            );
+            compared += 1;
+        }
+        // A field given twice: the last one wins, as in a `Value`.
+        let twice: TopologyPart = serde_json::from_slice(
+            br#"{"tenant":"a","instance":{"type":"k","url":"u"},"components":[
+                {"externalId":"urn:a","data":{"name":"first","name":"second","tags":{"t":"1","t":"2"}}}]}"#,
+        )
+        .unwrap();
+        let component = to_component(&twice, &twice.components[0], 7);
+        assert_eq!(component.name, "second");
+        assert_eq!(component.labels["t"], "2");
+        assert_eq!(compared, 5_003);
+    }
+
     #[test]
     fn a_component_reported_again_unchanged_is_not_rewritten_whatever_its_tags() {
         let mut assembler = SnapshotAssembler::default();
@@ -851,7 +1076,7 @@ mod tests {
         let tags: serde_json::Map<String, Value> = (0..16)
             .map(|i| (format!("tag-{i}"), Value::from(format!("value-{i}"))))
             .collect();
-        report.components[0].data["tags"] = Value::Object(tags);
+        report.components[0] = RawComponent::new("a", "pod", &serde_json::json!({"tags": tags}));
         assert_eq!(upserted(&assembler.apply(&report, (0, 1), 0)).len(), 1);
         for offset in 2..10 {
             let changes = assembler.apply(&report, (0, offset), 0);
