@@ -9,30 +9,57 @@ use proto::records::Component;
 
 /// What the join keeps of a component: what binds it and what a bound record
 /// names. Its data, labels and tags stay in `topology.components`; with a
-/// million components they would be most of the join's memory.
+/// million components they would be most of the join's memory, and so would
+/// repeats: tenant and type are shared by the index, the externalId is not
+/// kept twice.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexedComponent {
-    pub tenant: Box<str>,
+    pub tenant: Arc<str>,
     pub external_id: Box<str>,
-    pub type_name: Box<str>,
+    pub type_name: Arc<str>,
     pub name: Box<str>,
-    /// Identifiers a series may bind through (the externalId among them).
-    pub identifiers: Box<[Box<str>]>,
+    /// Whether a series may bind through the externalId (it is among the
+    /// component's identifiers, as the materializer always puts it).
+    binds_by_external_id: bool,
+    /// The other identifiers a series may bind through.
+    other_identifiers: Box<[Box<str>]>,
     pub first_seen_ms: i64,
+}
+
+impl IndexedComponent {
+    /// Whether a series may bind to this component through `identifier`.
+    pub fn carries(&self, identifier: &str) -> bool {
+        (self.binds_by_external_id && *self.external_id == *identifier)
+            || self.other_identifiers.iter().any(|i| **i == *identifier)
+    }
+
+    /// Every identifier a series may bind through.
+    pub fn identifiers(&self) -> impl Iterator<Item = &str> {
+        self.binds_by_external_id
+            .then_some(&*self.external_id)
+            .into_iter()
+            .chain(self.other_identifiers.iter().map(|i| &**i))
+    }
 }
 
 impl From<&Component> for IndexedComponent {
     fn from(component: &Component) -> IndexedComponent {
+        let mut other_identifiers: Vec<Box<str>> = Vec::with_capacity(component.identifiers.len());
+        let mut binds_by_external_id = false;
+        for identifier in &component.identifiers {
+            if *identifier == component.external_id {
+                binds_by_external_id = true;
+            } else if !other_identifiers.iter().any(|i| **i == **identifier) {
+                other_identifiers.push(identifier.as_str().into());
+            }
+        }
         IndexedComponent {
             tenant: component.tenant.as_str().into(),
             external_id: component.external_id.as_str().into(),
             type_name: component.type_name.as_str().into(),
             name: component.name.as_str().into(),
-            identifiers: component
-                .identifiers
-                .iter()
-                .map(|identifier| identifier.as_str().into())
-                .collect(),
+            binds_by_external_id,
+            other_identifiers: other_identifiers.into_boxed_slice(),
             first_seen_ms: component.first_seen_ms,
         }
     }
@@ -71,17 +98,89 @@ impl ComponentVersion {
     }
 }
 
-fn identifier_key(tenant: &str, identifier: &str) -> String {
-    let mut key = String::with_capacity(tenant.len() + identifier.len() + 1);
-    key.push_str(tenant);
-    key.push('\n');
-    key.push_str(identifier);
-    key
+/// A seed nobody outside this process knows (std's random hash keys), so
+/// that keys cannot be made to collide on purpose.
+pub(crate) fn random_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0u8)
+}
+
+/// Hashes `tenant` and `identifier` to the key of `by_identifier`, seeded per
+/// process. A collision costs only a longer list: every lookup checks what
+/// it finds.
+#[derive(Clone, Copy)]
+struct IdentifierHashing {
+    seed: u64,
+}
+
+impl Default for IdentifierHashing {
+    fn default() -> IdentifierHashing {
+        IdentifierHashing {
+            seed: random_seed(),
+        }
+    }
+}
+
+impl IdentifierHashing {
+    /// In tests: every identifier hashes the same, to prove lookups exact.
+    #[cfg(test)]
+    const COLLIDING: IdentifierHashing = IdentifierHashing { seed: u64::MAX };
+
+    fn of(self, tenant: &str, identifier: &str) -> u64 {
+        #[cfg(test)]
+        if self.seed == u64::MAX {
+            return 0;
+        }
+        let mut hasher = xxhash_rust::xxh3::Xxh3::with_seed(self.seed);
+        hasher.update(&(tenant.len() as u64).to_le_bytes());
+        hasher.update(tenant.as_bytes());
+        hasher.update(identifier.as_bytes());
+        hasher.digest()
+    }
 }
 
 /// A component's versions, oldest first; shared with the join's per-series
-/// cache, which keeps them until the index changes.
-pub type Versions = Arc<Vec<ComponentVersion>>;
+/// cache, which keeps them until the index changes. One allocation: a change
+/// (rare) makes a new slice.
+pub type Versions = Arc<[ComponentVersion]>;
+
+/// The keys of the components that carry one identifier: nearly always one,
+/// kept without an allocation of its own.
+#[derive(Debug)]
+enum Keys {
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
+}
+
+impl Keys {
+    fn as_slice(&self) -> &[Arc<str>] {
+        match self {
+            Keys::One(key) => std::slice::from_ref(key),
+            Keys::Many(keys) => keys,
+        }
+    }
+
+    fn add(&mut self, key: &Arc<str>) {
+        if self.as_slice().iter().any(|known| **known == **key) {
+            return;
+        }
+        match self {
+            Keys::One(first) => *self = Keys::Many(vec![first.clone(), key.clone()]),
+            Keys::Many(keys) => keys.push(key.clone()),
+        }
+    }
+
+    /// Keeps the keys `keep` accepts; false when none is left.
+    fn retain(&mut self, keep: impl Fn(&Arc<str>) -> bool) -> bool {
+        match self {
+            Keys::One(key) => keep(key),
+            Keys::Many(keys) => {
+                keys.retain(|key| keep(key));
+                !keys.is_empty()
+            }
+        }
+    }
+}
 
 /// The version of `versions` that carries `identifier` at `timestamp_ms`.
 pub fn version_at<'a>(
@@ -93,10 +192,7 @@ pub fn version_at<'a>(
     versions
         .iter()
         .rev()
-        .find(|v| {
-            v.covers(timestamp_ms, as_of)
-                && v.component.identifiers.iter().any(|i| **i == *identifier)
-        })
+        .find(|v| v.covers(timestamp_ms, as_of) && v.component.carries(identifier))
         .map(|v| &v.component)
 }
 
@@ -104,52 +200,68 @@ pub fn version_at<'a>(
 pub struct TopologyIndex {
     /// `topology.components` key → versions, oldest first.
     versions: HashMap<Arc<str>, Versions>,
-    /// `tenant\nidentifier` → keys of components that carry (or carried) it
-    /// (the same allocations as the keys of `versions`).
-    by_identifier: HashMap<String, Vec<Arc<str>>>,
+    /// Hash of tenant and identifier → keys of components that carry (or
+    /// carried) it (the same allocations as the keys of `versions`). Keyed by
+    /// the hash, not the text: two million identifiers' text would be a fifth
+    /// of the index.
+    by_identifier: HashMap<u64, Keys>,
+    identifier_hashing: IdentifierHashing,
+    /// Tenants and type names, one allocation each however many components share them.
+    shared_names: foldhash::HashSet<Arc<str>>,
     /// Bumped on every change, so cached resolutions know they are stale.
     generation: u64,
 }
 
 impl TopologyIndex {
-    /// A component reported (new or changed); returns the identifiers it carries.
-    pub fn upsert(&mut self, key: &str, component: impl Into<IndexedComponent>) -> Vec<String> {
-        let component = Arc::new(component.into());
+    fn shared(&mut self, name: &Arc<str>) -> Arc<str> {
+        match self.shared_names.get(name) {
+            Some(known) => known.clone(),
+            None => {
+                self.shared_names.insert(name.clone());
+                name.clone()
+            }
+        }
+    }
+
+    /// A component reported (new or changed).
+    pub fn upsert(&mut self, key: &str, component: impl Into<IndexedComponent>) {
+        let mut component = component.into();
+        component.tenant = self.shared(&component.tenant);
+        component.type_name = self.shared(&component.type_name);
+        let component = Arc::new(component);
         let shared_key: Arc<str> = match self.versions.get_key_value(key) {
             Some((known, _)) => known.clone(),
             None => Arc::from(key),
         };
-        for identifier in &component.identifiers {
-            let keys = self
-                .by_identifier
-                .entry(identifier_key(&component.tenant, identifier))
-                .or_insert_with(|| Vec::with_capacity(1));
-            if !keys.iter().any(|k| **k == *key) {
-                keys.push(shared_key.clone());
+        for identifier in component.identifiers() {
+            let by_identifier = self.identifier_hashing.of(&component.tenant, identifier);
+            match self.by_identifier.get_mut(&by_identifier) {
+                Some(keys) => keys.add(&shared_key),
+                None => {
+                    self.by_identifier
+                        .insert(by_identifier, Keys::One(shared_key.clone()));
+                }
             }
         }
-        let identifiers = component
-            .identifiers
-            .iter()
-            .map(|i| i.to_string())
-            .collect();
         self.generation += 1;
-        let versions = Arc::make_mut(
-            self.versions
-                .entry(shared_key)
-                .or_insert_with(|| Arc::new(Vec::with_capacity(1))),
-        );
-        match versions.last_mut() {
-            Some(current) if current.valid_to_ms.is_none() => {
-                current.component = component;
+        let current = ComponentVersion {
+            valid_from_ms: component.first_seen_ms,
+            valid_to_ms: None,
+            component,
+        };
+        match self.versions.get_mut(key) {
+            None => {
+                self.versions.insert(shared_key, Arc::from([current]));
             }
-            _ => versions.push(ComponentVersion {
-                valid_from_ms: component.first_seen_ms,
-                valid_to_ms: None,
-                component,
-            }),
+            Some(versions) => {
+                let mut changed = versions.to_vec();
+                match changed.last_mut() {
+                    Some(last) if last.valid_to_ms.is_none() => last.component = current.component,
+                    _ => changed.push(current),
+                }
+                *versions = Arc::from(changed);
+            }
         }
-        identifiers
     }
 
     /// A tombstone: the component's current version ends at `deleted_ms`.
@@ -162,9 +274,11 @@ impl TopologyIndex {
             .is_some_and(|current| current.valid_to_ms.is_none())
         {
             self.generation += 1;
-            if let Some(current) = Arc::make_mut(versions).last_mut() {
+            let mut ended = versions.to_vec();
+            if let Some(current) = ended.last_mut() {
                 current.valid_to_ms = Some(deleted_ms);
             }
+            *versions = Arc::from(ended);
         }
     }
 
@@ -177,33 +291,35 @@ impl TopologyIndex {
     /// its versions, whatever the time: the caller picks the version as of a sample.
     pub fn candidates<'a>(
         &'a self,
-        tenant: &str,
-        identifier: &str,
+        tenant: &'a str,
+        identifier: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a Versions)> + 'a {
         self.by_identifier
-            .get(&identifier_key(tenant, identifier))
+            .get(&self.identifier_hashing.of(tenant, identifier))
             .into_iter()
-            .flatten()
-            .filter_map(move |key| Some((&**key, self.versions.get(key)?)))
+            .flat_map(Keys::as_slice)
+            .filter_map(move |key| {
+                let versions = self.versions.get(key)?;
+                // A hash collision brings other identifiers' components along.
+                versions
+                    .iter()
+                    .any(|v| *v.component.tenant == *tenant && v.component.carries(identifier))
+                    .then_some((&**key, versions))
+            })
     }
 
     /// Components carrying `identifier` for `tenant` at `timestamp_ms`.
     pub fn resolve<'a>(
         &'a self,
-        tenant: &str,
-        identifier: &str,
+        tenant: &'a str,
+        identifier: &'a str,
         timestamp_ms: i64,
         as_of: AsOf,
     ) -> impl Iterator<Item = (&'a str, &'a Arc<IndexedComponent>)> + 'a {
-        let identifier = identifier.to_string();
-        self.by_identifier
-            .get(&identifier_key(tenant, &identifier))
-            .into_iter()
-            .flatten()
-            .filter_map(move |key| {
-                let versions = self.versions.get(key)?;
-                let component = version_at(versions, &identifier, timestamp_ms, as_of)?;
-                Some((&**key, component))
+        self.candidates(tenant, identifier)
+            .filter_map(move |(key, versions)| {
+                let component = version_at(versions, identifier, timestamp_ms, as_of)?;
+                (*component.tenant == *tenant).then_some((key, component))
             })
     }
 
@@ -213,7 +329,9 @@ impl TopologyIndex {
         let mut changed = false;
         self.versions.retain(|_, versions| {
             if versions.iter().any(expired) {
-                Arc::make_mut(versions).retain(|v| !expired(v));
+                let kept: Vec<ComponentVersion> =
+                    versions.iter().filter(|v| !expired(v)).cloned().collect();
+                *versions = Arc::from(kept);
                 changed = true;
             }
             !versions.is_empty()
@@ -222,10 +340,8 @@ impl TopologyIndex {
             self.generation += 1;
         }
         let versions = &self.versions;
-        self.by_identifier.retain(|_, keys| {
-            keys.retain(|key| versions.contains_key(key));
-            !keys.is_empty()
-        });
+        self.by_identifier
+            .retain(|_, keys| keys.retain(|key| versions.contains_key(key)));
     }
 
     /// Components with a current (not deleted) version.
@@ -314,6 +430,35 @@ mod tests {
             "purged history"
         );
         assert_eq!(index.current_components(), 1);
+    }
+
+    #[test]
+    fn lookups_stay_exact_when_every_identifier_collides() {
+        let mut index = TopologyIndex {
+            identifier_hashing: IdentifierHashing::COLLIDING,
+            ..TopologyIndex::default()
+        };
+        index.upsert("acme-pod", pod(0));
+        let mut other_tenant = pod(0);
+        other_tenant.tenant = "globex".into();
+        index.upsert("globex-pod", other_tenant);
+        let mut other_pod = pod(0);
+        other_pod.external_id = "urn:other".into();
+        other_pod.identifiers = vec!["urn:other".into(), "urn:ip:10.0.0.9".into()];
+        index.upsert("acme-other", other_pod);
+        let keys = |tenant: &str, identifier: &str| -> Vec<String> {
+            index
+                .candidates(tenant, identifier)
+                .map(|(key, _)| key.to_string())
+                .collect()
+        };
+        assert_eq!(keys("acme", "urn:pod"), ["acme-pod"]);
+        assert_eq!(keys("globex", "urn:pod"), ["globex-pod"]);
+        assert_eq!(keys("acme", "urn:ip:10.0.0.9"), ["acme-other"]);
+        assert!(keys("acme", "urn:nothing").is_empty());
+        assert_eq!(found(&index, "acme", "urn:ip:10.0.0.1", 1_000), 1);
+        assert_eq!(found(&index, "globex", "urn:ip:10.0.0.9", 1_000), 0);
+        assert_eq!(index.identifiers(), 1, "one hash for all");
     }
 
     #[test]

@@ -185,7 +185,7 @@ struct KeyHashing {
 impl Default for KeyHashing {
     fn default() -> KeyHashing {
         KeyHashing {
-            seed: std::collections::hash_map::RandomState::new().hash_one(0u8),
+            seed: crate::index::random_seed(),
         }
     }
 }
@@ -352,11 +352,15 @@ impl Joiner {
     /// they arrive together.
     pub fn upsert_component(&mut self, key: &str, component: impl Into<IndexedComponent>) {
         let component: IndexedComponent = component.into();
-        let tenant = component.tenant.clone();
-        for identifier in self.index.upsert(key, component) {
-            self.touched_identifiers
-                .push(identifier_key(&tenant, &identifier));
+        // Only samples waiting now can be released by it: later ones resolve
+        // against the index (loading a topology, nothing waits).
+        if !self.pending.entries.is_empty() {
+            for identifier in component.identifiers() {
+                self.touched_identifiers
+                    .push(identifier_key(&component.tenant, identifier));
+            }
         }
+        self.index.upsert(key, component);
     }
 
     /// Binds the waiting samples whose identifiers gained a component.
@@ -1025,7 +1029,7 @@ impl Joiner {
                 let as_of = self.settings.as_of;
                 let binds_during = versions
                     .iter()
-                    .filter(|v| v.component.identifiers.iter().any(|i| **i == **identifier))
+                    .filter(|v| v.component.carries(identifier))
                     .map(|v| {
                         (
                             v.valid_from_ms.saturating_sub(as_of.skew_ms),
