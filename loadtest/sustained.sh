@@ -20,6 +20,8 @@
 #   BENCH_SAMPLES_PER_REQUEST  samples per request                    [2000]
 #   BENCH_PROTOCOL             v1 or v2                               [v1]
 #   KAFKA_PORT, KAFKA_CONTROLLER_PORT                                 [39692, 39693]
+#   KAFKA_SERVER_PROPERTIES    broker properties (kafka.sh), e.g.
+#                              log.segment.bytes=1073741824 (Kafka's default)
 #
 # The ring of pre-encoded requests holds BENCH_PASSES passes over the series
 # [20] and repeats when used up; --verify counts, per sample, acknowledgements

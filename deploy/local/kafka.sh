@@ -21,6 +21,8 @@ Environment:
                          (default <repo>/target/kafka-local)
   KAFKA_HEAP_OPTS        JVM heap options                (default -Xms256m -Xmx1g)
   KAFKA_OPTS             extra JVM options               (default none)
+  KAFKA_SERVER_PROPERTIES  broker properties over the template's, as
+                         space-separated name=value pairs (default none)
   KAFKA_START_TIMEOUT    seconds to wait for the broker  (default 120)
 EOF
 }
@@ -137,6 +139,12 @@ write_config() {
     tpl="${tpl//@KAFKA_CONTROLLER_PORT@/"$KAFKA_CONTROLLER_PORT"}"
     tpl="${tpl//@DATA_DIR@/"$DATA"}"
     printf '%s\n' "$tpl" >"$CONF"
+    # Later lines win in a Java properties file.
+    local properties=() property
+    read -r -a properties <<<"${KAFKA_SERVER_PROPERTIES:-}"
+    for property in "${properties[@]}"; do
+        printf '%s\n' "$property" >>"$CONF"
+    done
 }
 
 # Formats the KRaft storage once; meta.properties marks a formatted log dir.
