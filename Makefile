@@ -20,8 +20,9 @@ test: build
 	cd loadtest/k6/xk6-remotewrite && go test -mod=readonly ./wire/
 	bash deploy/helm/test.sh
 
-## The fault scenarios under load (chaos/): broker restart, SIGKILLed ingest and
-## correlators, a rebalance, the materializer killed mid-snapshot; each ends with
+## The fault scenarios under load (chaos/): broker restart, broker frozen until
+## fenced, SIGKILLed ingest and correlators, a rebalance, the materializer
+## killed mid-snapshot; each ends with
 ## loadtest --verify --verify-outputs. Runs its own broker on CHAOS_KAFKA_PORT
 ## (39592). CHAOS_SECONDS of load at CHAOS_RATE samples/s per scenario.
 CHAOS_SECONDS ?= 60

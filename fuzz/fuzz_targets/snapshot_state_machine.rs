@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use arbitrary::Arbitrary;
 use correlator::snapshot::{
-    Instance, Position, RawComponent, SnapshotAssembler, TopologyChange, TopologyPart, TypeName,
+    Instance, Position, RawComponent, SnapshotAssembler, TopologyChange, TopologyPart,
     component_key,
 };
 use libfuzzer_sys::fuzz_target;
@@ -90,17 +90,15 @@ enum Expected {
 }
 
 fn component_variant(id: &str, variant: u8) -> RawComponent {
-    RawComponent {
-        external_id: id.to_string(),
-        kind: Some(TypeName {
-            name: format!("type-{}", variant % 2),
-        }),
-        data: serde_json::json!({
+    RawComponent::new(
+        id,
+        &format!("type-{}", variant % 2),
+        &serde_json::json!({
             "name": format!("{id}-{}", variant % 4),
             "identifiers": [format!("urn:extra:{id}")],
             "tags": {"v": variant % 4},
         }),
-    }
+    )
 }
 
 /// The content variant as the model counts it: variants equal modulo 4 render
