@@ -208,11 +208,26 @@ pub struct TopologyIndex {
     identifier_hashing: IdentifierHashing,
     /// Tenants and type names, one allocation each however many components share them.
     shared_names: foldhash::HashSet<Arc<str>>,
-    /// Bumped on every change, so cached resolutions know they are stale.
+    /// Bumped on every change.
     generation: u64,
+    /// Per tenant, the generation of its last change: a series resolves only
+    /// against its own tenant's components, so other tenants' changes leave
+    /// its cached resolution fresh.
+    tenant_generations: HashMap<Arc<str>, u64>,
 }
 
 impl TopologyIndex {
+    fn changed(&mut self, tenant: &Arc<str>) {
+        self.generation += 1;
+        match self.tenant_generations.get_mut(tenant) {
+            Some(generation) => *generation = self.generation,
+            None => {
+                self.tenant_generations
+                    .insert(tenant.clone(), self.generation);
+            }
+        }
+    }
+
     fn shared(&mut self, name: &Arc<str>) -> Arc<str> {
         match self.shared_names.get(name) {
             Some(known) => known.clone(),
@@ -243,7 +258,7 @@ impl TopologyIndex {
                 }
             }
         }
-        self.generation += 1;
+        self.changed(&component.tenant);
         let current = ComponentVersion {
             valid_from_ms: component.first_seen_ms,
             valid_to_ms: None,
@@ -269,22 +284,24 @@ impl TopologyIndex {
         let Some(versions) = self.versions.get_mut(key) else {
             return;
         };
-        if versions
-            .last()
-            .is_some_and(|current| current.valid_to_ms.is_none())
-        {
-            self.generation += 1;
+        let Some(current) = versions.last() else {
+            return;
+        };
+        if current.valid_to_ms.is_none() {
+            let tenant = current.component.tenant.clone();
             let mut ended = versions.to_vec();
             if let Some(current) = ended.last_mut() {
                 current.valid_to_ms = Some(deleted_ms);
             }
             *versions = Arc::from(ended);
+            self.changed(&tenant);
         }
     }
 
-    /// Changes so far: a resolution made at another generation may be stale.
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// The generation of `tenant`'s last change: a resolution of one of its
+    /// series made at another generation may be stale.
+    pub fn generation_of(&self, tenant: &str) -> u64 {
+        self.tenant_generations.get(tenant).copied().unwrap_or(0)
     }
 
     /// Every component that carries or carried `identifier` for `tenant`, with
@@ -326,18 +343,22 @@ impl TopologyIndex {
     /// Forgets versions deleted before `cutoff_ms` (the history kept for late samples).
     pub fn purge(&mut self, cutoff_ms: i64) {
         let expired = |v: &ComponentVersion| v.valid_to_ms.is_some_and(|end| end < cutoff_ms);
-        let mut changed = false;
+        let mut changed: Vec<Arc<str>> = Vec::new();
         self.versions.retain(|_, versions| {
             if versions.iter().any(expired) {
+                if let Some(first) = versions.first() {
+                    changed.push(first.component.tenant.clone());
+                }
                 let kept: Vec<ComponentVersion> =
                     versions.iter().filter(|v| !expired(v)).cloned().collect();
                 *versions = Arc::from(kept);
-                changed = true;
             }
             !versions.is_empty()
         });
-        if changed {
-            self.generation += 1;
+        changed.sort();
+        changed.dedup();
+        for tenant in &changed {
+            self.changed(tenant);
         }
         let versions = &self.versions;
         self.by_identifier

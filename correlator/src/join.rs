@@ -298,6 +298,9 @@ pub struct JoinStats {
     pub released_points: u64,
     pub unbound_points: BTreeMap<&'static str, u64>,
     pub series_cache_misses: u64,
+    /// Series resolved against the index (cache misses, and hits made stale
+    /// by a change to their tenant's topology).
+    pub series_resolved: u64,
 }
 
 pub struct Joiner {
@@ -509,6 +512,8 @@ impl Joiner {
         now_ms: i64,
     ) -> Result<Vec<Output>, JoinError> {
         let tenant_shared: Arc<str> = Arc::from(tenant);
+        // Resolving does not change the index: one generation for the record.
+        let generation = self.index.generation_of(tenant);
         let mut tenant_field = Vec::with_capacity(tenant.len() + 2);
         wire::put_len_field(&mut tenant_field, 1, tenant.as_bytes());
         let mut outputs = Vec::new();
@@ -581,7 +586,7 @@ impl Joiner {
                     &scattered_key
                 }
             };
-            let (render, targets) = match self.cached(tenant, key) {
+            let (render, targets) = match self.cached(tenant, key, generation) {
                 Cached::Fresh(render, targets) => (render, targets),
                 Cached::Stale(render) => self.resolve_and_cache(&tenant_shared, key, render),
                 Cached::Missing => {
@@ -944,9 +949,10 @@ impl Joiner {
     }
 
     /// What the cache holds for the series whose labels encode as `key`.
-    fn cached(&self, tenant: &str, key: &[u8]) -> Cached {
+    /// `generation`: the tenant's in the index (looked up once per record).
+    fn cached(&self, tenant: &str, key: &[u8], generation: u64) -> Cached {
         match self.series_cache.get(tenant, key) {
-            Some(entry) if entry.generation == self.index.generation() => {
+            Some(entry) if entry.generation == generation => {
                 Cached::Fresh(entry.render.clone(), entry.targets.clone())
             }
             Some(entry) => Cached::Stale(entry.render.clone()),
@@ -965,9 +971,10 @@ impl Joiner {
             CachedRender::Identifiers(identifiers) => self.resolve_targets(tenant, identifiers),
             CachedRender::Unbound(..) => Vec::new(),
         });
+        self.stats.series_resolved += 1;
         let entry = SeriesEntry {
             render: render.clone(),
-            generation: self.index.generation(),
+            generation: self.index.generation_of(tenant),
             targets: targets.clone(),
         };
         self.series_cache
@@ -984,7 +991,7 @@ impl Joiner {
     ) -> (CachedRender, Arc<Vec<Target>>) {
         let mut key = Vec::new();
         series_key_of(labels, &mut key);
-        let render = match self.cached(tenant, &key) {
+        let render = match self.cached(tenant, &key, self.index.generation_of(tenant)) {
             Cached::Fresh(render, targets) => return (render, targets),
             Cached::Stale(render) => render,
             Cached::Missing => {
@@ -1380,6 +1387,44 @@ mod tests {
         let unbound = UnboundSeries::decode(expired[0].payload.as_slice()).unwrap();
         assert_eq!(unbound.tenant, "globex");
         assert_eq!(unbound.reason(), UnboundReason::NoComponent);
+    }
+
+    #[test]
+    fn another_tenants_topology_change_leaves_cached_series_fresh() {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
+        joiner.upsert_component(&format!("acme/k/demo/{POD}"), component(POD, "pod", 0));
+        joiner.release_pending();
+        assert_eq!(bound_ids(&join(&mut joiner, "p1", 10_000, 0)), [POD]);
+        assert_eq!(joiner.stats.series_resolved, 1);
+        let mut other = component(POD, "pod", 0);
+        other.tenant = "globex".into();
+        joiner.upsert_component(&format!("globex/k/demo/{POD}"), other);
+        joiner.delete_component("globex/k/demo/gone", 0);
+        joiner.release_pending();
+        assert_eq!(bound_ids(&join(&mut joiner, "p1", 11_000, 0)), [POD]);
+        assert_eq!(
+            joiner.stats.series_resolved, 1,
+            "globex's change: still fresh"
+        );
+        joiner.upsert_component(
+            &format!("acme/k/demo/{CONTAINER}"),
+            component(CONTAINER, "container", 0),
+        );
+        joiner.release_pending();
+        assert_eq!(
+            bound_ids(&join(&mut joiner, "p1", 12_000, 0)),
+            [CONTAINER, POD]
+        );
+        assert_eq!(
+            joiner.stats.series_resolved, 2,
+            "acme's change: resolved again"
+        );
+        joiner.delete_component(&format!("acme/k/demo/{CONTAINER}"), 12_500);
+        join(&mut joiner, "p1", 13_000, 0);
+        assert_eq!(
+            joiner.stats.series_resolved, 3,
+            "acme's deletion: resolved again"
+        );
     }
 
     #[test]
