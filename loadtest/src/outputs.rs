@@ -20,7 +20,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::verify::{
     Decoder, KIND_FLOAT, KIND_HISTOGRAM, SampleId, SampleLedger, VerifyError, label_pair,
-    partition_count, span_of,
+    partition_count, patiently, span_of,
 };
 
 /// Where one copy of a sample went: a bound record names a component.
@@ -280,13 +280,15 @@ pub fn wait_for_group(
     let mut ends = Vec::new();
     let mut wanted = TopicPartitionList::new();
     for partition in 0..partitions {
-        let (_, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let (_, high) =
+            patiently(|| consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)))?;
         ends.push(high);
         wanted.add_partition(topic, partition);
     }
     let started = Instant::now();
     loop {
-        let committed = consumer.committed_offsets(wanted.clone(), Duration::from_secs(10))?;
+        let committed =
+            patiently(|| consumer.committed_offsets(wanted.clone(), Duration::from_secs(10)))?;
         let lag: i64 = (0..partitions)
             .map(|partition| {
                 let position = committed

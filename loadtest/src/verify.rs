@@ -399,7 +399,8 @@ pub fn read_topic(
     let mut unfinished = BTreeSet::new();
     let mut expected = 0u64;
     for partition in 0..partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(10))?;
+        let (low, high) =
+            patiently(|| consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)))?;
         assignment.add_partition_offset(topic, partition, Offset::Offset(low))?;
         end_offsets.insert(partition, high);
         if high > low {
@@ -427,7 +428,13 @@ pub fn read_topic(
             }
             continue;
         };
-        let message = message?;
+        let message = match message {
+            Ok(message) => message,
+            // The broker away for a moment: librdkafka reconnects, and the
+            // idle timeout bounds the wait.
+            Err(rdkafka::error::KafkaError::MessageConsumption(_)) => continue,
+            Err(error) => return Err(error.into()),
+        };
         last_progress = Instant::now();
         let partition = message.partition();
         let end = end_offsets[&partition];
@@ -456,9 +463,28 @@ pub fn read_topic(
     Ok(read)
 }
 
+/// How long a metadata request is tried again while the broker is away for a
+/// moment (restarting, frozen, fenced) before verification gives up.
+const BROKER_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Runs `request` until it succeeds or [`BROKER_PATIENCE`] has passed.
+pub(crate) fn patiently<T>(
+    mut request: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+) -> rdkafka::error::KafkaResult<T> {
+    let started = Instant::now();
+    loop {
+        match request() {
+            Err(_) if started.elapsed() < BROKER_PATIENCE => {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// How many partitions `topic` has; a topic that is missing or has none is an error.
 pub(crate) fn partition_count(consumer: &BaseConsumer, topic: &str) -> Result<i32, VerifyError> {
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let metadata = patiently(|| consumer.fetch_metadata(Some(topic), Duration::from_secs(10)))?;
     metadata
         .topics()
         .iter()
