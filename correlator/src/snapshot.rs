@@ -491,6 +491,14 @@ struct DataFields {
 #[derive(Default)]
 struct TagMap(std::collections::HashMap<String, String>);
 
+/// A tag's value as a label value: a string as it is, anything else as its JSON text.
+fn tag_text(value: Value) -> String {
+    match value {
+        Value::String(text) => text,
+        other => other.to_string(),
+    }
+}
+
 impl<'de> Deserialize<'de> for TagMap {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<TagMap, D::Error> {
         struct Visitor;
@@ -506,11 +514,7 @@ impl<'de> Deserialize<'de> for TagMap {
                 let mut tags =
                     std::collections::HashMap::with_capacity(map.size_hint().unwrap_or(8));
                 while let Some((name, value)) = map.next_entry::<String, Value>()? {
-                    let value = match value {
-                        Value::String(text) => text,
-                        other => other.to_string(),
-                    };
-                    tags.insert(name, value);
+                    tags.insert(name, tag_text(value));
                 }
                 Ok(TagMap(tags))
             }
@@ -534,7 +538,15 @@ impl DataFields {
     /// What an agent sent with odd types: fields of the wrong type count as
     /// absent, non-strings in the string lists are left out.
     fn lenient(data: &RawValue) -> DataFields {
-        let data: Value = serde_json::from_str(data.get()).unwrap_or_default();
+        let mut data: Value = serde_json::from_str(data.get()).unwrap_or_default();
+        let tags = match data.get_mut("tags").map(Value::take) {
+            Some(Value::Object(tags)) => Some(TagMap(
+                tags.into_iter()
+                    .map(|(name, value)| (name, tag_text(value)))
+                    .collect(),
+            )),
+            _ => None,
+        };
         let text = |name: &str| data.get(name).and_then(Value::as_str).map(str::to_string);
         let strings = |name: &str| {
             data.get(name).and_then(Value::as_array).map(|items| {
@@ -545,19 +557,6 @@ impl DataFields {
                     .collect()
             })
         };
-        let tags = data.get("tags").and_then(Value::as_object).map(|tags| {
-            TagMap(
-                tags.iter()
-                    .map(|(name, value)| {
-                        let value = value
-                            .as_str()
-                            .map(str::to_string)
-                            .unwrap_or_else(|| value.to_string());
-                        (name.clone(), value)
-                    })
-                    .collect(),
-            )
-        });
         DataFields {
             name: text("name"),
             layer: text("layer"),
