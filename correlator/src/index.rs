@@ -219,13 +219,8 @@ pub struct TopologyIndex {
 impl TopologyIndex {
     fn changed(&mut self, tenant: &Arc<str>) {
         self.generation += 1;
-        match self.tenant_generations.get_mut(tenant) {
-            Some(generation) => *generation = self.generation,
-            None => {
-                self.tenant_generations
-                    .insert(tenant.clone(), self.generation);
-            }
-        }
+        self.tenant_generations
+            .insert(tenant.clone(), self.generation);
     }
 
     fn shared(&mut self, name: &Arc<str>) -> Arc<str> {
@@ -250,13 +245,10 @@ impl TopologyIndex {
         };
         for identifier in component.identifiers() {
             let by_identifier = self.identifier_hashing.of(&component.tenant, identifier);
-            match self.by_identifier.get_mut(&by_identifier) {
-                Some(keys) => keys.add(&shared_key),
-                None => {
-                    self.by_identifier
-                        .insert(by_identifier, Keys::One(shared_key.clone()));
-                }
-            }
+            self.by_identifier
+                .entry(by_identifier)
+                .and_modify(|keys| keys.add(&shared_key))
+                .or_insert_with(|| Keys::One(shared_key.clone()));
         }
         self.changed(&component.tenant);
         let current = ComponentVersion {
