@@ -53,3 +53,14 @@ wait_ready() {
     tail -n 20 "$log" >&2 || true
     die "$name did not become ready at $url; see $log"
 }
+
+# Starts the private broker of $KAFKA_SH / $KAFKA_STATE_DIR afresh, stopping
+# one an interrupted run left behind; sets kafka_started=1 (for the caller's
+# cleanup) and kafka_pid. The broker does not inherit fd 8, where a caller may
+# hold its run lock.
+start_private_kafka() {
+    if "$KAFKA_SH" status >/dev/null 2>&1; then "$KAFKA_SH" stop 8>&- >&2; fi
+    kafka_started=1
+    "$KAFKA_SH" start 8>&- >&2
+    kafka_pid="$(cat "$KAFKA_STATE_DIR/kafka.pid")"
+}

@@ -173,10 +173,7 @@ INGEST="$WORK/bin/ingest"
 CORRELATOR="$WORK/bin/correlator"
 revision="$(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- correlator ingest proto || echo '+uncommitted changes')"
 
-if "$KAFKA_SH" status >/dev/null 2>&1; then "$KAFKA_SH" stop 8>&- >&2; fi
-kafka_started=1
-"$KAFKA_SH" start 8>&- >&2
-kafka_pid="$(cat "$KAFKA_STATE_DIR/kafka.pid")"
+start_private_kafka
 
 cat >"$WORK/keys.toml" <<KEYS
 [[keys]]

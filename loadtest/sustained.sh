@@ -79,10 +79,7 @@ say "building release ingest and loadtest ..."
 (cd "$REPO" && cargo build --release --bin ingest --bin loadtest >&2)
 LOADTEST="$REPO/target/release/loadtest"
 
-if "$KAFKA_SH" status >/dev/null 2>&1; then "$KAFKA_SH" stop >&2; fi
-kafka_started=1
-"$KAFKA_SH" start >&2
-kafka_pid="$(cat "$KAFKA_STATE_DIR/kafka.pid")"
+start_private_kafka
 BROKERS="127.0.0.1:$KAFKA_PORT"
 TOPIC="bench.samples.$STAMP"
 
