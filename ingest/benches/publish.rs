@@ -145,36 +145,25 @@ fn bench(c: &mut Criterion) {
     let acked = Publisher::new(settings(cluster.bootstrap_servers(), &[]), TOPIC.into()).unwrap();
     acked.refresh_metadata();
     assert_eq!(acked.samples_partitions(), Some(PARTITIONS));
+    let batch_records = records(&batch);
+    let publish_batch = || {
+        acked.publish(
+            TOPIC,
+            "acme",
+            content_type,
+            "acme",
+            &batch_records,
+            Duration::from_secs(30),
+        )
+    };
     group.bench_function("publish_acked_by_mock_cluster", |b| {
-        let records = records(&batch);
-        b.iter(|| {
-            runtime
-                .block_on(acked.publish(
-                    TOPIC,
-                    "acme",
-                    content_type,
-                    "acme",
-                    &records,
-                    Duration::from_secs(30),
-                ))
-                .unwrap()
-        })
+        b.iter(|| runtime.block_on(publish_batch()).unwrap())
     });
     group.bench_function("publish_acked_by_mock_cluster_16_in_flight", |b| {
-        let records = records(&batch);
         b.iter_custom(|iters| {
             let started = Instant::now();
             for _ in 0..iters.div_ceil(16) {
-                let all = (0..16).map(|_| {
-                    acked.publish(
-                        TOPIC,
-                        "acme",
-                        content_type,
-                        "acme",
-                        &records,
-                        Duration::from_secs(30),
-                    )
-                });
+                let all = (0..16).map(|_| publish_batch());
                 for result in runtime.block_on(futures::future::join_all(all)) {
                     result.unwrap();
                 }
