@@ -3,10 +3,11 @@
 //! the semantics in [`snapshot`]), and the sample stream of `metrics.samples`
 //! is joined against them ([`join_loop`], with the core in [`join`], rules in
 //! [`bindings`], the index in [`index`]) into `metrics.bound` and
-//! `metrics.unbound` ([`output`]). [`topology_feed`] loads the topology first.
+//! `metrics.unbound` ([`output`], produced by [`delivery`]). [`topology_feed`] loads the topology first.
 
 pub mod bindings;
 pub mod config;
+pub mod delivery;
 pub mod index;
 pub mod join;
 pub mod join_loop;

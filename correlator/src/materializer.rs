@@ -82,13 +82,23 @@ pub fn now_ms() -> i64 {
 /// (`message.timeout.ms`; `[kafka.properties]` may set another).
 pub const OUTPUT_DELIVERY_TIMEOUT_MS: &str = "120000";
 
-pub fn output_producer(settings: &Settings) -> anyhow::Result<FutureProducer> {
+/// Records the producer queues before the join waits for acknowledgements
+/// (`queue.buffering.max.messages`; `[kafka.properties]` may set another).
+pub const OUTPUT_QUEUE_RECORDS: &str = "20000";
+
+/// Settings of the producers of join outputs and of topology changes.
+pub fn producer_config(settings: &Settings) -> ClientConfig {
     let mut config: ClientConfig = consumer_config(settings);
     config
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("compression.type", "lz4")
         .set("linger.ms", "5")
+        // A short queue (librdkafka's default is 100,000 records): once it is
+        // full the join waits, and the backlog stays in metrics.samples. The
+        // records in flight then fit the CPU caches; produce_ceiling wrote
+        // 20-30 % more records per second with it, on less CPU.
+        .set("queue.buffering.max.messages", OUTPUT_QUEUE_RECORDS)
         // Outputs are retried for this long; then their batch fails, the
         // correlator stops with an error and is started again from offsets
         // stored only for acknowledged outputs: nothing is lost either way,
@@ -97,7 +107,7 @@ pub fn output_producer(settings: &Settings) -> anyhow::Result<FutureProducer> {
     for (name, value) in &settings.kafka_properties {
         config.set(name, value);
     }
-    config.create().context("creating the producer")
+    config
 }
 
 pub async fn run(
@@ -123,7 +133,9 @@ pub async fn run(
         "materializer restored"
     );
 
-    let producer = output_producer(&settings)?;
+    let producer: FutureProducer = producer_config(&settings)
+        .create()
+        .context("creating the producer")?;
     let revoked = Arc::new(Mutex::new(Vec::new()));
     let consumer: StreamConsumer<RebalanceContext> = consumer_config(&settings)
         .set("group.id", format!("{}-topology", settings.group_id))

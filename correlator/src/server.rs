@@ -77,27 +77,34 @@ async fn readyz(health: web::Data<Health>) -> HttpResponse {
     HttpResponse::Ok().body("ready\n")
 }
 
+/// Creates the topics of [`topics`] that are missing, trying again until
+/// the topology load timeout (the broker may still be starting).
+pub async fn create_missing_topics(settings: &Settings) -> anyhow::Result<()> {
+    let publisher = PublisherSettings {
+        brokers: settings.kafka_brokers.clone(),
+        compression: "lz4".into(),
+        delivery_timeout: Duration::from_secs(30),
+        max_record_bytes: 1 << 20,
+        properties: settings.kafka_properties.clone(),
+    };
+    let specs = topics(settings);
+    let deadline = tokio::time::Instant::now() + settings.topology_load_timeout;
+    while let Err(create_error) = ingest::publish::create_topics(&publisher, &specs).await {
+        if tokio::time::Instant::now() > deadline {
+            return Err(create_error).context("creating topics");
+        }
+        tracing::warn!(error = %create_error, "creating topics failed, retrying");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok(())
+}
+
 /// Runs until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let bindings = bindings(&settings)?;
     info!(rules = bindings.rules().len(), "binding rules loaded");
     if settings.create_topics {
-        let publisher = PublisherSettings {
-            brokers: settings.kafka_brokers.clone(),
-            compression: "lz4".into(),
-            delivery_timeout: Duration::from_secs(30),
-            max_record_bytes: 1 << 20,
-            properties: settings.kafka_properties.clone(),
-        };
-        let specs = topics(&settings);
-        let deadline = tokio::time::Instant::now() + settings.topology_load_timeout;
-        while let Err(create_error) = ingest::publish::create_topics(&publisher, &specs).await {
-            if tokio::time::Instant::now() > deadline {
-                return Err(create_error).context("creating topics");
-            }
-            tracing::warn!(error = %create_error, "creating topics failed, retrying");
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
+        create_missing_topics(&settings).await?;
     }
 
     let metrics = Arc::new(Metrics::new());

@@ -1,0 +1,278 @@
+//! Producing the join's outputs with one acknowledgement per batch.
+//!
+//! A consumed samples record turns into hundreds of output records. Instead of
+//! a delivery future (a channel, a task to wake, a join over all of them) per
+//! output record, every record of a batch carries a shared [`BatchAck`] as its
+//! delivery opaque; librdkafka's delivery reports count it down on the
+//! producer's polling thread, and the last report, or the first failure,
+//! completes the batch's one future.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::oneshot;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientConfig, ClientContext};
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::join::{Destination, Output};
+
+/// The join's producer: delivery reports go to the batch they belong to.
+pub type OutputProducer = ThreadedProducer<BatchDeliveries>;
+
+/// A producer of join outputs with `config`.
+pub fn output_producer(config: &ClientConfig) -> KafkaResult<OutputProducer> {
+    ThreadedProducer::from_config_and_context(config, BatchDeliveries)
+}
+
+/// Completes when every record of a batch is acknowledged, or with the first error.
+pub type Acked = Pin<Box<dyn Future<Output = Result<(), KafkaError>> + Send>>;
+
+/// How long to wait before offering a record again to a full producer queue.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(5);
+
+/// Producer context that routes each delivery report to its [`BatchAck`].
+pub struct BatchDeliveries;
+
+impl ClientContext for BatchDeliveries {}
+
+impl ProducerContext for BatchDeliveries {
+    type DeliveryOpaque = Arc<BatchAck>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchAck>) {
+        match result {
+            Ok(_) => batch.count_down(),
+            Err((error, _)) => batch.complete(Err(error.clone())),
+        }
+    }
+}
+
+/// The records of one batch still unacknowledged, and who waits for them.
+pub struct BatchAck {
+    /// Records handed to the producer and not yet acknowledged, plus one
+    /// while the batch is still being handed over (so that early reports
+    /// cannot complete it before its last record is sent).
+    outstanding: AtomicUsize,
+    done: Mutex<Option<oneshot::Sender<Result<(), KafkaError>>>>,
+}
+
+impl BatchAck {
+    fn new() -> (Arc<Self>, oneshot::Receiver<Result<(), KafkaError>>) {
+        let (done, acked) = oneshot::channel();
+        let batch = BatchAck {
+            outstanding: AtomicUsize::new(1),
+            done: Mutex::new(Some(done)),
+        };
+        (Arc::new(batch), acked)
+    }
+
+    fn add_record(&self) {
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_down(&self) {
+        if self.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.complete(Ok(()));
+        }
+    }
+
+    /// The first completion wins: a failure reported before the last
+    /// acknowledgement fails the batch, and later reports change nothing.
+    fn complete(&self, result: Result<(), KafkaError>) {
+        let done = self.done.lock().expect("batch ack lock").take();
+        if let Some(done) = done {
+            let _ = done.send(result);
+        }
+    }
+}
+
+/// Hands `outputs` to the producer and returns their acknowledgement. A full
+/// producer queue is back-pressure: this waits for room, without holding up
+/// the runtime, and gives up (outputs unacknowledged, offsets not stored)
+/// when shutdown starts.
+pub async fn send_outputs(
+    producer: &OutputProducer,
+    settings: &Settings,
+    outputs: Vec<Output>,
+    shutdown: &watch::Receiver<bool>,
+) -> Acked {
+    if outputs.is_empty() {
+        return Box::pin(async { Ok(()) });
+    }
+    let content_type = settings.join.encoding.content_type();
+    let (batch, acked) = BatchAck::new();
+    for output in &outputs {
+        let topic = match output.destination {
+            Destination::Bound => &settings.topics.bound,
+            Destination::Unbound => &settings.topics.unbound,
+        };
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: "tenant",
+                value: Some(&*output.tenant),
+            })
+            .insert(Header {
+                key: "content-type",
+                value: Some(content_type),
+            });
+        batch.add_record();
+        let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&batch))
+            .key(&*output.key)
+            .payload(&output.payload)
+            .headers(headers);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    if *shutdown.borrow() {
+                        return Box::pin(async { Err(KafkaError::Canceled) });
+                    }
+                    record = returned;
+                    // The producer's own thread delivers meanwhile.
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err((error, _)) => {
+                    return Box::pin(async move { Err(error) });
+                }
+            }
+        }
+    }
+    // Every record is handed over: the last report may now complete the batch.
+    batch.count_down();
+    Box::pin(async move { acked.await.unwrap_or(Err(KafkaError::Canceled)) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Options;
+    use rdkafka::mocking::MockCluster;
+    use std::time::Instant;
+
+    fn output(index: usize) -> Output {
+        Output {
+            destination: Destination::Bound,
+            tenant: "acme".into(),
+            key: format!("acme/urn:pod/{index}").into(),
+            payload: vec![0; 64],
+            points: 1,
+            reason: None,
+            origin: None,
+        }
+    }
+
+    fn settings() -> Settings {
+        Settings::resolve(Options::default(), Options::default()).unwrap()
+    }
+
+    fn producer(config: &mut ClientConfig) -> OutputProducer {
+        output_producer(config).unwrap()
+    }
+
+    /// A batch completes once, after its last record is acknowledged, and
+    /// the topic holds every record of it (librdkafka's mock cluster).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_completes_when_all_its_records_are_acknowledged() {
+        let cluster = MockCluster::new(1).unwrap();
+        let settings = settings();
+        cluster.create_topic(&settings.topics.bound, 4, 1).unwrap();
+        let producer = producer(
+            ClientConfig::new()
+                .set("bootstrap.servers", cluster.bootstrap_servers())
+                .set("linger.ms", "1"),
+        );
+        let (_stop, shutdown) = watch::channel(false);
+        let batches: Vec<Acked> = futures::future::join_all((0..5).map(|b| {
+            send_outputs(
+                &producer,
+                &settings,
+                (b * 100..b * 100 + 100).map(output).collect(),
+                &shutdown,
+            )
+        }))
+        .await;
+        for acked in batches {
+            tokio::time::timeout(Duration::from_secs(10), acked)
+                .await
+                .expect("acknowledged in time")
+                .expect("delivered");
+        }
+        assert_eq!(rdkafka::producer::Producer::in_flight_count(&producer), 0);
+    }
+
+    /// A record that cannot be delivered fails its batch, without waiting
+    /// for the other records.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_undeliverable_record_fails_its_batch() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.broker_down(1).unwrap();
+        let producer = producer(
+            ClientConfig::new()
+                .set("bootstrap.servers", cluster.bootstrap_servers())
+                .set("message.timeout.ms", "200"),
+        );
+        let (_stop, shutdown) = watch::channel(false);
+        let acked = send_outputs(
+            &producer,
+            &settings(),
+            (0..3).map(output).collect(),
+            &shutdown,
+        )
+        .await;
+        let result = tokio::time::timeout(Duration::from_secs(10), acked)
+            .await
+            .expect("fails in time");
+        assert!(matches!(
+            result,
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::MessageTimedOut
+            ))
+        ));
+    }
+
+    /// A producer whose queue is full and whose broker is gone (librdkafka's
+    /// mock cluster, to inject the fault) must not keep the join from
+    /// stopping: the outputs come back unacknowledged, as cancelled.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_producer_queue_gives_way_to_shutdown() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.broker_down(1).unwrap();
+        let producer = producer(
+            ClientConfig::new()
+                .set("bootstrap.servers", cluster.bootstrap_servers())
+                .set("queue.buffering.max.messages", "2")
+                .set("message.timeout.ms", "0"),
+        );
+        let settings = settings();
+        let (stop, shutdown) = watch::channel(false);
+        let started = Instant::now();
+        let sending = send_outputs(
+            &producer,
+            &settings,
+            (0..10).map(output).collect(),
+            &shutdown,
+        );
+        tokio::pin!(sending);
+        // The queue fills and stays full: sending waits, and lets the runtime run.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut sending)
+                .await
+                .is_err(),
+            "ten records cannot fit a queue of two"
+        );
+        stop.send_replace(true);
+        let acked = tokio::time::timeout(Duration::from_secs(2), sending)
+            .await
+            .expect("sending stops once shutdown starts");
+        assert!(matches!(acked.await, Err(KafkaError::Canceled)));
+        assert!(started.elapsed() < Duration::from_secs(3));
+    }
+}
