@@ -21,7 +21,13 @@
 #      output topics of its own, and an empty topology-raw topic of its own (so
 #      its materializer has nothing to redo): "3" runs the built-in Kubernetes
 #      rules (each sample binds to its container, pod and node: 3 bound records
-#      per sample), "1" a BINDINGS_FILE with only the pod rule (1 per sample).
+#      per sample), "1" a BINDINGS_FILE with only the pod rule (1 per sample);
+#      "3b" and "1b" run the same with the BENCH_BASELINE_CORRELATOR binary,
+#      to compare two builds in one session (alternate them: "1b 1 1b 1");
+#      "p" is no correlator but the Kafka write ceiling: the produce_ceiling
+#      example (correlator/examples) writes as many bound records of the same
+#      shape as the backlog has samples, through the join's producer path,
+#      with nothing consumed or joined, into a topic of its own.
 #      The clock starts when the correlator is ready (topology loaded, join
 #      starting) and stops when its /metrics say every record of the backlog was
 #      consumed and every sample bound (or unbound); then the script waits until
@@ -43,7 +49,12 @@
 #   BENCH_PASSES               loadtest --passes: the ring of the fill, in passes    [100]
 #   BENCH_CONNECTIONS          loadtest --connections for the fill                   [16]
 #   BENCH_SAMPLES_PER_REQUEST  loadtest --samples-per-request                        [2000]
-#   BENCH_CONFIGS              measured runs, in order: 3 (default rules), 1 (pod)   ["3 1"]
+#   BENCH_CONFIGS              measured runs, in order: 3 (default rules), 1 (pod),
+#                              3b, 1b (the same with the baseline binary),
+#                              p (the Kafka write ceiling)                           ["3 1"]
+#   BENCH_BASELINE_CORRELATOR  a correlator binary to compare with (another build)   [none]
+#   BENCH_RUN_CONFIGS          one --config TOML file per BENCH_CONFIGS entry, or "-"
+#                              for none (to compare [kafka.properties] in a session)  [none]
 #   BENCH_PARTITIONS           partitions of every topic                             [8]
 #   BENCH_TIMEOUT              seconds a measured run may take                       [900]
 #   BENCH_COMMIT_CHECK         restart each run's correlator to check its commits    [1]
@@ -91,8 +102,16 @@ source "$HERE/bench-lib.sh"
 for tool in curl jq awk kcat; do
     command -v "$tool" >/dev/null 2>&1 || die "$tool not found (make deps installs it)"
 done
+BASELINE="${BENCH_BASELINE_CORRELATOR:-}"
+read -r -a RUN_CONFIG_FILES <<<"${BENCH_RUN_CONFIGS:-}"
+for file in "${RUN_CONFIG_FILES[@]}"; do
+    [[ "$file" == - || -r "$file" ]] || die "BENCH_RUN_CONFIGS: $file is not a readable file"
+done
 for config in $CONFIGS; do
-    [[ "$config" == 1 || "$config" == 3 ]] || die "BENCH_CONFIGS entries are 1 or 3, not $config"
+    [[ "$config" =~ ^([13]b?|p)$ ]] || die "BENCH_CONFIGS entries are 1, 3, 1b, 3b or p, not $config"
+    if [[ "$config" == *b && ! -x "$BASELINE" ]]; then
+        die "BENCH_CONFIGS has $config but BENCH_BASELINE_CORRELATOR (${BASELINE:-unset}) is not an executable"
+    fi
 done
 ((PASSES * 15 < 1800)) ||
     die "BENCH_PASSES × 15 s must stay under the correlator's 30 min history, or repeated passes are late"
@@ -164,13 +183,18 @@ mkdir -p "$WORK/runs"
 rm -f "$WORK"/runs/* "$WORK"/*.log "$WORK/runs.tsv"
 
 say "building release ingest, correlator and loadtest ..."
-(cd "$REPO" && cargo build --release --bin ingest --bin correlator --bin loadtest >&2)
+(cd "$REPO" && cargo build --release --bin ingest --bin correlator --bin loadtest --example produce_ceiling >&2)
 # Copies: a build by someone else in the same tree must not swap a binary between runs.
 mkdir -p "$WORK/bin"
 for binary in loadtest ingest correlator; do cp "$REPO/target/release/$binary" "$WORK/bin/$binary"; done
+cp "$REPO/target/release/examples/produce_ceiling" "$WORK/bin/produce_ceiling"
 LOADTEST="$WORK/bin/loadtest"
 INGEST="$WORK/bin/ingest"
 CORRELATOR="$WORK/bin/correlator"
+if [[ -n "$BASELINE" ]]; then
+    cp "$BASELINE" "$WORK/bin/correlator-baseline"
+    BASELINE="$WORK/bin/correlator-baseline"
+fi
 revision="$(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- correlator ingest proto || echo '+uncommitted changes')"
 
 start_private_kafka
@@ -201,18 +225,19 @@ start_ingest() {
     wait_ready "http://127.0.0.1:$ingest_port/readyz" "$ingest_pid" ingest "$2" 1500
 }
 
-# start_correlator NAME GROUP SAMPLES_TOPIC RAW_TOPIC BINDINGS_FILE(or "")
+# start_correlator NAME GROUP SAMPLES_TOPIC RAW_TOPIC BINDINGS_FILE(or "") [BINARY]
 start_correlator() {
-    local name="$1" group="$2" samples="$3" raw="$4" bindings="$5"
+    local name="$1" group="$2" samples="$3" raw="$4" bindings="$5" binary="${6:-$CORRELATOR}"
     local log="$WORK/$name.log"
-    local -a extra=()
+    local -a extra=() arguments=()
+    if [[ -n "${run_config:-}" && "$run_config" != - ]]; then arguments+=(--config "$run_config"); fi
     if [[ -n "$bindings" ]]; then extra+=("BINDINGS_FILE=$bindings"); fi
     env KAFKA_BROKERS="$BROKERS" CORRELATOR_LISTEN="127.0.0.1:$correlator_port" \
         KAFKA_GROUP_ID="$group" TOPIC_PARTITIONS="$PARTITIONS" \
         TOPIC_SAMPLES="$samples" TOPIC_TOPOLOGY_RAW="$raw" TOPIC_TOPOLOGY="$TOPIC_COMPONENTS" \
         TOPIC_BOUND="$PREFIX.$name.bound" TOPIC_UNBOUND="$PREFIX.$name.unbound" \
         RUST_LOG="info,librdkafka=warn" "${extra[@]}" \
-        "$CORRELATOR" >>"$log" 2>&1 &
+        "$binary" "${arguments[@]}" >>"$log" 2>&1 &
     correlator_pid=$!
 }
 
@@ -276,22 +301,53 @@ say "backlog: $expected samples in $backlog_records records (fill: $(printf '%.0
 # ---------------------------------------------------------------- 3. measured runs
 
 : >"$WORK/runs.tsv"
+: >"$WORK/ceiling.tsv"
 run=0
 for config in $CONFIGS; do
     run=$((run + 1))
     name="run$run"
+    run_config="${RUN_CONFIG_FILES[$((run - 1))]:--}"
+    [[ "$run_config" == - ]] || say "$name: --config $run_config"
+    if [[ "$config" == p ]]; then
+        sleep 3
+        load_before="$(cut -d' ' -f1 /proc/loadavg)"
+        say "3. $name: Kafka write ceiling, $expected bound records through the join's producer path (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+        ceiling_arguments=()
+        if [[ "$run_config" != - ]]; then ceiling_arguments+=(--config "$run_config"); fi
+        broker_before="$(process_ticks "$kafka_pid")"
+        machine_before="$(machine_ticks)"
+        env KAFKA_BROKERS="$BROKERS" TOPIC_PARTITIONS="$PARTITIONS" TOPIC_BOUND="$PREFIX.$name.bound" \
+            CEILING_RECORDS="$expected" CEILING_BATCH="$((expected / backlog_records))" CEILING_CLOCK_TICKS="$CLOCK_TICKS" \
+            RUST_LOG="warn,librdkafka=warn" "$WORK/bin/produce_ceiling" "${ceiling_arguments[@]}" >"$WORK/runs/$name.txt" 2>"$WORK/$name.log" ||
+            die "produce_ceiling failed; see $WORK/$name.log"
+        broker_ticks=$(($(process_ticks "$kafka_pid") - broker_before))
+        machine_busy_ticks=$(($(machine_ticks) - machine_before))
+        written="$(end_offsets "$PREFIX.$name.bound" || echo 0)"
+        # name records seconds producer_cpu broker_cpu machine_cpu written load
+        awk -v OFS='\t' -v ticks="$CLOCK_TICKS" -v name="$name" -v bc="$broker_ticks" -v mc="$machine_busy_ticks" \
+            -v written="$written" -v load="$load_before" '{
+            print name, $2, $4, $8, bc / ticks, mc / ticks, written, load
+        }' "$WORK/runs/$name.txt" >>"$WORK/ceiling.tsv"
+        say "$name: $(cat "$WORK/runs/$name.txt"); topic holds $written records"
+        continue
+    fi
     bindings=""
     rules="built-in Kubernetes rules"
-    if [[ "$config" == 1 ]]; then
+    if [[ "$config" == 1* ]]; then
         bindings="$WORK/bindings-pod.toml"
         rules="pod rule only"
+    fi
+    binary="$CORRELATOR"
+    if [[ "$config" == *b ]]; then
+        binary="$BASELINE"
+        rules="$rules, baseline binary"
     fi
     group="$PREFIX-$name"
     raw_idle="$PREFIX.$name.topology-raw-idle"
     sleep 3
     load_before="$(cut -d' ' -f1 /proc/loadavg)"
-    say "3. $name: $rules ($config bound record(s) per sample), group $group (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-    start_correlator "$name" "$group" "$TOPIC_BACKLOG" "$raw_idle" "$bindings"
+    say "3. $name: $rules (${config%b} bound record(s) per sample), group $group (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    start_correlator "$name" "$group" "$TOPIC_BACKLOG" "$raw_idle" "$bindings" "$binary"
     started="$(now)"
     wait_ready "http://127.0.0.1:$correlator_port/readyz" "$correlator_pid" correlator "$WORK/$name.log" 3000
     t_ready="$(now)"
@@ -338,7 +394,7 @@ for config in $CONFIGS; do
     correlator_pid=""
     replayed="-"
     if [[ "$COMMIT_CHECK" == 1 && "$done_ok" == 1 ]]; then
-        start_correlator "$name" "$group" "$TOPIC_BACKLOG" "$raw_idle" "$bindings"
+        start_correlator "$name" "$group" "$TOPIC_BACKLOG" "$raw_idle" "$bindings" "$binary"
         wait_ready "http://127.0.0.1:$correlator_port/readyz" "$correlator_pid" correlator "$WORK/$name.log" 3000
         sleep 5
         read -r replayed _ < <(correlator_counters "$correlator_port" || echo "-1")
@@ -374,7 +430,7 @@ done
         "into $PARTITIONS partitions with no correlator running: $expected samples in $backlog_records records" \
         "(fill at $(printf '%.0f' "$fill_rate") samples/s; ring wrapped: $([[ "$fill_wrapped" == 1 ]] && echo yes || echo no))." \
         "Topology: $components components (nodes, pods, containers), materialized in ${materialized_seconds} s." \
-        "Code: $revision. $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo) GiB." \
+        "Code: $revision${BASELINE:+; baseline binary: BENCH_BASELINE_CORRELATOR=$BENCH_BASELINE_CORRELATOR}. $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo) GiB." \
         "Each run: a fresh correlator and consumer group reading the whole backlog (at-least-once, protobuf output)." \
         "Rates over the time from the first consumed record to the last sample joined; CPU from ready (topology loaded) to that moment;" \
         "\"others\": the rest of the machine's busy CPU (other jobs, the script's polling, hypervisor steal)."
@@ -386,12 +442,25 @@ done
         others = $19 - $17 - $18
         committed = ($24 == "-" ? "not checked" : ($24 == 0 ? "yes" : sprintf("no (%s records again)", $24)))
         printf "| %s | %s | %.2f M | %.1f | %.1f%s | %.0f k | %.0f k | %.2f | %.1f (%.0f %%) | %.0f k | %.1f | %.1f | %d | %d | %s | %s |\n",
-            $1, ($2 == 3 ? "container, pod, node" : "pod"), $3 / 1e6, $5, $7, ($22 == 1 ? "" : " (not done)"),
+            $1, (substr($2, 1, 1) == 3 ? "container, pod, node" : "pod") ($2 ~ /b$/ ? " (baseline binary)" : ""), $3 / 1e6, $5, $7, ($22 == 1 ? "" : " (not done)"),
             $3 / $7 / 1000, $13 / $7 / 1000, $13 / ($10 + $11 > 0 ? $10 + $11 : 1),
             $17, 100 * $17 / (window > 0 ? window : 1), $3 / ($17 > 0 ? $17 : 1) / 1000,
             $18, (others > 0 ? others : 0), $20, $12, committed, $21
     }' "$WORK/runs.tsv"
     echo
+    if [[ -s "$WORK/ceiling.tsv" ]]; then
+        echo "Kafka write ceiling (\`p\`: the produce_ceiling example, bound records of the same shape through the join's producer path, nothing consumed or joined):"
+        echo
+        echo "| run | records | seconds | records/s | producer CPU s (% of a core) | records per producer CPU-s | broker CPU s | others CPU s | in the topic | load avg |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
+        awk -F'\t' '{
+            others = $6 - $4 - $5
+            printf "| %s | %.2f M | %.1f | %.0f k | %.1f (%.0f %%) | %.0f k | %.1f | %.1f | %d | %s |\n",
+                $1, $2 / 1e6, $3, $2 / $3 / 1000, $4, 100 * $4 / $3, $2 / ($4 > 0 ? $4 : 1) / 1000,
+                $5, (others > 0 ? others : 0), $7, $8
+        }' "$WORK/ceiling.tsv"
+        echo
+    fi
     awk -F'\t' '{
         if ($15 != $13 || $16 != $14) printf "- %s: output topics hold %d bound and %d unbound records, the correlator produced %d and %d.\n", $1, $15, $16, $13, $14
         if ($23 != 0) printf "- %s: the correlator exited %d on SIGTERM.\n", $1, $23
@@ -402,8 +471,9 @@ done
 # A run that did not finish, left samples unbound, bound a sample other than
 # `config` times, or did not commit past the end is not a measurement.
 if ! awk -F'\t' '
-    $22 != 1 || $12 != 0 || $13 != $2 * $3 || $15 != $13 || ($24 != "-" && $24 != 0) { bad = 1 }
-    END { exit bad }' "$WORK/runs.tsv"; then
+    $22 != 1 || $12 != 0 || $13 != substr($2, 1, 1) * $3 || $15 != $13 || ($24 != "-" && $24 != 0) { bad = 1 }
+    END { exit bad }' "$WORK/runs.tsv" ||
+    ! awk -F'\t' '$7 != $2 { bad = 1 } END { exit bad }' "$WORK/ceiling.tsv"; then
     say "some runs are not valid (not done, unbound samples, bound records != samples × bindings, or not committed); see $WORK/runs.tsv and $WORK/run*.log"
     exit 1
 fi
