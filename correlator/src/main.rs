@@ -5,9 +5,10 @@ use correlator::config::Command;
 // The join allocates an output buffer per bound series and frees it once
 // Kafka has it: glibc's allocator gives such churn back to the kernel and
 // faults it in again (a fifth of the join's time in its benchmark). The
-// `override` feature makes mimalloc librdkafka's malloc too: it allocates a
-// message, its headers and their list per output record and frees them on
-// another thread, and glibc spent a quarter of the producer's CPU on that.
+// `malloc-override` feature (on by default) makes mimalloc librdkafka's
+// malloc too: it allocates a message, its headers and their list per output
+// record and frees them on another thread, and glibc spent a quarter of the
+// producer's CPU on that.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
