@@ -177,8 +177,8 @@ mod tests {
         output_producer(config).unwrap()
     }
 
-    /// A batch completes once, after its last record is acknowledged, and
-    /// the topic holds every record of it (librdkafka's mock cluster).
+    /// Batches of records sent to a broker (librdkafka's mock cluster)
+    /// complete, each with success.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_batch_completes_when_all_its_records_are_acknowledged() {
         let cluster = MockCluster::new(1).unwrap();
@@ -205,7 +205,35 @@ mod tests {
                 .expect("acknowledged in time")
                 .expect("delivered");
         }
-        assert_eq!(rdkafka::producer::Producer::in_flight_count(&producer), 0);
+    }
+
+    /// A batch completes only once its last record is acknowledged, never
+    /// while it is still being handed over, and a failure wins.
+    #[test]
+    fn a_batch_waits_for_its_last_acknowledgement() {
+        let (batch, mut acked) = BatchAck::new();
+        for _ in 0..3 {
+            batch.add_record();
+        }
+        batch.count_down(); // two acknowledged before the hand-over ends
+        batch.count_down();
+        assert!(matches!(acked.try_recv(), Ok(None)));
+        batch.count_down(); // the hand-over ends
+        assert!(matches!(acked.try_recv(), Ok(None)));
+        batch.count_down(); // the last record
+        assert!(matches!(acked.try_recv(), Ok(Some(Ok(())))));
+
+        let (batch, mut acked) = BatchAck::new();
+        batch.add_record();
+        batch.add_record();
+        batch.complete(Err(KafkaError::Canceled));
+        batch.count_down();
+        batch.count_down();
+        batch.count_down();
+        assert!(matches!(
+            acked.try_recv(),
+            Ok(Some(Err(KafkaError::Canceled)))
+        ));
     }
 
     /// A record that cannot be delivered fails its batch, without waiting
