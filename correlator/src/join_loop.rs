@@ -31,7 +31,7 @@ use crate::join::{Destination, Joiner, Origin, Output};
 use crate::materializer::{RebalanceContext, now_ms, producer_config, store_next_offset};
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::output;
-use crate::topology_feed::{FeedEvent, consumer_config};
+use crate::topology_feed::{FeedEvent, consumer_config, kafka_config};
 
 /// Most records whose outputs may be unacknowledged at once (back-pressure).
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -154,12 +154,7 @@ fn samples_consumer(
     settings: &Settings,
     revoked: Arc<Mutex<Vec<i32>>>,
 ) -> anyhow::Result<StreamConsumer<RebalanceContext>> {
-    let mut config = consumer_config(settings);
-    for (name, value) in SAMPLES_FETCH {
-        if !settings.kafka_properties.contains_key(name) {
-            config.set(name, value);
-        }
-    }
+    let mut config = kafka_config(settings, &SAMPLES_FETCH);
     config
         .set("group.id", &settings.group_id)
         .set("auto.offset.reset", "earliest")

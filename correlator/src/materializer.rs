@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 use crate::config::Settings;
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::snapshot::{SnapshotAssembler, TopologyChange, TopologyPart};
-use crate::topology_feed::{FeedEvent, consumer_config};
+use crate::topology_feed::{FeedEvent, consumer_config, kafka_config};
 
 /// Commits stored offsets before partitions move, and tells the loop which left.
 pub struct RebalanceContext {
@@ -88,26 +88,25 @@ pub const OUTPUT_QUEUE_RECORDS: &str = "20000";
 
 /// Settings of the producers of join outputs and of topology changes.
 pub fn producer_config(settings: &Settings) -> ClientConfig {
-    let mut config: ClientConfig = consumer_config(settings);
-    config
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        // A short queue (librdkafka's default is 100,000 records): once it is
-        // full the join waits, and the backlog stays in metrics.samples. The
-        // records in flight then fit the CPU caches; produce_ceiling wrote
-        // 20-30 % more records per second with it, on less CPU.
-        .set("queue.buffering.max.messages", OUTPUT_QUEUE_RECORDS)
-        // Outputs are retried for this long; then their batch fails, the
-        // correlator stops with an error and is started again from offsets
-        // stored only for acknowledged outputs: nothing is lost either way,
-        // and a producer that cannot deliver never hangs the correlator.
-        .set("message.timeout.ms", OUTPUT_DELIVERY_TIMEOUT_MS);
-    for (name, value) in &settings.kafka_properties {
-        config.set(name, value);
-    }
-    config
+    kafka_config(
+        settings,
+        &[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            // A short queue (librdkafka's default is 100,000 records): once it
+            // is full the join waits, and the backlog stays in metrics.samples.
+            // The records in flight then fit the CPU caches; produce_ceiling
+            // wrote 20-30 % more records per second with it, on less CPU.
+            ("queue.buffering.max.messages", OUTPUT_QUEUE_RECORDS),
+            // Outputs are retried for this long; then their batch fails, the
+            // correlator stops with an error and is started again from offsets
+            // stored only for acknowledged outputs: nothing is lost either way,
+            // and a producer that cannot deliver never hangs the correlator.
+            ("message.timeout.ms", OUTPUT_DELIVERY_TIMEOUT_MS),
+        ],
+    )
 }
 
 pub async fn run(

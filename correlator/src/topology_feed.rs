@@ -36,8 +36,16 @@ pub enum FeedEvent {
 }
 
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
+    kafka_config(settings, &[])
+}
+
+/// The brokers, then `defaults`, then `[kafka.properties]`, which override them.
+pub fn kafka_config(settings: &Settings, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", &settings.kafka_brokers);
+    for (name, value) in defaults {
+        config.set(*name, *value);
+    }
     for (name, value) in &settings.kafka_properties {
         config.set(name, value);
     }
@@ -172,4 +180,31 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Options;
+
+    #[test]
+    fn kafka_properties_override_the_defaults() {
+        let mut settings = Settings::resolve(Options::default(), Options::default()).unwrap();
+        settings
+            .kafka_properties
+            .insert("linger.ms".into(), "50".into());
+        let config = kafka_config(&settings, &[("linger.ms", "5"), ("acks", "all")]);
+        assert_eq!(config.get("linger.ms"), Some("50"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(
+            config.get("bootstrap.servers"),
+            Some(settings.kafka_brokers.as_str())
+        );
+        let producer = crate::materializer::producer_config(&settings);
+        assert_eq!(producer.get("linger.ms"), Some("50"));
+        assert_eq!(
+            producer.get("queue.buffering.max.messages"),
+            Some(crate::materializer::OUTPUT_QUEUE_RECORDS)
+        );
+    }
 }
