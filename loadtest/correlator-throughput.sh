@@ -226,18 +226,19 @@ start_ingest() {
 }
 
 # start_correlator NAME GROUP SAMPLES_TOPIC RAW_TOPIC BINDINGS_FILE(or "") [BINARY]
+# (with the current run's run_arguments: its --config, if any)
+run_arguments=()
 start_correlator() {
     local name="$1" group="$2" samples="$3" raw="$4" bindings="$5" binary="${6:-$CORRELATOR}"
     local log="$WORK/$name.log"
-    local -a extra=() arguments=()
-    if [[ -n "${run_config:-}" && "$run_config" != - ]]; then arguments+=(--config "$run_config"); fi
+    local -a extra=()
     if [[ -n "$bindings" ]]; then extra+=("BINDINGS_FILE=$bindings"); fi
     env KAFKA_BROKERS="$BROKERS" CORRELATOR_LISTEN="127.0.0.1:$correlator_port" \
         KAFKA_GROUP_ID="$group" TOPIC_PARTITIONS="$PARTITIONS" \
         TOPIC_SAMPLES="$samples" TOPIC_TOPOLOGY_RAW="$raw" TOPIC_TOPOLOGY="$TOPIC_COMPONENTS" \
         TOPIC_BOUND="$PREFIX.$name.bound" TOPIC_UNBOUND="$PREFIX.$name.unbound" \
         RUST_LOG="info,librdkafka=warn" "${extra[@]}" \
-        "$binary" "${arguments[@]}" >>"$log" 2>&1 &
+        "$binary" "${run_arguments[@]}" >>"$log" 2>&1 &
     correlator_pid=$!
 }
 
@@ -307,18 +308,20 @@ for config in $CONFIGS; do
     run=$((run + 1))
     name="run$run"
     run_config="${RUN_CONFIG_FILES[$((run - 1))]:--}"
-    [[ "$run_config" == - ]] || say "$name: --config $run_config"
+    run_arguments=()
+    if [[ "$run_config" != - ]]; then
+        run_arguments=(--config "$run_config")
+        say "$name: --config $run_config"
+    fi
     if [[ "$config" == p ]]; then
         sleep 3
         load_before="$(cut -d' ' -f1 /proc/loadavg)"
         say "3. $name: Kafka write ceiling, $expected bound records through the join's producer path (load average $(cut -d' ' -f1-3 /proc/loadavg))"
-        ceiling_arguments=()
-        if [[ "$run_config" != - ]]; then ceiling_arguments+=(--config "$run_config"); fi
         broker_before="$(process_ticks "$kafka_pid")"
         machine_before="$(machine_ticks)"
         env KAFKA_BROKERS="$BROKERS" TOPIC_PARTITIONS="$PARTITIONS" TOPIC_BOUND="$PREFIX.$name.bound" \
             CEILING_RECORDS="$expected" CEILING_BATCH="$((expected / backlog_records))" CEILING_CLOCK_TICKS="$CLOCK_TICKS" \
-            RUST_LOG="warn,librdkafka=warn" "$WORK/bin/produce_ceiling" "${ceiling_arguments[@]}" >"$WORK/runs/$name.txt" 2>"$WORK/$name.log" ||
+            RUST_LOG="warn,librdkafka=warn" "$WORK/bin/produce_ceiling" "${run_arguments[@]}" >"$WORK/runs/$name.txt" 2>"$WORK/$name.log" ||
             die "produce_ceiling failed; see $WORK/$name.log"
         broker_ticks=$(($(process_ticks "$kafka_pid") - broker_before))
         machine_busy_ticks=$(($(machine_ticks) - machine_before))
