@@ -349,9 +349,13 @@ rd_kafka_resp_err_t rd_kafka_lz4_compress(rd_kafka_broker_t *rkb,
         const void *p;
         size_t rlen;
 
-        /* Required by Kafka */
+        /* Required by Kafka. The content size lets a consumer allocate the
+         * decompressed buffer once: without it, it guesses 4x the compressed
+         * size and grows by reallocation, copying and faulting in the buffer
+         * again and again (Kafka's own LZ4 reader skips the field). */
         const LZ4F_preferences_t prefs = {
-            .frameInfo        = {.blockMode = LZ4F_blockIndependent},
+            .frameInfo        = {.blockMode   = LZ4F_blockIndependent,
+                                 .contentSize = (unsigned long long)len},
             .compressionLevel = comp_level};
 
         *outbuf = NULL;
