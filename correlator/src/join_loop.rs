@@ -20,7 +20,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::producer::Producer;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -28,10 +28,12 @@ use tracing::{info, warn};
 use crate::config::Settings;
 use crate::delivery::{Acked, output_producer, send_outputs};
 use crate::join::{Destination, Joiner, Origin, Output};
-use crate::materializer::{RebalanceContext, now_ms, producer_config, store_next_offset};
+use crate::materializer::{
+    OUTPUT_QUEUE_RECORDS, RebalanceContext, now_ms, producer_config, store_next_offset,
+};
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::output;
-use crate::topology_feed::{FeedEvent, consumer_config, kafka_config};
+use crate::topology_feed::{FeedEvent, kafka_config};
 
 /// Most records whose outputs may be unacknowledged at once (back-pressure).
 const MAX_IN_FLIGHT: usize = 10_000;
@@ -327,6 +329,30 @@ pub async fn run_at_least_once(
     Ok(())
 }
 
+/// Settings of the exactly-once producer: the defaults of the other producers,
+/// which `[kafka.properties]` may override, except what transactions need
+/// (acks from all replicas, idempotence, the instance's transactional id). Not
+/// their `message.timeout.ms`, which must stay under `transaction.timeout.ms`.
+pub fn transactional_producer_config(settings: &Settings, instance_id: &str) -> ClientConfig {
+    let mut config = kafka_config(
+        settings,
+        &[
+            ("compression.type", "lz4"),
+            ("linger.ms", "5"),
+            ("queue.buffering.max.messages", OUTPUT_QUEUE_RECORDS),
+            ("transaction.timeout.ms", "60000"),
+        ],
+    );
+    config
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set(
+            "transactional.id",
+            format!("{}-{instance_id}", settings.transactional_id_prefix),
+        );
+    config
+}
+
 /// Exactly-once join loop: batches of records, their outputs and their offsets in one transaction.
 pub async fn run_exactly_once(
     settings: Settings,
@@ -336,17 +362,7 @@ pub async fn run_exactly_once(
     mut shutdown: watch::Receiver<bool>,
     instance_id: String,
 ) -> anyhow::Result<()> {
-    let mut config = consumer_config(&settings);
-    config
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5")
-        .set(
-            "transactional.id",
-            format!("{}-{instance_id}", settings.transactional_id_prefix),
-        )
-        .set("transaction.timeout.ms", "60000");
+    let config = transactional_producer_config(&settings, &instance_id);
     let producer = output_producer(&config).context("creating the transactional producer")?;
     let txn_timeout = Duration::from_secs(30);
     tokio::task::block_in_place(|| producer.init_transactions(txn_timeout))

@@ -207,4 +207,18 @@ mod tests {
             Some(crate::materializer::OUTPUT_QUEUE_RECORDS)
         );
     }
+
+    #[test]
+    fn the_transactional_producer_keeps_what_transactions_need() {
+        let mut settings = Settings::resolve(Options::default(), Options::default()).unwrap();
+        for (name, value) in [("compression.type", "zstd"), ("acks", "1")] {
+            settings.kafka_properties.insert(name.into(), value.into());
+        }
+        let config = crate::join_loop::transactional_producer_config(&settings, "a");
+        assert_eq!(config.get("compression.type"), Some("zstd"));
+        assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+        assert_eq!(config.get("transactional.id"), Some("correlator-a"));
+    }
 }
