@@ -30,6 +30,17 @@ process_ticks() {
     echo $((fields[11] + fields[12]))
 }
 
+# CPU time of each thread of process $1 so far, one line per thread:
+# "tid<TAB>thread name<TAB>clock ticks" (user + system).
+thread_ticks() {
+    local task stat fields
+    for task in /proc/"$1"/task/*; do
+        stat="$(cat "$task/stat" 2>/dev/null)" || continue
+        read -r -a fields <<<"${stat##*) }"
+        printf '%s\t%s\t%s\n' "${task##*/}" "$(cat "$task/comm" 2>/dev/null)" $((fields[11] + fields[12]))
+    done
+}
+
 # Busy CPU time of the whole machine (every core) so far, in clock ticks.
 machine_ticks() {
     local _cpu user nice system _idle _iowait irq softirq steal _rest

@@ -39,7 +39,9 @@
 # consumed record to the last sample joined), CPU seconds of the correlator
 # (utime + stime from /proc, from ready to done) and its share of one core,
 # of the broker, and of everything else on the machine, and the correlator's
-# peak RSS (VmHWM). Markdown table on stdout and in target/bench-correlator/report.md.
+# peak RSS (VmHWM), and the CPU of each of the correlator's threads (the join's,
+# librdkafka's broker threads, the delivery reports). Markdown tables on stdout
+# and in target/bench-correlator/report.md.
 # Exit 1 when a run did not finish, left samples unbound, produced a bound
 # record count other than samples x bindings, or had not committed past the end.
 #
@@ -180,7 +182,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 mkdir -p "$WORK/runs"
-rm -f "$WORK"/runs/* "$WORK"/*.log "$WORK/runs.tsv"
+rm -f "$WORK"/runs/* "$WORK"/*.log "$WORK/runs.tsv" "$WORK/threads.tsv" "$WORK"/*.threads-*
 
 say "building release ingest, correlator and loadtest ..."
 (cd "$REPO" && cargo build --release --bin ingest --bin correlator --bin loadtest --example produce_ceiling >&2)
@@ -302,6 +304,7 @@ say "backlog: $expected samples in $backlog_records records (fill: $(printf '%.0
 # ---------------------------------------------------------------- 3. measured runs
 
 : >"$WORK/runs.tsv"
+: >"$WORK/threads.tsv"
 : >"$WORK/ceiling.tsv"
 run=0
 for config in $CONFIGS; do
@@ -355,6 +358,7 @@ for config in $CONFIGS; do
     wait_ready "http://127.0.0.1:$correlator_port/readyz" "$correlator_pid" correlator "$WORK/$name.log" 3000
     t_ready="$(now)"
     correlator_before="$(process_ticks "$correlator_pid")"
+    thread_ticks "$correlator_pid" >"$WORK/$name.threads-ready"
     broker_before="$(process_ticks "$kafka_pid")"
     machine_before="$(machine_ticks)"
     t_first=""
@@ -372,6 +376,12 @@ for config in $CONFIGS; do
     done
     t_done="$(now)"
     correlator_ticks=$(($(process_ticks "$correlator_pid" || echo "$correlator_before") - correlator_before))
+    thread_ticks "$correlator_pid" >"$WORK/$name.threads-done"
+    # Per thread from ready to done: "name<TAB>tid<TAB>CPU seconds", busiest first.
+    awk -F'\t' -v OFS='\t' -v ticks="$CLOCK_TICKS" -v name="$name" '
+        FNR == NR { before[$1] = $3; next }
+        { cpu = ($3 - before[$1]) / ticks; if (cpu >= 0.05) print name, $2 " (" $1 ")", cpu }' \
+        "$WORK/$name.threads-ready" "$WORK/$name.threads-done" | sort -t$'\t' -k3,3 -g -r >>"$WORK/threads.tsv"
     broker_ticks=$(($(process_ticks "$kafka_pid") - broker_before))
     machine_busy_ticks=$(($(machine_ticks) - machine_before))
     read -r consumed bound released unbound produced_bound produced_unbound _ < <(correlator_counters "$correlator_port" || echo "0 0 0 0 0 0 0")
@@ -462,6 +472,16 @@ done
                 $1, $2 / 1e6, $3, $2 / $3 / 1000, $4, 100 * $4 / $3, $2 / ($4 > 0 ? $4 : 1) / 1000,
                 $5, (others > 0 ? others : 0), $7, $8
         }' "$WORK/ceiling.tsv"
+        echo
+    fi
+    if [[ -s "$WORK/threads.tsv" ]]; then
+        echo "CPU per thread of each run's correlator, from ready to done (threads of librdkafka: rdk:main, rdk:broker<N> for each client's connection, the consumer's and the producer's alike; \"producer pollin\" serves the delivery reports; the join runs on \"correlator\"), and per input sample:"
+        echo
+        echo "| run | thread (tid) | CPU s | µs per sample |"
+        echo "|---|---|---|---|"
+        awk -F'\t' 'FNR == NR { samples[$1] = $3; next }
+            { printf "| %s | %s | %.1f | %.2f |\n", $1, $2, $3, 1e6 * $3 / (samples[$1] > 0 ? samples[$1] : 1) }' \
+            "$WORK/runs.tsv" "$WORK/threads.tsv"
         echo
     fi
     awk -F'\t' '{
