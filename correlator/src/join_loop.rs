@@ -29,7 +29,7 @@ use crate::config::Settings;
 use crate::delivery::{Acked, output_producer, send_outputs};
 use crate::join::{Destination, Joiner, Origin, Output};
 use crate::materializer::{
-    OUTPUT_QUEUE_RECORDS, RebalanceContext, now_ms, producer_config, store_next_offset,
+    PRODUCER_DEFAULTS, RebalanceContext, now_ms, producer_config, store_next_offset,
 };
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::output;
@@ -334,15 +334,11 @@ pub async fn run_at_least_once(
 /// (acks from all replicas, idempotence, the instance's transactional id). Not
 /// their `message.timeout.ms`, which must stay under `transaction.timeout.ms`.
 pub fn transactional_producer_config(settings: &Settings, instance_id: &str) -> ClientConfig {
-    let mut config = kafka_config(
-        settings,
-        &[
-            ("compression.type", "lz4"),
-            ("linger.ms", "5"),
-            ("queue.buffering.max.messages", OUTPUT_QUEUE_RECORDS),
-            ("transaction.timeout.ms", "60000"),
-        ],
-    );
+    let defaults: Vec<(&str, &str)> = PRODUCER_DEFAULTS
+        .into_iter()
+        .chain([("transaction.timeout.ms", "60000")])
+        .collect();
+    let mut config = kafka_config(settings, &defaults);
     config
         .set("acks", "all")
         .set("enable.idempotence", "true")

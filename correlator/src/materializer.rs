@@ -86,27 +86,30 @@ pub const OUTPUT_DELIVERY_TIMEOUT_MS: &str = "120000";
 /// (`queue.buffering.max.messages`; `[kafka.properties]` may set another).
 pub const OUTPUT_QUEUE_RECORDS: &str = "20000";
 
+/// Defaults of every producer of the correlator, the exactly-once one too;
+/// `[kafka.properties]` overrides them.
+pub const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
+    ("compression.type", "lz4"),
+    ("linger.ms", "5"),
+    // A short queue (librdkafka's default is 100,000 records): once it is
+    // full the join waits, and the backlog stays in metrics.samples. The
+    // records in flight then fit the CPU caches; produce_ceiling wrote
+    // 20-30 % more records per second with it, on less CPU.
+    ("queue.buffering.max.messages", OUTPUT_QUEUE_RECORDS),
+];
+
 /// Settings of the producers of join outputs and of topology changes.
 pub fn producer_config(settings: &Settings) -> ClientConfig {
-    kafka_config(
-        settings,
-        &[
-            ("acks", "all"),
-            ("enable.idempotence", "true"),
-            ("compression.type", "lz4"),
-            ("linger.ms", "5"),
-            // A short queue (librdkafka's default is 100,000 records): once it
-            // is full the join waits, and the backlog stays in metrics.samples.
-            // The records in flight then fit the CPU caches; produce_ceiling
-            // wrote 20-30 % more records per second with it, on less CPU.
-            ("queue.buffering.max.messages", OUTPUT_QUEUE_RECORDS),
-            // Outputs are retried for this long; then their batch fails, the
-            // correlator stops with an error and is started again from offsets
-            // stored only for acknowledged outputs: nothing is lost either way,
-            // and a producer that cannot deliver never hangs the correlator.
-            ("message.timeout.ms", OUTPUT_DELIVERY_TIMEOUT_MS),
-        ],
-    )
+    let defaults: Vec<(&str, &str)> = [("acks", "all"), ("enable.idempotence", "true")]
+        .into_iter()
+        .chain(PRODUCER_DEFAULTS)
+        // Outputs are retried for this long; then their batch fails, the
+        // correlator stops with an error and is started again from offsets
+        // stored only for acknowledged outputs: nothing is lost either way,
+        // and a producer that cannot deliver never hangs the correlator.
+        .chain([("message.timeout.ms", OUTPUT_DELIVERY_TIMEOUT_MS)])
+        .collect();
+    kafka_config(settings, &defaults)
 }
 
 pub async fn run(
