@@ -155,6 +155,7 @@ mod tests {
     use super::*;
     use crate::config::Options;
     use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::DefaultProducerContext;
     use std::time::Instant;
 
     fn output(index: usize) -> Output {
@@ -173,8 +174,17 @@ mod tests {
         Settings::resolve(Options::default(), Options::default()).unwrap()
     }
 
-    fn producer(config: &mut ClientConfig) -> OutputProducer {
-        output_producer(config).unwrap()
+    /// A producer of the mock `cluster`, with `properties`.
+    fn producer_of(
+        cluster: &MockCluster<'_, DefaultProducerContext>,
+        properties: &[(&str, &str)],
+    ) -> OutputProducer {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", cluster.bootstrap_servers());
+        for (name, value) in properties {
+            config.set(*name, *value);
+        }
+        output_producer(&config).unwrap()
     }
 
     /// Batches of records sent to a broker (librdkafka's mock cluster)
@@ -184,11 +194,7 @@ mod tests {
         let cluster = MockCluster::new(1).unwrap();
         let settings = settings();
         cluster.create_topic(&settings.topics.bound, 4, 1).unwrap();
-        let producer = producer(
-            ClientConfig::new()
-                .set("bootstrap.servers", cluster.bootstrap_servers())
-                .set("linger.ms", "1"),
-        );
+        let producer = producer_of(&cluster, &[("linger.ms", "1")]);
         let (_stop, shutdown) = watch::channel(false);
         let batches: Vec<Acked> = futures::future::join_all((0..5).map(|b| {
             send_outputs(
@@ -242,11 +248,7 @@ mod tests {
     async fn an_undeliverable_record_fails_its_batch() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.broker_down(1).unwrap();
-        let producer = producer(
-            ClientConfig::new()
-                .set("bootstrap.servers", cluster.bootstrap_servers())
-                .set("message.timeout.ms", "200"),
-        );
+        let producer = producer_of(&cluster, &[("message.timeout.ms", "200")]);
         let (_stop, shutdown) = watch::channel(false);
         let acked = send_outputs(
             &producer,
@@ -273,11 +275,12 @@ mod tests {
     async fn a_full_producer_queue_gives_way_to_shutdown() {
         let cluster = MockCluster::new(1).unwrap();
         cluster.broker_down(1).unwrap();
-        let producer = producer(
-            ClientConfig::new()
-                .set("bootstrap.servers", cluster.bootstrap_servers())
-                .set("queue.buffering.max.messages", "2")
-                .set("message.timeout.ms", "0"),
+        let producer = producer_of(
+            &cluster,
+            &[
+                ("queue.buffering.max.messages", "2"),
+                ("message.timeout.ms", "0"),
+            ],
         );
         let settings = settings();
         let (stop, shutdown) = watch::channel(false);
