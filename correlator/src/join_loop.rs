@@ -60,6 +60,38 @@ struct InFlight {
     released: Vec<Origin>,
 }
 
+/// Books the acknowledgement of `entry`'s outputs: the released samples it
+/// carried stop holding their offsets back, and for a consumed record, the
+/// partition and the next offset that is safe to store: past the record, but
+/// never past a sample still waiting for its component or released with
+/// outputs not yet acknowledged.
+fn acknowledged(
+    entry: &InFlight,
+    joiner: &Joiner,
+    released_floor: &mut BTreeMap<Origin, usize>,
+) -> Option<(i32, i64)> {
+    for origin in &entry.released {
+        if let Some(count) = released_floor.get_mut(origin) {
+            *count -= 1;
+            if *count == 0 {
+                released_floor.remove(origin);
+            }
+        }
+    }
+    let origin = entry.consumed?;
+    let mut safe = origin.offset + 1;
+    if let Some(pending) = joiner.pending_floor().get(&origin.partition) {
+        safe = safe.min(*pending);
+    }
+    if let Some((held, _)) = released_floor
+        .iter()
+        .find(|(o, _)| o.partition == origin.partition)
+    {
+        safe = safe.min(held.offset);
+    }
+    Some((origin.partition, safe))
+}
+
 /// Applies one topology change to the join's index.
 fn apply_feed(joiner: &mut Joiner, event: &FeedEvent) {
     match event {
@@ -206,23 +238,8 @@ pub async fn run_at_least_once(
             _ = shutdown.changed() => break,
             Some((result, entry)) = in_flight.next(), if !in_flight.is_empty() => {
                 result.context("producing join outputs")?;
-                for origin in &entry.released {
-                    if let Some(count) = released_floor.get_mut(origin) {
-                        *count -= 1;
-                        if *count == 0 {
-                            released_floor.remove(origin);
-                        }
-                    }
-                }
-                if let Some(origin) = entry.consumed {
-                    let mut safe = origin.offset + 1;
-                    if let Some(pending) = joiner.pending_floor().get(&origin.partition) {
-                        safe = safe.min(*pending);
-                    }
-                    if let Some((held, _)) = released_floor.iter().find(|(o, _)| o.partition == origin.partition) {
-                        safe = safe.min(held.offset);
-                    }
-                    store_next_offset(&consumer, &topic, origin.partition, safe);
+                if let Some((partition, next)) = acknowledged(&entry, &joiner, &mut released_floor) {
+                    store_next_offset(&consumer, &topic, partition, next);
                 }
             }
             event = feed.recv() => {
@@ -312,12 +329,8 @@ pub async fn run_at_least_once(
                 if result.is_err() {
                     break;
                 }
-                if let Some(origin) = entry.consumed {
-                    let mut safe = origin.offset + 1;
-                    if let Some(pending) = joiner.pending_floor().get(&origin.partition) {
-                        safe = safe.min(*pending);
-                    }
-                    store_next_offset(&consumer, &topic, origin.partition, safe);
+                if let Some((partition, next)) = acknowledged(&entry, &joiner, &mut released_floor) {
+                    store_next_offset(&consumer, &topic, partition, next);
                 }
             }
         }
@@ -464,4 +477,44 @@ pub async fn run_exactly_once(
         update_gauges(&metrics, &joiner);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::Bindings;
+    use crate::config::Options;
+
+    fn origin(partition: i32, offset: i64) -> Origin {
+        Origin { partition, offset }
+    }
+
+    /// A consumed record's acknowledgement never stores an offset past a
+    /// released sample of its partition whose outputs are still in flight,
+    /// whichever loop (running or draining) books it.
+    #[test]
+    fn an_acknowledgement_stops_at_released_samples_still_in_flight() {
+        let settings = Settings::resolve(Options::default(), Options::default()).unwrap();
+        let joiner = Joiner::new(Bindings::kubernetes_defaults(), settings.join);
+        let mut released_floor = BTreeMap::from([(origin(0, 7), 1), (origin(1, 3), 1)]);
+        let consumed = InFlight {
+            consumed: Some(origin(0, 20)),
+            released: Vec::new(),
+        };
+        assert_eq!(
+            acknowledged(&consumed, &joiner, &mut released_floor),
+            Some((0, 7))
+        );
+        // The released outputs are acknowledged: the record's offset is free.
+        let release = InFlight {
+            consumed: None,
+            released: vec![origin(0, 7)],
+        };
+        assert_eq!(acknowledged(&release, &joiner, &mut released_floor), None);
+        assert_eq!(
+            acknowledged(&consumed, &joiner, &mut released_floor),
+            Some((0, 21))
+        );
+        assert_eq!(released_floor, BTreeMap::from([(origin(1, 3), 1)]));
+    }
 }
