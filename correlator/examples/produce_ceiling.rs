@@ -108,6 +108,7 @@ fn cpu_seconds(clock_ticks: usize) -> anyhow::Result<f64> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    correlator::allocator::keep_freed_memory_longer();
     let (_, settings) = correlator::config::load()?;
     let records = env_number("CEILING_RECORDS", 1_000_000)?;
     let batch = env_number("CEILING_BATCH", 250)?.max(1);
@@ -117,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let tenant: Arc<str> = Arc::from("ceiling");
     let outputs: Vec<Output> = (0..SERIES).map(|i| bound_output(&tenant, i)).collect();
-    let producer = output_producer(&correlator::materializer::producer_config(&settings))?;
+    let producer = output_producer(&correlator::materializer::output_producer_config(&settings))?;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
 
     let cpu_before = cpu_seconds(clock_ticks)?;

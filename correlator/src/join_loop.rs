@@ -29,7 +29,8 @@ use crate::config::Settings;
 use crate::delivery::{Acked, output_producer, send_outputs};
 use crate::join::{Destination, Joiner, Origin, Output};
 use crate::materializer::{
-    PRODUCER_DEFAULTS, RebalanceContext, now_ms, producer_config, store_next_offset,
+    OUTPUT_PARTITIONER, PRODUCER_DEFAULTS, RebalanceContext, now_ms, output_producer_config,
+    store_next_offset,
 };
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::output;
@@ -217,7 +218,8 @@ pub async fn run_at_least_once(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let producer = output_producer(&producer_config(&settings)).context("creating the producer")?;
+    let producer =
+        output_producer(&output_producer_config(&settings)).context("creating the producer")?;
     let revoked = Arc::new(Mutex::new(Vec::new()));
     let consumer = samples_consumer(&settings, revoked.clone())?;
     let topic = settings.topics.samples.clone();
@@ -349,7 +351,7 @@ pub async fn run_at_least_once(
 pub fn transactional_producer_config(settings: &Settings, instance_id: &str) -> ClientConfig {
     let defaults: Vec<(&str, &str)> = PRODUCER_DEFAULTS
         .into_iter()
-        .chain([("transaction.timeout.ms", "60000")])
+        .chain([OUTPUT_PARTITIONER, ("transaction.timeout.ms", "60000")])
         .collect();
     let mut config = kafka_config(settings, &defaults);
     config

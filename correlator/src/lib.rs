@@ -5,6 +5,7 @@
 //! [`bindings`], the index in [`index`]) into `metrics.bound` and
 //! `metrics.unbound` ([`output`], produced by [`delivery`]). [`topology_feed`] loads the topology first.
 
+pub mod allocator;
 pub mod bindings;
 pub mod config;
 pub mod delivery;

@@ -8,11 +8,12 @@ use correlator::config::Command;
 // `malloc-override` feature (on by default) makes mimalloc librdkafka's
 // malloc too: it allocates a message, its headers and their list per output
 // record and frees them on another thread, and glibc spent a quarter of the
-// producer's CPU on that.
+// producer's CPU on that. `allocator` says how long it keeps freed memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    correlator::allocator::keep_freed_memory_longer();
     let (command, settings) = match correlator::config::load() {
         Ok(loaded) => loaded,
         Err(error) => {

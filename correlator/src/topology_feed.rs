@@ -208,6 +208,20 @@ mod tests {
         );
     }
 
+    /// Outputs are placed by the Java clients' murmur2; topology changes keep
+    /// librdkafka's default, under which topology.components was compacted.
+    #[test]
+    fn only_output_producers_use_the_java_partitioner() {
+        let settings = Settings::resolve(Options::default(), Options::default()).unwrap();
+        let murmur2 = Some("murmur2_random");
+        let outputs = crate::materializer::output_producer_config(&settings);
+        assert_eq!(outputs.get("partitioner"), murmur2);
+        let transactional = crate::join_loop::transactional_producer_config(&settings, "a");
+        assert_eq!(transactional.get("partitioner"), murmur2);
+        let topology = crate::materializer::producer_config(&settings);
+        assert_eq!(topology.get("partitioner"), None);
+    }
+
     #[test]
     fn the_transactional_producer_keeps_what_transactions_need() {
         let mut settings = Settings::resolve(Options::default(), Options::default()).unwrap();
