@@ -118,7 +118,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let tenant: Arc<str> = Arc::from("ceiling");
     let outputs: Vec<Output> = (0..SERIES).map(|i| bound_output(&tenant, i)).collect();
-    let producer = output_producer(&correlator::materializer::output_producer_config(&settings))?;
+    let producer = output_producer(
+        &correlator::materializer::output_producer_config(&settings),
+        &[&settings.topics.bound],
+    )?;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
 
     let cpu_before = cpu_seconds(clock_ticks)?;

@@ -6,31 +6,150 @@
 //! delivery opaque; librdkafka's delivery reports count it down on the
 //! producer's polling thread, and the last report, or the first failure,
 //! completes the batch's one future.
+//!
+//! Records go to librdkafka on topic handles taken once ([`OutputProducer`]):
+//! producing by topic name, as `BaseProducer::send` does, costs a C string, a
+//! read lock and a search of the client's topics for every record.
 
+use std::ffi::{CString, c_void};
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::channel::oneshot;
+use rdkafka::bindings as rdsys;
+use rdkafka::bindings::rd_kafka_vtype_t::*;
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::util::IntoOpaque;
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::watch;
 
 use crate::config::Settings;
 use crate::join::{Destination, Output};
 
-/// The join's producer: delivery reports go to the batch they belong to.
-pub type OutputProducer = ThreadedProducer<BatchDeliveries>;
+/// The join's producer: delivery reports go to the batch they belong to, and
+/// records go out on the handles of the topics it was made for. Everything
+/// else of `ThreadedProducer` (flush, transactions) is reached through it.
+pub struct OutputProducer {
+    /// Declared first so that they are released before the producer is.
+    topics: Vec<(String, TopicHandle)>,
+    producer: ThreadedProducer<BatchDeliveries>,
+}
 
-/// A producer of join outputs with `config`.
-pub fn output_producer(config: &ClientConfig) -> KafkaResult<OutputProducer> {
-    ThreadedProducer::from_config_and_context(config, BatchDeliveries)
+/// A producer of join outputs with `config`, holding handles of `topics`.
+pub fn output_producer(config: &ClientConfig, topics: &[&str]) -> KafkaResult<OutputProducer> {
+    let producer = ThreadedProducer::from_config_and_context(config, BatchDeliveries)?;
+    let topics = topics
+        .iter()
+        .map(|name| Ok((name.to_string(), TopicHandle::new(&producer, name)?)))
+        .collect::<KafkaResult<_>>()?;
+    Ok(OutputProducer { topics, producer })
+}
+
+impl Deref for OutputProducer {
+    type Target = ThreadedProducer<BatchDeliveries>;
+    fn deref(&self) -> &Self::Target {
+        &self.producer
+    }
+}
+
+impl OutputProducer {
+    fn topic(&self, name: &str) -> Option<&TopicHandle> {
+        self.topics
+            .iter()
+            .find(|(known, _)| known == name)
+            .map(|(_, handle)| handle)
+    }
+
+    /// Hands one record to librdkafka on `topic`, copied, with headers
+    /// `tenant` and `content-type`, its delivery reported to `batch`.
+    fn produce(
+        &self,
+        topic: &TopicHandle,
+        output: &Output,
+        content_type: &str,
+        batch: &Arc<BatchAck>,
+    ) -> RDKafkaRespErr {
+        let opaque = Arc::clone(batch).into_ptr();
+        let key: &[u8] = output.key.as_bytes();
+        let tenant: &[u8] = output.tenant.as_bytes();
+        // SAFETY: the handle belongs to this producer and outlives the call;
+        // librdkafka copies key, value and header values (RD_KAFKA_MSG_F_COPY,
+        // and headers always) before it returns; header names are
+        // NUL-terminated. On success it owns the opaque's reference (the
+        // delivery report takes it back); on failure it keeps nothing.
+        let error = unsafe {
+            rdsys::rd_kafka_producev(
+                self.producer.client().native_ptr(),
+                RD_KAFKA_VTYPE_RKT,
+                topic.0.as_ptr(),
+                RD_KAFKA_VTYPE_MSGFLAGS,
+                rdsys::RD_KAFKA_MSG_F_COPY,
+                RD_KAFKA_VTYPE_VALUE,
+                output.payload.as_ptr() as *mut c_void,
+                output.payload.len(),
+                RD_KAFKA_VTYPE_KEY,
+                key.as_ptr() as *mut c_void,
+                key.len(),
+                RD_KAFKA_VTYPE_OPAQUE,
+                opaque,
+                RD_KAFKA_VTYPE_HEADER,
+                c"tenant".as_ptr(),
+                tenant.as_ptr() as *const c_void,
+                tenant.len() as isize,
+                RD_KAFKA_VTYPE_HEADER,
+                c"content-type".as_ptr(),
+                content_type.as_ptr() as *const c_void,
+                content_type.len() as isize,
+                RD_KAFKA_VTYPE_END,
+            )
+        };
+        if error != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            // SAFETY: librdkafka did not take the reference made above.
+            drop(unsafe { Arc::<BatchAck>::from_ptr(opaque) });
+        }
+        error
+    }
+}
+
+/// A topic handle of one producer (`rd_kafka_topic_t`), released on drop.
+struct TopicHandle(NonNull<rdsys::rd_kafka_topic_t>);
+
+// SAFETY: librdkafka's topic handles are reference counted and locked
+// inside; any thread may produce on one or release it.
+unsafe impl Send for TopicHandle {}
+unsafe impl Sync for TopicHandle {}
+
+impl TopicHandle {
+    fn new(producer: &ThreadedProducer<BatchDeliveries>, name: &str) -> KafkaResult<Self> {
+        let name_c = CString::new(name)?;
+        // SAFETY: a valid client and a NUL-terminated name; no topic config
+        // (the client's defaults apply, as for records produced by name).
+        let handle = unsafe {
+            rdsys::rd_kafka_topic_new(
+                producer.client().native_ptr(),
+                name_c.as_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        NonNull::new(handle)
+            .map(TopicHandle)
+            .ok_or_else(|| KafkaError::ClientCreation(format!("no topic handle for {name:?}")))
+    }
+}
+
+impl Drop for TopicHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle was made by rd_kafka_topic_new and is released once.
+        unsafe { rdsys::rd_kafka_topic_destroy(self.0.as_ptr()) }
+    }
 }
 
 /// Completes when every record of a batch is acknowledged, or with the first error.
@@ -110,36 +229,27 @@ pub async fn send_outputs(
     let content_type = settings.join.encoding.content_type();
     let (batch, acked) = BatchAck::new();
     for output in &outputs {
-        let topic = match output.destination {
+        let name = match output.destination {
             Destination::Bound => &settings.topics.bound,
             Destination::Unbound => &settings.topics.unbound,
         };
-        let headers = OwnedHeaders::new_with_capacity(2)
-            .insert(Header {
-                key: "tenant",
-                value: Some(&*output.tenant),
-            })
-            .insert(Header {
-                key: "content-type",
-                value: Some(content_type),
-            });
+        let Some(topic) = producer.topic(name) else {
+            let error = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopic);
+            return Box::pin(async move { Err(error) });
+        };
         batch.add_record();
-        let mut record = BaseRecord::with_opaque_to(topic, Arc::clone(&batch))
-            .key(&*output.key)
-            .payload(&output.payload)
-            .headers(headers);
         loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+            match producer.produce(topic, output, content_type, &batch) {
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => break,
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR__QUEUE_FULL => {
                     if *shutdown.borrow() {
                         return Box::pin(async { Err(KafkaError::Canceled) });
                     }
-                    record = returned;
                     // The producer's own thread delivers meanwhile.
                     tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                 }
-                Err((error, _)) => {
+                error => {
+                    let error = KafkaError::MessageProduction(error.into());
                     return Box::pin(async move { Err(error) });
                 }
             }
@@ -184,7 +294,8 @@ mod tests {
         for (name, value) in properties {
             config.set(*name, *value);
         }
-        output_producer(&config).unwrap()
+        let settings = settings();
+        output_producer(&config, &[&settings.topics.bound, &settings.topics.unbound]).unwrap()
     }
 
     /// Batches of records sent to a broker (librdkafka's mock cluster)

@@ -44,7 +44,8 @@ const MAX_IN_FLIGHT: usize = 10_000;
 /// waited for records a third of the time on a backlog: `make
 /// bench-correlator` gave 244 k samples/s with them, 267-315 k with these
 /// and 308-323 k with 16 MiB per partition, at 1.3 GiB peak RSS against
-/// 1.0 GiB here and 0.55 GiB with the defaults.
+/// 1.0 GiB here and 0.55 GiB with the defaults (0.8-0.9 GiB here since
+/// LZ4 frames carry their content size; BENCHMARKS.md).
 const SAMPLES_FETCH: [(&str, &str); 2] = [
     ("max.partition.fetch.bytes", "4194304"),
     ("fetch.max.bytes", "33554432"),
@@ -218,8 +219,11 @@ pub async fn run_at_least_once(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let producer =
-        output_producer(&output_producer_config(&settings)).context("creating the producer")?;
+    let producer = output_producer(
+        &output_producer_config(&settings),
+        &output_topics(&settings),
+    )
+    .context("creating the producer")?;
     let revoked = Arc::new(Mutex::new(Vec::new()));
     let consumer = samples_consumer(&settings, revoked.clone())?;
     let topic = settings.topics.samples.clone();
@@ -344,6 +348,11 @@ pub async fn run_at_least_once(
     Ok(())
 }
 
+/// The topics join outputs go to.
+fn output_topics(settings: &Settings) -> [&str; 2] {
+    [&settings.topics.bound, &settings.topics.unbound]
+}
+
 /// Settings of the exactly-once producer: the defaults of the other producers,
 /// which `[kafka.properties]` may override, except what transactions need
 /// (acks from all replicas, idempotence, the instance's transactional id). Not
@@ -374,7 +383,8 @@ pub async fn run_exactly_once(
     instance_id: String,
 ) -> anyhow::Result<()> {
     let config = transactional_producer_config(&settings, &instance_id);
-    let producer = output_producer(&config).context("creating the transactional producer")?;
+    let producer = output_producer(&config, &output_topics(&settings))
+        .context("creating the transactional producer")?;
     let txn_timeout = Duration::from_secs(30);
     tokio::task::block_in_place(|| producer.init_transactions(txn_timeout))
         .context("init_transactions")?;

@@ -16,6 +16,59 @@ const POD: &str = "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k
 const CONTAINER: &str =
     "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p:container/node-exporter";
 
+/// The Java clients' murmur2 (Kafka's `Utils.murmur2`).
+fn java_murmur2(data: &[u8]) -> i32 {
+    const SEED: u32 = 0x9747_b28c;
+    const M: u32 = 0x5bd1_e995;
+    let mut h = SEED ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for chunk in &mut chunks {
+        let mut k = u32::from_le_bytes(chunk.try_into().unwrap());
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M) ^ k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition the Java clients' default partitioner gives `key`.
+fn java_partition(key: &[u8], partitions: i32) -> i32 {
+    (java_murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+#[test]
+fn java_murmur2_matches_kafkas_own_cases() {
+    // From Kafka's UtilsTest.testMurmur2.
+    for (key, hash) in [
+        (&b"21"[..], -973_932_308),
+        (b"foobar", -790_332_482),
+        (b"a-little-bit-long-string", -985_981_536),
+        (b"a-little-bit-longer-string", -1_486_304_829),
+        (
+            b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8",
+            -58_897_971,
+        ),
+        (b"abc", 479_470_107),
+    ] {
+        assert_eq!(java_murmur2(key), hash, "{}", String::from_utf8_lossy(key));
+    }
+}
+
 fn component(id: &str, kind: &str, name: &str) -> serde_json::Value {
     serde_json::json!({"externalId": id, "type": {"name": kind}, "data": {"name": name, "tags": {"cluster-name": "demo-cluster"}}})
 }
@@ -121,6 +174,7 @@ async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
         "jobs in the fixtures: {per_job:?}"
     );
     let (bound, unbound) = (topics.bound.clone(), topics.unbound.clone());
+    let bound_partitions = support::partition_count(&bound);
     let (per_component, per_reason) =
         eventually(Duration::from_secs(90), "every sample joined", move || {
             let mut per_component: BTreeMap<String, usize> = BTreeMap::new();
@@ -136,15 +190,21 @@ async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
                 assert_eq!(job, "node");
                 assert_eq!(series.tenant, "alpha");
                 let component = series.component.unwrap();
+                let key = record.key.as_deref().unwrap();
                 assert_eq!(
-                    String::from_utf8_lossy(record.key.as_deref().unwrap()),
+                    String::from_utf8_lossy(key),
                     format!("alpha/{}", component.external_id)
                 );
+                assert_eq!(record.headers["tenant"], "alpha");
+                assert_eq!(record.headers["content-type"], "application/x-protobuf");
+                // Where a Java producer would have put the component's key.
+                assert_eq!(record.partition, java_partition(key, bound_partitions));
                 *per_component.entry(component.external_id).or_default() += series.samples.len();
             }
             let mut per_reason: BTreeMap<i32, usize> = BTreeMap::new();
             for record in support::read_all(&unbound) {
                 let series = UnboundSeries::decode(record.payload.as_slice()).unwrap();
+                assert_eq!(record.headers["tenant"], "alpha");
                 *per_reason.entry(series.reason).or_default() += series.samples.len();
             }
             let bound_total: usize = per_component.values().sum();

@@ -355,3 +355,17 @@ pub fn sample_record_series(record: &kafka::Record) -> Vec<BTreeMap<String, Stri
         })
         .collect()
 }
+
+/// The partitions `topic` has.
+pub fn partition_count(topic: &str) -> i32 {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka::brokers())
+        .create()
+        .unwrap();
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0].partitions().len() as i32
+}
