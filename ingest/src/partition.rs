@@ -3,8 +3,8 @@
 //! A series goes to partition `xxh3_64(series key) % partitions`, where the
 //! series key is the tenant, a 0xff byte, then for each label in name order
 //! its name, a 0xfe byte, its value and a 0xff byte. One series therefore
-//! always lands in one partition. v1 metadata entries hash the same way with
-//! the metric family name in place of the labels.
+//! always lands in one partition. v1 metadata entries go to every partition,
+//! so that whichever consumer joins a family's series also has its metadata.
 //!
 //! Remote-write 1.0 series are copied as the byte ranges they had on the wire
 //! (re-encoded only when their labels arrive unsorted), so values stay
@@ -18,7 +18,7 @@ pub use split_v2::{V2DecodeError, split_v2};
 
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
-use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::SeriesLimits;
 use crate::validate::{self, Rejection, RejectionReport};
@@ -125,15 +125,6 @@ fn put_key_piece(key: &mut [u8], pos: usize, piece: &[u8], source: &[u8]) -> usi
     pos + piece.len()
 }
 
-/// The partition of a v1 metadata entry.
-pub fn partition_of_metric_family(tenant: &str, family: &[u8], partitions: u32) -> i32 {
-    let mut hasher = Xxh3Default::new();
-    hasher.update(tenant.as_bytes());
-    hasher.update(&[0xff]);
-    hasher.update(family);
-    (hasher.digest() % u64::from(partitions.max(1))) as i32
-}
-
 /// Splits a decompressed `prometheus.WriteRequest`. A framing error anywhere
 /// fails the whole request: nothing of a corrupt message is trusted.
 pub fn split_v1(
@@ -207,8 +198,10 @@ pub fn split_v1(
                     });
                     continue;
                 }
-                let partition = partition_of_metric_family(tenant, family, partitions);
-                buffers[partition as usize].extend_from_slice(field.raw);
+                // Every partition's consumer needs its families' metadata.
+                for buffer in &mut buffers {
+                    buffer.extend_from_slice(field.raw);
+                }
                 batch.written.metadata += 1;
             }
             // Field 2 is Cortex's "source"; nothing else is defined. Dropped.

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use ingest::config::SeriesLimits;
-use ingest::partition::{partition_of_metric_family, partition_of_series, split_v1, split_v2};
+use ingest::partition::{partition_of_series, split_v1, split_v2};
 use proto::Message;
 use proto::prometheus::WriteRequest;
 use proto::v2;
@@ -99,7 +99,6 @@ fn pinned_series_keep_their_partitions() {
     for (tenant, got, expected) in &computed {
         assert_eq!(got, expected, "tenant {tenant:?}: {computed:?}");
     }
-    assert_eq!(partition_of_metric_family("acme", b"up", 1000), 298);
 }
 
 fn fixture_requests() -> Vec<Vec<u8>> {

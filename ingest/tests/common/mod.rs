@@ -111,6 +111,22 @@ pub fn read_all(topic: &str) -> Vec<Record> {
     read_all_from(&brokers(), topic)
 }
 
+/// The partitions `topic` has (on `KAFKA_BROKERS`).
+pub fn partition_count(topic: &str) -> i32 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .create()
+        .unwrap();
+    partitions_of(&consumer, topic)
+}
+
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> i32 {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap();
+    metadata.topics()[0].partitions().len() as i32
+}
+
 /// [`read_all`] from another cluster than `KAFKA_BROKERS`. Reads committed
 /// records only; transaction markers and aborted records count towards the end
 /// offsets but are never delivered, so progress is judged by position.
@@ -122,10 +138,7 @@ pub fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
         .set("isolation.level", "read_committed")
         .create()
         .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    let partitions = metadata.topics()[0].partitions().len() as i32;
+    let partitions = partitions_of(&consumer, topic);
     let mut assignment = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
     for partition in 0..partitions {

@@ -1,12 +1,13 @@
 //! The remote-write 1.0 split as it was before the hot path was reworked
 //! (commit 57933ab), label check included so that the whole of it compiles
-//! and inlines within one crate as it did in the library: for the v1
+//! and inlines within one crate as it did in the library (metadata entries
+//! go to every partition, as they do since): for the v1
 //! differential test and the same-run comparison in `benches/decode.rs`.
 
 #![allow(dead_code)]
 
 use ingest::config::SeriesLimits;
-use ingest::partition::{PartitionedBatch, partition_of_metric_family};
+use ingest::partition::PartitionedBatch;
 use ingest::validate::{self, Rejection};
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
@@ -105,8 +106,10 @@ pub fn split_v1_before(
                     });
                     continue;
                 }
-                let partition = partition_of_metric_family(tenant, family, partitions);
-                buffers[partition as usize].extend_from_slice(field.raw);
+                // Every partition's consumer needs its families' metadata.
+                for buffer in &mut buffers {
+                    buffer.extend_from_slice(field.raw);
+                }
                 batch.written.metadata += 1;
             }
             // Field 2 is Cortex's "source"; nothing else is defined. Dropped.
