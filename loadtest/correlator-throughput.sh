@@ -35,15 +35,19 @@
 #      stops the correlator (SIGTERM), and starts it once more on the same group
 #      to check that it committed past the end (it must consume nothing).
 #
-# Per run: input samples/s and bound records/s (over the time from the first
-# consumed record to the last sample joined), CPU seconds of the correlator
+# Per run: input samples/s, its ratio to the rate at which ingest filled the
+# backlog, bound records/s, bound records per input record, bound samples/s
+# (a sample bound to three components counts three times) and the bytes the
+# broker stores per bound sample (lz4) against those per input sample (over
+# the time from the first consumed record to the last sample joined), CPU seconds of the correlator
 # (utime + stime from /proc, from ready to done) and its share of one core,
 # of the broker, and of everything else on the machine, and the correlator's
 # peak RSS (VmHWM), and the CPU of each of the correlator's threads (the join's,
 # librdkafka's broker threads, the delivery reports). Markdown tables on stdout
 # and in target/bench-correlator/report.md.
-# Exit 1 when a run did not finish, left samples unbound, produced a bound
-# record count other than samples x bindings, or had not committed past the end.
+# Exit 1 when a run did not finish, left samples unbound, bound other than
+# samples x bindings (samples in bound records; one record per sample for a
+# baseline binary that does not count them), or had not committed past the end.
 #
 # Environment (defaults in brackets):
 #   BENCH_SERIES               synthetic series (loadtest --series)                  [100000]
@@ -133,7 +137,10 @@ end_offsets() {
 }
 
 # The correlator's counters from /metrics on port $1, as
-# "consumed bound released unbound produced_bound produced_unbound components".
+# "consumed bound released unbound produced_bound produced_unbound components
+# points_bound" (points_bound: samples in the bound records, one per sample
+# and component; 0 from a correlator that does not count them, whose bound
+# records hold one sample each).
 correlator_counters() {
     curl -fs --max-time 5 "http://127.0.0.1:$1/metrics" | awk '
         /^correlator_records_consumed_total\{kind="samples"\}/ { consumed = $2 }
@@ -143,8 +150,14 @@ correlator_counters() {
         /^correlator_records_produced_total\{kind="bound"\}/ { produced_bound = $2 }
         /^correlator_records_produced_total\{kind="unbound"\}/ { produced_unbound = $2 }
         /^correlator_topology_components / { components = $2 }
-        END { printf "%d %d %d %d %d %d %d\n", consumed, bound, released, unbound,
-              produced_bound, produced_unbound, components }'
+        /^correlator_points_produced_total\{kind="bound"\}/ { points_bound = $2 }
+        END { printf "%d %d %d %d %d %d %d %d\n", consumed, bound, released, unbound,
+              produced_bound, produced_unbound, components, points_bound }'
+}
+
+# Bytes the broker stores for topic $1 (its log segments, as compressed).
+topic_bytes() {
+    du -scb "$KAFKA_STATE_DIR/data/$1"-* 2>/dev/null | awk 'END { print $1 + 0 }'
 }
 
 stop_pid() {
@@ -298,6 +311,7 @@ read -r fill_rate fill_acked fill_found fill_missing fill_duplicated fill_wrappe
       (if .totals.requests_sent > .settings.ring_requests then 1 else 0 end) ] | @tsv' "$WORK/runs/fill.json")
 backlog_records="$(end_offsets "$TOPIC_BACKLOG")" || die "cannot read the end offsets of $TOPIC_BACKLOG"
 expected="$fill_found"
+backlog_bytes="$(topic_bytes "$TOPIC_BACKLOG")"
 say "backlog: $expected samples in $backlog_records records (fill: $(printf '%.0f' "$fill_rate") samples/s, $fill_acked acknowledged, missing $fill_missing, duplicated $fill_duplicated, ring wrapped: $fill_wrapped; $(awk -v a="$fill_started" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s with the read-back)"
 ((expected > 0)) || die "the backlog is empty"
 
@@ -352,7 +366,7 @@ for config in $CONFIGS; do
     raw_idle="$PREFIX.$name.topology-raw-idle"
     sleep 3
     load_before="$(cut -d' ' -f1 /proc/loadavg)"
-    say "3. $name: $rules (${config%b} bound record(s) per sample), group $group (load average $(cut -d' ' -f1-3 /proc/loadavg))"
+    say "3. $name: $rules (${config%b} binding(s) per sample), group $group (load average $(cut -d' ' -f1-3 /proc/loadavg))"
     start_correlator "$name" "$group" "$TOPIC_BACKLOG" "$raw_idle" "$bindings" "$binary"
     started="$(now)"
     wait_ready "http://127.0.0.1:$correlator_port/readyz" "$correlator_pid" correlator "$WORK/$name.log" 3000
@@ -400,7 +414,8 @@ for config in $CONFIGS; do
     t_written="$(now)"
     # Offsets are committed every second: give it two, then stop it (it commits again on the way out).
     sleep 2
-    read -r _ _ _ _ produced_bound_final _ _ < <(correlator_counters "$correlator_port" || echo "0 0 0 0 0 0 0")
+    read -r _ _ _ _ produced_bound_final _ _ points_bound < <(correlator_counters "$correlator_port" || echo "0 0 0 0 0 0 0 0")
+    bound_bytes="$(topic_bytes "$PREFIX.$name.bound")"
     kill -TERM "$correlator_pid"
     exit_rc=0
     wait "$correlator_pid" || exit_rc=$?
@@ -418,7 +433,7 @@ for config in $CONFIGS; do
     errors="$(grep -E 'WARN|ERROR' "$WORK/$name.log" | grep -cv 'No offset stored' || true)"
     # name config expected records ready_s first_s done_s written_s consumed bound released unbound
     # produced_bound produced_unbound written_bound written_unbound correlator_cpu broker_cpu machine_cpu
-    # rss load done_ok exit_rc replayed errors produced_bound_final
+    # rss load done_ok exit_rc replayed errors produced_bound_final points_bound bound_bytes
     awk -v OFS='\t' -v ticks="$CLOCK_TICKS" \
         -v name="$name" -v config="$config" -v expected="$expected" -v records="$backlog_records" \
         -v started="$started" -v ready="$t_ready" -v first="${t_first:-$t_done}" -v done="$t_done" -v written="$t_written" \
@@ -426,10 +441,10 @@ for config in $CONFIGS; do
         -v pb="$produced_bound" -v pu="$produced_unbound" -v wb="$written_bound" -v wu="$written_unbound" \
         -v cc="$correlator_ticks" -v bc="$broker_ticks" -v mc="$machine_busy_ticks" \
         -v rss="$rss" -v load="$load_before" -v ok="$done_ok" -v rc="$exit_rc" -v replayed="$replayed" \
-        -v errors="$errors" -v pbf="$produced_bound_final" 'BEGIN {
+        -v errors="$errors" -v pbf="$produced_bound_final" -v points="${points_bound:-0}" -v bytes="$bound_bytes" 'BEGIN {
         print name, config, expected, records, ready - started, first - ready, done - first, written - done,
             consumed, bound, released, unbound, pb, pu, wb, wu, cc / ticks, bc / ticks, mc / ticks,
-            rss, load, ok, rc, replayed, errors, pbf
+            rss, load, ok, rc, replayed, errors, pbf, (points > 0 ? points : pb), bytes
     }' >>"$WORK/runs.tsv"
     say "$name: $(awk -F'\t' 'END { printf "%.0f samples/s, %.0f bound records/s over %.1f s; correlator %.1f CPU s; %d bound + %d unbound of %d samples; restart consumed %s records",
         $3 / $7, $13 / $7, $7, $17, $10 + $11, $12, $3, $24 }' "$WORK/runs.tsv")"
@@ -441,22 +456,24 @@ done
     echo "Backlog: \`loadtest --max --duration $FILL_SECONDS --connections $CONNECTIONS --series $SERIES" \
         "--samples-per-request $SAMPLES_PER_REQUEST --passes $PASSES\` (remote-write 1.0, 10 labels per series) through ingest" \
         "into $PARTITIONS partitions with no correlator running: $expected samples in $backlog_records records" \
-        "(fill at $(printf '%.0f' "$fill_rate") samples/s; ring wrapped: $([[ "$fill_wrapped" == 1 ]] && echo yes || echo no))." \
+        "(fill at $(printf '%.0f' "$fill_rate") samples/s; ring wrapped: $([[ "$fill_wrapped" == 1 ]] && echo yes || echo no))," \
+        "stored as $backlog_bytes bytes ($(awk -v b="$backlog_bytes" -v n="$expected" 'BEGIN { printf "%.1f", b / n }') bytes per sample, lz4)." \
         "Topology: $components components (nodes, pods, containers), materialized in ${materialized_seconds} s." \
         "Code: $revision${BASELINE:+; baseline binary: BENCH_BASELINE_CORRELATOR=$BENCH_BASELINE_CORRELATOR}. $(nproc) CPUs, $(awk '/^MemTotal:/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo) GiB." \
         "Each run: a fresh correlator and consumer group reading the whole backlog (at-least-once, protobuf output)." \
         "Rates over the time from the first consumed record to the last sample joined; CPU from ready (topology loaded) to that moment;" \
         "\"others\": the rest of the machine's busy CPU (other jobs, the script's polling, hypervisor steal)."
     echo
-    echo "| run | bindings | samples | start to ready s | join s | input samples/s | bound records/s | bound records / sample | correlator CPU s (% of a core) | samples per CPU-s | broker CPU s | others CPU s | peak RSS MiB | unbound | committed | load avg |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    awk -F'\t' '{
+    echo "| run | bindings | samples | start to ready s | join s | input samples/s | × fill rate | bound records/s | bound records / input record | bound samples / s | stored bytes / bound sample | correlator CPU s (% of a core) | samples per CPU-s | broker CPU s | others CPU s | peak RSS MiB | unbound | committed | load avg |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    awk -F'\t' -v fill="$fill_rate" '{
         window = $6 + $7
         others = $19 - $17 - $18
         committed = ($24 == "-" ? "not checked" : ($24 == 0 ? "yes" : sprintf("no (%s records again)", $24)))
-        printf "| %s | %s | %.2f M | %.1f | %.1f%s | %.0f k | %.0f k | %.2f | %.1f (%.0f %%) | %.0f k | %.1f | %.1f | %d | %d | %s | %s |\n",
+        printf "| %s | %s | %.2f M | %.1f | %.1f%s | %.0f k | %.2f | %.0f k | %.2f | %.0f k | %.1f | %.1f (%.0f %%) | %.0f k | %.1f | %.1f | %d | %d | %s | %s |\n",
             $1, (substr($2, 1, 1) == 3 ? "container, pod, node" : "pod") ($2 ~ /b$/ ? " (baseline binary)" : ""), $3 / 1e6, $5, $7, ($22 == 1 ? "" : " (not done)"),
-            $3 / $7 / 1000, $13 / $7 / 1000, $13 / ($10 + $11 > 0 ? $10 + $11 : 1),
+            $3 / $7 / 1000, $3 / $7 / (fill > 0 ? fill : 1), $13 / $7 / 1000, $13 / ($4 > 0 ? $4 : 1),
+            $27 / $7 / 1000, $28 / ($27 > 0 ? $27 : 1),
             $17, 100 * $17 / (window > 0 ? window : 1), $3 / ($17 > 0 ? $17 : 1) / 1000,
             $18, (others > 0 ? others : 0), $20, $12, committed, $21
     }' "$WORK/runs.tsv"
@@ -494,10 +511,10 @@ done
 # A run that did not finish, left samples unbound, bound a sample other than
 # `config` times, or did not commit past the end is not a measurement.
 if ! awk -F'\t' '
-    $22 != 1 || $12 != 0 || $13 != substr($2, 1, 1) * $3 || $15 != $13 || ($24 != "-" && $24 != 0) { bad = 1 }
+    $22 != 1 || $12 != 0 || $27 != substr($2, 1, 1) * $3 || $15 != $13 || ($24 != "-" && $24 != 0) { bad = 1 }
     END { exit bad }' "$WORK/runs.tsv" ||
     ! awk -F'\t' '$7 != $2 { bad = 1 } END { exit bad }' "$WORK/ceiling.tsv"; then
-    say "some runs are not valid (not done, unbound samples, bound records != samples × bindings, or not committed); see $WORK/runs.tsv and $WORK/run*.log"
+    say "some runs are not valid (not done, unbound samples, bound samples != samples × bindings, or not committed); see $WORK/runs.tsv and $WORK/run*.log"
     exit 1
 fi
 say "report: $WORK/report.md"

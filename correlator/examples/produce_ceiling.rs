@@ -1,7 +1,7 @@
 //! The Kafka write ceiling for join outputs on this machine: bound records of
-//! the join's shape (protobuf `BoundSeries` of 10 labels and one sample, keys
-//! `tenant/<pod URN>` over a few thousand pods, `tenant` and `content-type`
-//! headers) produced through the join's own producer path
+//! the join's shape (remote-write 2.0 requests of `CEILING_SERIES_PER_RECORD`
+//! series of 10 labels, the component's 3 and one sample each, keys
+//! `tenant/<pod URN>` over a few thousand pods, the bound headers) produced through the join's own producer path
 //! (`delivery::send_outputs`, in batches as one consumed record gives, as many
 //! batches in flight as the join allows) with no consuming and no join work.
 //! `make bench-correlator` runs it with `BENCH_CONFIGS` entry `p` and reports
@@ -14,6 +14,7 @@
 //!
 //! Settings as the correlator's (environment, `--config`); besides them
 //! `CEILING_RECORDS` [1000000], `CEILING_BATCH` records per batch [250],
+//! `CEILING_SERIES_PER_RECORD` [1],
 //! `CEILING_CLOCK_TICKS` (`getconf CLK_TCK`) [100]. Prints one line:
 //! `records N seconds S records_per_second R cpu_seconds C`, after every
 //! record is acknowledged.
@@ -24,10 +25,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use correlator::delivery::{Acked, output_producer, send_outputs};
-use correlator::join::{Destination, Output};
-use proto::Message;
-use proto::prometheus::{Label, Sample};
-use proto::records::{BoundComponent, BoundSeries};
+use correlator::join::{ComponentHeaders, Destination, Output};
+use proto::{Message, v2};
 use rdkafka::producer::Producer;
 
 #[global_allocator]
@@ -48,52 +47,73 @@ fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
     }
 }
 
-/// One bound record of series `index`, as the join writes it.
-fn bound_output(tenant: &Arc<str>, index: usize) -> Output {
+/// One bound record of `series` series starting at `index`, as the join writes it.
+fn bound_output(tenant: &Arc<str>, index: usize, series: usize) -> Output {
     let pod = index % PODS;
     let external_id = format!(
         "urn:kubernetes:/ceiling-cluster:ns-{}:pod/pod-{pod}",
         pod % 20
     );
-    let label = |name: &str, value: String| Label {
-        name: name.into(),
-        value,
+    let mut symbols: Vec<String> = vec![String::new()];
+    let mut symbol = |text: String| -> u32 {
+        match symbols.iter().position(|s| *s == text) {
+            Some(found) => found as u32,
+            None => {
+                symbols.push(text);
+                symbols.len() as u32 - 1
+            }
+        }
     };
-    let series = BoundSeries {
-        tenant: tenant.to_string(),
-        component: Some(BoundComponent {
-            external_id: external_id.clone(),
-            type_name: "pod".into(),
-            name: format!("pod-{pod}"),
-            identifier: external_id.clone(),
-            rule: "k8s-pod".into(),
-        }),
-        labels: vec![
-            label("__name__", format!("metric_{}", index / PODS)),
-            label("cluster_name", "ceiling-cluster".into()),
-            label("container", format!("container-{}", index % 3)),
-            label("instance", format!("10.0.{}.{}:9100", pod / 250, pod % 250)),
-            label("job", "kubernetes-pods".into()),
-            label("namespace", format!("ns-{}", pod % 20)),
-            label("node", format!("node-{}", pod % 50)),
-            label("pod", format!("pod-{pod}")),
-            label("service", format!("service-{}", pod % 100)),
-            label("zone", format!("zone-{}", pod % 3)),
-        ],
-        samples: vec![Sample {
-            value: index as f64 * 0.5,
-            timestamp: 1_764_633_600_000 + index as i64,
-        }],
-        histograms: Vec::new(),
+    let mut timeseries = Vec::with_capacity(series);
+    for offset in 0..series {
+        let index = index + offset;
+        let labels = [
+            ("__name__", format!("metric_{}", index / PODS)),
+            ("cluster_name", "ceiling-cluster".into()),
+            ("component_external_id", external_id.clone()),
+            ("component_name", format!("pod-{pod}")),
+            ("component_type", "pod".into()),
+            ("container", format!("container-{}", index % 3)),
+            ("instance", format!("10.0.{}.{}:9100", pod / 250, pod % 250)),
+            ("job", "kubernetes-pods".into()),
+            ("namespace", format!("ns-{}", pod % 20)),
+            ("node", format!("node-{}", pod % 50)),
+            ("pod", format!("pod-{pod}")),
+            ("service", format!("service-{}", pod % 100)),
+            ("zone", format!("zone-{}", pod % 3)),
+        ];
+        let labels_refs = labels
+            .into_iter()
+            .flat_map(|(name, value)| [symbol(name.to_string()), symbol(value)])
+            .collect();
+        timeseries.push(v2::TimeSeries {
+            labels_refs,
+            samples: vec![v2::Sample {
+                value: index as f64 * 0.5,
+                timestamp: 1_764_633_600_000 + index as i64,
+                start_timestamp: 0,
+            }],
+            ..Default::default()
+        });
+    }
+    let request = v2::Request {
+        symbols,
+        timeseries,
     };
     Output {
         destination: Destination::Bound,
         tenant: tenant.clone(),
         key: format!("{tenant}/{external_id}").into(),
-        payload: series.encode_to_vec(),
-        points: 1,
+        payload: request.encode_to_vec(),
+        points: series,
+        series,
         reason: None,
-        origin: None,
+        component: Some(ComponentHeaders {
+            external_id: external_id.into(),
+            type_name: "pod".into(),
+            rule: "k8s-pod".into(),
+        }),
+        origins: Vec::new(),
     }
 }
 
@@ -117,10 +137,13 @@ async fn main() -> anyhow::Result<()> {
         correlator::server::create_missing_topics(&settings).await?;
     }
     let tenant: Arc<str> = Arc::from("ceiling");
-    let outputs: Vec<Output> = (0..SERIES).map(|i| bound_output(&tenant, i)).collect();
+    let series_per_record = env_number("CEILING_SERIES_PER_RECORD", 1)?.max(1);
+    let outputs: Vec<Output> = (0..SERIES)
+        .map(|i| bound_output(&tenant, i, series_per_record))
+        .collect();
     let producer = output_producer(
         &correlator::materializer::output_producer_config(&settings),
-        &[&settings.topics.bound],
+        &settings.topics,
     )?;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
 

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
 use crate::index::AsOf;
-use crate::join::JoinSettings;
+use crate::join::{JoinSettings, OutputLabels};
 use crate::output::OutputEncoding;
 
 #[derive(Debug, Parser)]
@@ -64,6 +64,24 @@ pub struct Options {
     /// Encoding of bound and unbound records: protobuf or json [default: protobuf]
     #[arg(long, env = "OUTPUT_ENCODING", global = true)]
     pub output_encoding: Option<String>,
+    /// Label of bound series holding their component's externalId [default: component_external_id]
+    #[arg(long, env = "COMPONENT_LABEL_EXTERNAL_ID", global = true)]
+    pub component_label_external_id: Option<String>,
+    /// Label of bound series holding their component's type; empty: none [default: component_type]
+    #[arg(long, env = "COMPONENT_LABEL_TYPE", global = true)]
+    pub component_label_type: Option<String>,
+    /// Label of bound series holding their component's name; empty: none [default: component_name]
+    #[arg(long, env = "COMPONENT_LABEL_NAME", global = true)]
+    pub component_label_name: Option<String>,
+    /// Label of unbound series holding the reason [default: unbound_reason]
+    #[arg(long, env = "UNBOUND_LABEL_REASON", global = true)]
+    pub unbound_label_reason: Option<String>,
+    /// Label of unbound series holding the detail of the reason [default: unbound_detail]
+    #[arg(long, env = "UNBOUND_LABEL_DETAIL", global = true)]
+    pub unbound_label_detail: Option<String>,
+    /// Most remote-write 1.0 metric families whose metadata the join remembers; past it, it starts over [default: 100000]
+    #[arg(long, env = "METADATA_FAMILIES_MAX")]
+    pub metadata_families_max: Option<usize>,
     /// [default: metrics.samples]
     #[arg(long, env = "TOPIC_SAMPLES")]
     pub topic_samples: Option<String>,
@@ -178,6 +196,85 @@ impl Settings {
         };
         let log_format =
             ingest::config::LogFormat::parse(cli.log_format.or(file.log_format).as_deref())?;
+        let join_defaults = JoinSettings::default();
+        let defaults = &join_defaults.labels;
+        let label = |name: &str,
+                     cli: Option<String>,
+                     file: Option<String>,
+                     default: &str,
+                     may_be_empty: bool|
+         -> anyhow::Result<String> {
+            let value = cli.or(file).unwrap_or_else(|| default.to_string());
+            if value.is_empty() && may_be_empty {
+                return Ok(value);
+            }
+            let mut chars = value.chars();
+            let valid = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !value.starts_with("__");
+            if !valid {
+                bail!(
+                    "{name} must be a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __), not {value:?}"
+                );
+            }
+            Ok(value)
+        };
+        let labels = OutputLabels {
+            external_id: label(
+                "COMPONENT_LABEL_EXTERNAL_ID",
+                cli.component_label_external_id,
+                file.component_label_external_id,
+                &defaults.external_id,
+                false,
+            )?,
+            component_type: label(
+                "COMPONENT_LABEL_TYPE",
+                cli.component_label_type,
+                file.component_label_type,
+                &defaults.component_type,
+                true,
+            )?,
+            component_name: label(
+                "COMPONENT_LABEL_NAME",
+                cli.component_label_name,
+                file.component_label_name,
+                &defaults.component_name,
+                true,
+            )?,
+            unbound_reason: label(
+                "UNBOUND_LABEL_REASON",
+                cli.unbound_label_reason,
+                file.unbound_label_reason,
+                &defaults.unbound_reason,
+                false,
+            )?,
+            unbound_detail: label(
+                "UNBOUND_LABEL_DETAIL",
+                cli.unbound_label_detail,
+                file.unbound_label_detail,
+                &defaults.unbound_detail,
+                false,
+            )?,
+        };
+        let added = [
+            &labels.external_id,
+            &labels.component_type,
+            &labels.component_name,
+        ];
+        if added
+            .iter()
+            .enumerate()
+            .any(|(i, a)| !a.is_empty() && added[..i].contains(a))
+        {
+            bail!(
+                "COMPONENT_LABEL_EXTERNAL_ID, COMPONENT_LABEL_TYPE and COMPONENT_LABEL_NAME must differ"
+            );
+        }
+        if labels.unbound_reason == labels.unbound_detail {
+            bail!("UNBOUND_LABEL_REASON and UNBOUND_LABEL_DETAIL must differ");
+        }
         let positive = |name: &str, value: i64| -> anyhow::Result<i64> {
             if value < 0 {
                 bail!("{name} must not be negative");
@@ -230,34 +327,43 @@ impl Settings {
                 as_of: AsOf {
                     skew_ms: positive(
                         "JOIN_SKEW_MS",
-                        cli.join_skew_ms.or(file.join_skew_ms).unwrap_or(60_000),
+                        cli.join_skew_ms
+                            .or(file.join_skew_ms)
+                            .unwrap_or(join_defaults.as_of.skew_ms),
                     )?,
                     delete_grace_ms: positive(
                         "DELETE_GRACE_MS",
                         cli.delete_grace_ms
                             .or(file.delete_grace_ms)
-                            .unwrap_or(120_000),
+                            .unwrap_or(join_defaults.as_of.delete_grace_ms),
                     )?,
                 },
                 history_ms: positive(
                     "HISTORY_MS",
-                    cli.history_ms.or(file.history_ms).unwrap_or(1_800_000),
+                    cli.history_ms
+                        .or(file.history_ms)
+                        .unwrap_or(join_defaults.history_ms),
                 )?,
                 pending_grace_ms: positive(
                     "PENDING_GRACE_MS",
                     cli.pending_grace_ms
                         .or(file.pending_grace_ms)
-                        .unwrap_or(120_000),
+                        .unwrap_or(join_defaults.pending_grace_ms),
                 )?,
                 pending_max_samples: cli
                     .pending_max_samples
                     .or(file.pending_max_samples)
-                    .unwrap_or(1_000_000),
+                    .unwrap_or(join_defaults.pending_max_samples),
                 series_cache_max: cli
                     .series_cache_max
                     .or(file.series_cache_max)
-                    .unwrap_or(2_000_000),
+                    .unwrap_or(join_defaults.series_cache_max),
+                metadata_families_max: cli
+                    .metadata_families_max
+                    .or(file.metadata_families_max)
+                    .unwrap_or(join_defaults.metadata_families_max),
                 encoding,
+                labels,
             },
             snapshot_timeout: Duration::from_millis(
                 cli.snapshot_timeout_ms

@@ -11,7 +11,7 @@
 //! producing by topic name, as `BaseProducer::send` does, costs a C string, a
 //! read lock and a search of the client's topics for every record.
 
-use std::ffi::{CString, c_void};
+use std::ffi::{CStr, CString, c_void};
 use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
@@ -26,31 +26,34 @@ use rdkafka::bindings::rd_kafka_vtype_t::*;
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::util::IntoOpaque;
 use rdkafka::{ClientConfig, ClientContext};
 use tokio::sync::watch;
 
-use crate::config::Settings;
+use crate::config::{Settings, Topics};
 use crate::join::{Destination, Output};
+use crate::output;
 
 /// The join's producer: delivery reports go to the batch they belong to, and
-/// records go out on the handles of the topics it was made for. Everything
-/// else of `ThreadedProducer` (flush, transactions) is reached through it.
+/// records go out on the handles of the output topics. Everything else of
+/// `ThreadedProducer` (flush, transactions) is reached through it.
 pub struct OutputProducer {
-    /// Declared first so that they are released before the producer is.
-    topics: Vec<(String, TopicHandle)>,
+    /// Declared before the producer so that they are released before it is.
+    bound: TopicHandle,
+    unbound: TopicHandle,
     producer: ThreadedProducer<BatchDeliveries>,
 }
 
-/// A producer of join outputs with `config`, holding handles of `topics`.
-pub fn output_producer(config: &ClientConfig, topics: &[&str]) -> KafkaResult<OutputProducer> {
+/// A producer of join outputs with `config`, holding handles of the output
+/// topics of `topics`.
+pub fn output_producer(config: &ClientConfig, topics: &Topics) -> KafkaResult<OutputProducer> {
     let producer = ThreadedProducer::from_config_and_context(config, BatchDeliveries)?;
-    let topics = topics
-        .iter()
-        .map(|name| Ok((name.to_string(), TopicHandle::new(&producer, name)?)))
-        .collect::<KafkaResult<_>>()?;
-    Ok(OutputProducer { topics, producer })
+    Ok(OutputProducer {
+        bound: TopicHandle::new(&producer, &topics.bound)?,
+        unbound: TopicHandle::new(&producer, &topics.unbound)?,
+        producer,
+    })
 }
 
 impl Deref for OutputProducer {
@@ -61,15 +64,17 @@ impl Deref for OutputProducer {
 }
 
 impl OutputProducer {
-    fn topic(&self, name: &str) -> Option<&TopicHandle> {
-        self.topics
-            .iter()
-            .find(|(known, _)| known == name)
-            .map(|(_, handle)| handle)
+    fn topic(&self, destination: Destination) -> &TopicHandle {
+        match destination {
+            Destination::Bound => &self.bound,
+            Destination::Unbound => &self.unbound,
+        }
     }
 
     /// Hands one record to librdkafka on `topic`, copied, with headers
-    /// `tenant` and `content-type`, its delivery reported to `batch`.
+    /// `tenant` and `content-type`, and the component's (`component`,
+    /// `component-type`, `rule`) or the `reason`; its delivery reported to
+    /// `batch`.
     fn produce(
         &self,
         topic: &TopicHandle,
@@ -77,14 +82,44 @@ impl OutputProducer {
         content_type: &str,
         batch: &Arc<BatchAck>,
     ) -> RDKafkaRespErr {
-        let opaque = Arc::clone(batch).into_ptr();
         let key: &[u8] = output.key.as_bytes();
-        let tenant: &[u8] = output.tenant.as_bytes();
+        let reason = output.reason.map_or("", output::reason_name);
+        let mut headers: [(&CStr, &str); 5] = [
+            (c"tenant", &output.tenant),
+            (c"content-type", content_type),
+            (c"reason", reason),
+            (c"", ""),
+            (c"", ""),
+        ];
+        let count = match &output.component {
+            Some(component) => {
+                headers[2] = (c"component", &component.external_id);
+                headers[3] = (c"component-type", &component.type_name);
+                headers[4] = (c"rule", &component.rule);
+                5
+            }
+            None => 3,
+        };
+        // SAFETY: a new list, filled with NUL-terminated names and values that
+        // librdkafka copies; handed to producev below, or destroyed here.
+        let list = unsafe {
+            let list = rdsys::rd_kafka_headers_new(count);
+            for (name, value) in &headers[..count] {
+                rdsys::rd_kafka_header_add(
+                    list,
+                    name.as_ptr(),
+                    -1,
+                    value.as_ptr() as *const c_void,
+                    value.len() as isize,
+                );
+            }
+            list
+        };
+        let opaque = Arc::clone(batch).into_ptr();
         // SAFETY: the handle belongs to this producer and outlives the call;
-        // librdkafka copies key, value and header values (RD_KAFKA_MSG_F_COPY,
-        // and headers always) before it returns; header names are
-        // NUL-terminated. On success it owns the opaque's reference (the
-        // delivery report takes it back); on failure it keeps nothing.
+        // librdkafka copies key and value (RD_KAFKA_MSG_F_COPY) before it
+        // returns. On success it owns the header list and the opaque's
+        // reference (the delivery report takes it back); on failure neither.
         let error = unsafe {
             rdsys::rd_kafka_producev(
                 self.producer.client().native_ptr(),
@@ -100,19 +135,14 @@ impl OutputProducer {
                 key.len(),
                 RD_KAFKA_VTYPE_OPAQUE,
                 opaque,
-                RD_KAFKA_VTYPE_HEADER,
-                c"tenant".as_ptr(),
-                tenant.as_ptr() as *const c_void,
-                tenant.len() as isize,
-                RD_KAFKA_VTYPE_HEADER,
-                c"content-type".as_ptr(),
-                content_type.as_ptr() as *const c_void,
-                content_type.len() as isize,
+                RD_KAFKA_VTYPE_HEADERS,
+                list,
                 RD_KAFKA_VTYPE_END,
             )
         };
         if error != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
-            // SAFETY: librdkafka did not take the reference made above.
+            // SAFETY: librdkafka took neither the list nor the reference.
+            unsafe { rdsys::rd_kafka_headers_destroy(list) };
             drop(unsafe { Arc::<BatchAck>::from_ptr(opaque) });
         }
         error
@@ -229,14 +259,7 @@ pub async fn send_outputs(
     let content_type = settings.join.encoding.content_type();
     let (batch, acked) = BatchAck::new();
     for output in &outputs {
-        let name = match output.destination {
-            Destination::Bound => &settings.topics.bound,
-            Destination::Unbound => &settings.topics.unbound,
-        };
-        let Some(topic) = producer.topic(name) else {
-            let error = KafkaError::MessageProduction(RDKafkaErrorCode::UnknownTopic);
-            return Box::pin(async move { Err(error) });
-        };
+        let topic = producer.topic(output.destination);
         batch.add_record();
         loop {
             match producer.produce(topic, output, content_type, &batch) {
@@ -266,6 +289,7 @@ mod tests {
     use crate::config::Options;
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::DefaultProducerContext;
+    use rdkafka::types::RDKafkaErrorCode;
     use std::time::Instant;
 
     fn output(index: usize) -> Output {
@@ -275,8 +299,10 @@ mod tests {
             key: format!("acme/urn:pod/{index}").into(),
             payload: vec![0; 64],
             points: 1,
+            series: 1,
             reason: None,
-            origin: None,
+            component: None,
+            origins: Vec::new(),
         }
     }
 
@@ -294,8 +320,7 @@ mod tests {
         for (name, value) in properties {
             config.set(*name, *value);
         }
-        let settings = settings();
-        output_producer(&config, &[&settings.topics.bound, &settings.topics.unbound]).unwrap()
+        output_producer(&config, &settings().topics).unwrap()
     }
 
     /// Batches of records sent to a broker (librdkafka's mock cluster)

@@ -1,5 +1,7 @@
 //! The join's pure core: a `metrics.samples` record in, `metrics.bound` and
-//! `metrics.unbound` records out.
+//! `metrics.unbound` records out, each a remote-write 2.0 request
+//! ([`crate::batch`]): one per component that some of the record's series
+//! bind to, and one per unbound reason.
 //!
 //! Each series' labels are rendered through the binding rules once and cached
 //! (rules depend on labels only, so topology changes never stale the cache);
@@ -10,20 +12,22 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, Hasher};
+use std::ops::Range;
 use std::sync::Arc;
 
-use proto::prometheus::{Histogram, Label, Sample, WriteRequest};
-use proto::records::{BoundComponent, BoundSeries, UnboundReason, UnboundSeries};
-use proto::wire::{self, Fields, WireError};
-use proto::{Message, v2};
+use proto::records::UnboundReason;
+use proto::wire::{self, Fields, Value, WireError, read_varint};
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
+use crate::batch::{ExemplarRef, Interner, PointBytes, RequestWriter, SeriesMetadata};
 use crate::bindings::{Bindings, Rendered};
-use crate::index::{AsOf, IndexedComponent, TopologyIndex, Versions, version_at};
+use crate::index::{AsOf, IndexedComponent, TopologyIndex, Versions};
 use crate::output::{self, OutputEncoding};
 
-#[derive(Debug, Clone, Copy)]
+pub use proto::OutputLabels;
+
+#[derive(Debug, Clone)]
 pub struct JoinSettings {
     pub as_of: AsOf,
     /// Samples older than the newest seen minus this are `late`.
@@ -34,7 +38,29 @@ pub struct JoinSettings {
     pub pending_max_samples: usize,
     /// Most series whose rendered identifiers are cached.
     pub series_cache_max: usize,
+    /// Most remote-write 1.0 metric families whose metadata is remembered.
+    pub metadata_families_max: usize,
     pub encoding: OutputEncoding,
+    pub labels: OutputLabels,
+}
+
+impl Default for JoinSettings {
+    /// The service's defaults (`correlator --help` lists them).
+    fn default() -> JoinSettings {
+        JoinSettings {
+            as_of: AsOf {
+                skew_ms: 60_000,
+                delete_grace_ms: 120_000,
+            },
+            history_ms: 1_800_000,
+            pending_grace_ms: 120_000,
+            pending_max_samples: 1_000_000,
+            series_cache_max: 2_000_000,
+            metadata_families_max: 100_000,
+            encoding: OutputEncoding::Protobuf,
+            labels: OutputLabels::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +69,15 @@ pub enum Destination {
     Unbound,
 }
 
-/// One record to produce.
+/// The component a bound record is for, also sent as its headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentHeaders {
+    pub external_id: Arc<str>,
+    pub type_name: Arc<str>,
+    pub rule: Arc<str>,
+}
+
+/// One record to produce: a remote-write 2.0 request (or its JSON form).
 #[derive(Debug, Clone)]
 pub struct Output {
     pub destination: Destination,
@@ -53,10 +87,13 @@ pub struct Output {
     pub payload: Vec<u8>,
     /// Samples and histograms it carries, for metrics.
     pub points: usize,
+    /// Series it carries.
+    pub series: usize,
     pub reason: Option<UnboundReason>,
-    /// For samples that waited: where they were read, so their offset is held
-    /// back until this output is acknowledged.
-    pub origin: Option<Origin>,
+    pub component: Option<ComponentHeaders>,
+    /// For samples that waited: where they were read, so their offsets are
+    /// held back until this output is acknowledged.
+    pub origins: Vec<Origin>,
 }
 
 /// Where a sample was read from: offsets may be committed only past it once
@@ -69,31 +106,18 @@ pub struct Origin {
 
 #[derive(Debug, Error)]
 pub enum JoinError {
-    #[error("record is not a remote-write message: {0}")]
-    Decode(#[from] prost::DecodeError),
     #[error("unknown content type {0:?}")]
     ContentType(String),
     #[error("symbol reference {0} out of range")]
-    Symbol(u32),
+    Symbol(u64),
+    #[error("the first symbol of a remote-write 2.0 record is not empty")]
+    FirstSymbol,
     #[error("record is not a remote-write message: {0}")]
     Wire(#[from] WireError),
-    #[error("label is not UTF-8")]
+    #[error("label or symbol is not UTF-8")]
     Utf8,
-}
-
-#[derive(Debug, Clone)]
-enum Point {
-    Sample(Sample),
-    Histogram(Box<Histogram>),
-}
-
-impl Point {
-    fn timestamp(&self) -> i64 {
-        match self {
-            Point::Sample(sample) => sample.timestamp,
-            Point::Histogram(histogram) => histogram.timestamp,
-        }
-    }
+    #[error("a label name without a value")]
+    OddLabels,
 }
 
 type Identifiers = Arc<Vec<(usize, String)>>;
@@ -104,21 +128,21 @@ enum CachedRender {
     Unbound(UnboundReason, Arc<str>),
 }
 
-/// A component a series binds to, as resolved at one index generation; which
-/// of its versions a sample binds to is decided per sample, as of its time.
+/// A component a series binds to, as resolved at one index generation.
 struct Target {
     /// The `metrics.bound` record key, `tenant/externalId`.
     key: Arc<str>,
-    /// The rendered identifier it carries, and the rule that rendered it.
-    identifier: String,
-    rule: usize,
+    /// The index's versions of the component: the same allocation for every
+    /// series of a record, so it tells the record's components apart cheaply.
     versions: Versions,
     /// When a sample binds to it: the `[from, to)` timestamps of the versions
     /// carrying the identifier, skew and delete grace applied, so the per-sample
     /// check compares numbers only.
     binds_during: Vec<(i64, i64)>,
-    /// The `component` field of its `BoundSeries`, encoded once.
-    component_field: Vec<u8>,
+    /// The rule that reached it (an index of the bindings' rules).
+    rule: usize,
+    component: ComponentHeaders,
+    name: Arc<str>,
 }
 
 impl Target {
@@ -129,20 +153,29 @@ impl Target {
     }
 }
 
+/// A remote-write 1.0 metric family's metadata, from a metadata entry.
+#[derive(Debug, PartialEq, Eq)]
+struct FamilyMetadata {
+    kind: i32,
+    help: Box<str>,
+    unit: Box<str>,
+}
+
 /// What the join keeps per series: its rendered rules (labels only, never
-/// stale) and their resolution (stale once the index changes).
+/// stale), their resolution (stale once the index changes) and, for 1.0,
+/// its family's metadata (stale once any metadata changes).
 struct SeriesEntry {
     render: CachedRender,
     generation: u64,
     targets: Arc<Vec<Target>>,
+    family: Option<Arc<FamilyMetadata>>,
+    family_generation: u64,
 }
 
 /// The series cache, per tenant, keyed by the exact bytes of a series' labels
 /// as remote-write 1.0 encodes them (each label a `TimeSeries` field 1). Exact
-/// keys mean no hash collision can hand a series another's binding, and a hit
-/// needs neither UTF-8 checks nor label parsing: the bytes were checked when
-/// the entry was made. A series encoded two ways gets two entries, both right.
-/// One tenant's cached series, by label bytes.
+/// keys mean no hash collision can hand a series another's binding. A series
+/// encoded two ways gets two entries, both right.
 type TenantSeries = HashMap<Box<[u8]>, SeriesEntry, KeyHashing>;
 
 #[derive(Default)]
@@ -155,6 +188,10 @@ struct SeriesCache {
 impl SeriesCache {
     fn get(&self, tenant: &str, key: &[u8]) -> Option<&SeriesEntry> {
         self.by_tenant.get(tenant)?.get(key)
+    }
+
+    fn get_mut(&mut self, tenant: &str, key: &[u8]) -> Option<&mut SeriesEntry> {
+        self.by_tenant.get_mut(tenant)?.get_mut(key)
     }
 
     fn insert(&mut self, tenant: &Arc<str>, key: &[u8], entry: SeriesEntry, max_entries: usize) {
@@ -213,17 +250,60 @@ impl Hasher for KeyHasher {
     }
 }
 
-/// A series' labels encoded as the cache keys them: each label a field 1.
-fn series_key_of(labels: &[(&str, &str)], key: &mut Vec<u8>) {
-    key.clear();
-    let mut label = Vec::with_capacity(64);
-    for (name, value) in labels {
-        label.clear();
-        wire::put_len_field(&mut label, 1, name.as_bytes());
-        wire::put_len_field(&mut label, 2, value.as_bytes());
-        wire::put_len_field(key, 1, &label);
+/// The metadata of remote-write 1.0 metric families, per tenant: 1.0 senders
+/// send it in requests of their own, so the join remembers it.
+#[derive(Default)]
+struct MetadataCache {
+    by_tenant: HashMap<Arc<str>, HashMap<Box<str>, Arc<FamilyMetadata>>>,
+    entries: usize,
+    /// Bumped on every change, so cached series look theirs up again.
+    generation: u64,
+}
+
+/// Suffixes of series names whose family is named without them.
+const FAMILY_SUFFIXES: [&str; 8] = [
+    "_bucket", "_sum", "_count", "_total", "_created", "_info", "_gsum", "_gcount",
+];
+
+impl MetadataCache {
+    fn remember(&mut self, tenant: &Arc<str>, family: &str, metadata: FamilyMetadata, max: usize) {
+        if let Some(known) = self.by_tenant.get(tenant).and_then(|f| f.get(family))
+            && **known == metadata
+        {
+            return;
+        }
+        if self.entries >= max.max(1) {
+            self.by_tenant.clear();
+            self.entries = 0;
+        }
+        let families = self.by_tenant.entry(tenant.clone()).or_default();
+        if families.insert(family.into(), Arc::new(metadata)).is_none() {
+            self.entries += 1;
+        }
+        self.generation += 1;
+    }
+
+    fn lookup(&self, tenant: &str, name: &str) -> Option<Arc<FamilyMetadata>> {
+        let families = self.by_tenant.get(tenant)?;
+        if let Some(found) = families.get(name) {
+            return Some(found.clone());
+        }
+        FAMILY_SUFFIXES
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .find_map(|family| families.get(family).cloned())
     }
 }
+
+/// A series of a record as the join resolved it: its rendering, its
+/// components and its 1.0 family's metadata.
+type Resolution = (CachedRender, Arc<Vec<Target>>, Option<Arc<FamilyMetadata>>);
+
+/// A component a waiting sample binds to, with the rule that reached it.
+type Reached = (Arc<IndexedComponent>, usize);
+
+/// (series, point) pairs of a record being written.
+type Entries = Vec<(u32, u32)>;
 
 /// What the cache says of a series.
 enum Cached {
@@ -233,11 +313,48 @@ enum Cached {
     Missing,
 }
 
+/// A series of a waiting sample, shared by the samples of one record.
+struct OwnedSeries {
+    labels: Vec<(String, String)>,
+    metadata: Option<(i32, String, String)>,
+    created_timestamp: i64,
+}
+
+enum OwnedPoint {
+    Sample {
+        bytes: Box<[u8]>,
+        timestamp: i64,
+    },
+    Histogram {
+        bytes: Box<[u8]>,
+        timestamp: i64,
+    },
+    Exemplar {
+        labels: Vec<(String, String)>,
+        value: f64,
+        timestamp: i64,
+    },
+}
+
+impl OwnedPoint {
+    fn timestamp(&self) -> i64 {
+        match self {
+            OwnedPoint::Sample { timestamp, .. }
+            | OwnedPoint::Histogram { timestamp, .. }
+            | OwnedPoint::Exemplar { timestamp, .. } => *timestamp,
+        }
+    }
+
+    fn is_exemplar(&self) -> bool {
+        matches!(self, OwnedPoint::Exemplar { .. })
+    }
+}
+
 struct PendingSample {
     tenant: Arc<str>,
-    labels: Arc<Vec<Label>>,
+    series: Arc<OwnedSeries>,
     identifiers: Identifiers,
-    point: Point,
+    point: OwnedPoint,
     origin: Origin,
     deadline_ms: i64,
 }
@@ -303,35 +420,482 @@ pub struct JoinStats {
     pub series_resolved: u64,
 }
 
+/// A point of a decoded record, its bytes borrowed from the record.
+#[derive(Debug, Clone)]
+enum InputPoint<'a> {
+    Sample {
+        bytes: &'a [u8],
+        timestamp: i64,
+    },
+    Histogram {
+        bytes: &'a [u8],
+        timestamp: i64,
+    },
+    /// Labels as a range of the record's label pairs.
+    Exemplar {
+        labels: Range<usize>,
+        value: f64,
+        timestamp: i64,
+    },
+}
+
+impl InputPoint<'_> {
+    fn timestamp(&self) -> i64 {
+        match self {
+            InputPoint::Sample { timestamp, .. }
+            | InputPoint::Histogram { timestamp, .. }
+            | InputPoint::Exemplar { timestamp, .. } => *timestamp,
+        }
+    }
+
+    fn is_exemplar(&self) -> bool {
+        matches!(self, InputPoint::Exemplar { .. })
+    }
+}
+
+/// A series of a decoded record.
+#[derive(Debug, Clone)]
+struct InputSeries {
+    /// Its (name, value) interner ids, a range of the record's label pairs, sorted by name.
+    labels: Range<usize>,
+    points: Range<usize>,
+    /// Its series-cache key, a range of the record's keys.
+    key: Range<usize>,
+    /// Remote-write 2.0 metadata: type, help and unit as interner ids.
+    metadata: Option<(i32, u32, u32)>,
+    created_timestamp: i64,
+    /// The interner id of its `__name__` (0 when it has none).
+    name: u32,
+}
+
+/// A record's series and points with their strings interned, borrowed from
+/// the record (or, for waiting samples, from them).
+struct RecordView<'a> {
+    interner: Interner<'a>,
+    labels: Vec<(u32, u32)>,
+    series: Vec<InputSeries>,
+    points: Vec<InputPoint<'a>>,
+    keys: Vec<u8>,
+    /// Remote-write 1.0 metadata entries: family, type, help, unit.
+    families: Vec<(&'a str, i32, &'a str, &'a str)>,
+}
+
+impl<'a> RecordView<'a> {
+    fn new(interner: Interner<'a>) -> RecordView<'a> {
+        RecordView {
+            interner,
+            labels: Vec::with_capacity(1024),
+            series: Vec::with_capacity(256),
+            points: Vec::with_capacity(256),
+            keys: Vec::with_capacity(16 * 1024),
+            families: Vec::new(),
+        }
+    }
+
+    fn label_pairs(&self, series: &InputSeries) -> Vec<(&'a str, &'a str)> {
+        self.labels[series.labels.clone()]
+            .iter()
+            .map(|(name, value)| (self.interner.get(*name), self.interner.get(*value)))
+            .collect()
+    }
+
+    fn point_bytes(&self, index: usize) -> PointBytes<'_> {
+        match &self.points[index] {
+            InputPoint::Sample { bytes, .. } => PointBytes::Sample(bytes),
+            InputPoint::Histogram { bytes, .. } => PointBytes::Histogram(bytes),
+            InputPoint::Exemplar {
+                labels,
+                value,
+                timestamp,
+            } => PointBytes::Exemplar(ExemplarRef {
+                labels: &self.labels[labels.clone()],
+                value: *value,
+                timestamp: *timestamp,
+            }),
+        }
+    }
+
+    /// Ends a series whose labels started at `labels_start`: sorts its labels
+    /// by name if they are not (senders and ingest sort them) and notes its name.
+    fn seal_labels(&mut self, labels_start: usize) -> (Range<usize>, u32) {
+        let range = labels_start..self.labels.len();
+        let interner = &self.interner;
+        let labels = &mut self.labels[range.clone()];
+        let sorted = labels
+            .windows(2)
+            .all(|pair| interner.get(pair[0].0) <= interner.get(pair[1].0));
+        if !sorted {
+            labels.sort_by(|a, b| interner.get(a.0).cmp(interner.get(b.0)));
+        }
+        let name = labels
+            .iter()
+            .find(|(name, _)| interner.get(*name) == "__name__")
+            .map_or(0, |(_, value)| *value);
+        (range, name)
+    }
+
+    /// A series' points, as the writer takes them.
+    fn series_points<'s>(
+        &'s self,
+        entries: &'s [(u32, u32)],
+    ) -> impl Iterator<Item = PointBytes<'s>> + 's {
+        entries
+            .iter()
+            .map(move |(_, point)| self.point_bytes(*point as usize))
+    }
+}
+
+/// Appends a label's key bytes: a `TimeSeries` field 1 holding a `Label`.
+fn put_key_label(keys: &mut Vec<u8>, name: &str, value: &str, scratch: &mut Vec<u8>) {
+    scratch.clear();
+    wire::put_len_field(scratch, 1, name.as_bytes());
+    wire::put_len_field(scratch, 2, value.as_bytes());
+    wire::put_len_field(keys, 1, scratch);
+}
+
+/// A remote-write 1.0 record, decoded in place.
+fn decode_v1(payload: &[u8]) -> Result<RecordView<'_>, JoinError> {
+    let mut record = RecordView::new(Interner::new());
+    for field in Fields::new(payload) {
+        let field = field?;
+        match field.number {
+            1 => decode_v1_series(&mut record, field.bytes()?)?,
+            3 => {
+                let (mut kind, mut family, mut help, mut unit) = (0, "", "", "");
+                for entry in Fields::new(field.bytes()?) {
+                    let entry = entry?;
+                    match entry.number {
+                        1 => kind = entry.varint()? as i32,
+                        2 => family = utf8(entry.bytes()?)?,
+                        4 => help = utf8(entry.bytes()?)?,
+                        5 => unit = utf8(entry.bytes()?)?,
+                        _ => {}
+                    }
+                }
+                if !family.is_empty() {
+                    record.families.push((family, kind, help, unit));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(record)
+}
+
+fn decode_v1_series<'a>(record: &mut RecordView<'a>, series: &'a [u8]) -> Result<(), JoinError> {
+    let labels_start = record.labels.len();
+    let points_start = record.points.len();
+    let key_start = record.keys.len();
+    // Exemplar labels go after the series' own, once those are all in.
+    let mut exemplar_labels: Vec<(u32, u32)> = Vec::new();
+    for inner in Fields::new(series) {
+        let inner = inner?;
+        match inner.number {
+            1 => {
+                let (name, value) = read_label(inner.bytes()?)?;
+                let pair = (record.interner.intern(name), record.interner.intern(value));
+                record.labels.push(pair);
+                record.keys.extend_from_slice(inner.raw);
+            }
+            2 => {
+                let bytes = inner.bytes()?;
+                let timestamp = varint_field(bytes, 2)?;
+                record.points.push(InputPoint::Sample { bytes, timestamp });
+            }
+            3 => {
+                // Exemplar: labels = 1 (Label), value = 2, timestamp = 3.
+                let start = exemplar_labels.len();
+                let (mut value, mut timestamp) = (0.0, 0);
+                for part in Fields::new(inner.bytes()?) {
+                    let part = part?;
+                    match part.number {
+                        1 => {
+                            let (name, value) = read_label(part.bytes()?)?;
+                            let pair =
+                                (record.interner.intern(name), record.interner.intern(value));
+                            exemplar_labels.push(pair);
+                        }
+                        2 => value = f64::from_bits(part.fixed64()?),
+                        3 => timestamp = part.varint()? as i64,
+                        _ => {}
+                    }
+                }
+                record.points.push(InputPoint::Exemplar {
+                    labels: start..exemplar_labels.len(),
+                    value,
+                    timestamp,
+                });
+            }
+            4 => {
+                let bytes = inner.bytes()?;
+                let timestamp = varint_field(bytes, 15)?;
+                record
+                    .points
+                    .push(InputPoint::Histogram { bytes, timestamp });
+            }
+            _ => {}
+        }
+    }
+    let (labels, name) = record.seal_labels(labels_start);
+    record.place_exemplar_labels(points_start, &exemplar_labels);
+    record.series.push(InputSeries {
+        labels,
+        points: points_start..record.points.len(),
+        key: key_start..record.keys.len(),
+        metadata: None,
+        created_timestamp: 0,
+        name,
+    });
+    Ok(())
+}
+
+impl RecordView<'_> {
+    /// Appends the exemplar labels of the series whose points start at
+    /// `points_start`, whose ranges are of `pairs`, and points them there.
+    fn place_exemplar_labels(&mut self, points_start: usize, pairs: &[(u32, u32)]) {
+        if pairs.is_empty() {
+            return;
+        }
+        let offset = self.labels.len();
+        self.labels.extend_from_slice(pairs);
+        for point in &mut self.points[points_start..] {
+            if let InputPoint::Exemplar { labels, .. } = point {
+                *labels = offset + labels.start..offset + labels.end;
+            }
+        }
+    }
+}
+
+/// A remote-write 2.0 record, decoded in place; its symbols are the interner.
+fn decode_v2(payload: &[u8]) -> Result<RecordView<'_>, JoinError> {
+    // Symbols first: they may come after the series on the wire.
+    let mut symbols = Vec::with_capacity(256);
+    for field in Fields::new(payload) {
+        let field = field?;
+        if field.number == 4 {
+            symbols.push(utf8(field.bytes()?)?);
+        }
+    }
+    match symbols.first() {
+        None => symbols.push(""),
+        Some(first) if !first.is_empty() => return Err(JoinError::FirstSymbol),
+        Some(_) => {}
+    }
+    let symbol_count = symbols.len() as u64;
+    let mut record = RecordView::new(Interner::with_symbols(symbols));
+    let reference = |value: u64| -> Result<u32, JoinError> {
+        if value < symbol_count {
+            Ok(value as u32)
+        } else {
+            Err(JoinError::Symbol(value))
+        }
+    };
+    let mut label_scratch = Vec::with_capacity(128);
+    let mut refs: Vec<u32> = Vec::with_capacity(64);
+    let mut exemplar_refs: Vec<u32> = Vec::new();
+    let mut exemplar_labels: Vec<(u32, u32)> = Vec::new();
+    for field in Fields::new(payload) {
+        let field = field?;
+        if field.number != 5 {
+            continue;
+        }
+        let labels_start = record.labels.len();
+        let points_start = record.points.len();
+        let key_start = record.keys.len();
+        let mut metadata = None;
+        let mut created_timestamp = 0;
+        refs.clear();
+        exemplar_labels.clear();
+        for inner in Fields::new(field.bytes()?) {
+            let inner = inner?;
+            match inner.number {
+                1 => read_refs(&inner.value, &mut refs, &reference)?,
+                2 => {
+                    let bytes = inner.bytes()?;
+                    let timestamp = varint_field(bytes, 2)?;
+                    record.points.push(InputPoint::Sample { bytes, timestamp });
+                }
+                3 => {
+                    let bytes = inner.bytes()?;
+                    let timestamp = varint_field(bytes, 15)?;
+                    record
+                        .points
+                        .push(InputPoint::Histogram { bytes, timestamp });
+                }
+                4 => {
+                    let (mut value, mut timestamp) = (0.0, 0);
+                    exemplar_refs.clear();
+                    for part in Fields::new(inner.bytes()?) {
+                        let part = part?;
+                        match part.number {
+                            1 => read_refs(&part.value, &mut exemplar_refs, &reference)?,
+                            2 => value = f64::from_bits(part.fixed64()?),
+                            3 => timestamp = part.varint()? as i64,
+                            _ => {}
+                        }
+                    }
+                    if exemplar_refs.len() % 2 != 0 {
+                        return Err(JoinError::OddLabels);
+                    }
+                    let start = exemplar_labels.len();
+                    exemplar_labels.extend(exemplar_refs.chunks_exact(2).map(|p| (p[0], p[1])));
+                    record.points.push(InputPoint::Exemplar {
+                        labels: start..exemplar_labels.len(),
+                        value,
+                        timestamp,
+                    });
+                }
+                5 => {
+                    let (mut kind, mut help, mut unit) = (0, 0, 0);
+                    for part in Fields::new(inner.bytes()?) {
+                        let part = part?;
+                        match part.number {
+                            1 => kind = part.varint()? as i32,
+                            3 => help = reference(part.varint()?)?,
+                            4 => unit = reference(part.varint()?)?,
+                            _ => {}
+                        }
+                    }
+                    metadata = Some((kind, help, unit));
+                }
+                6 => created_timestamp = inner.varint()? as i64,
+                _ => {}
+            }
+        }
+        if refs.len() % 2 != 0 {
+            return Err(JoinError::OddLabels);
+        }
+        for pair in refs.chunks_exact(2) {
+            record.labels.push((pair[0], pair[1]));
+        }
+        let (labels, name) = record.seal_labels(labels_start);
+        for (name, value) in &record.labels[labels.clone()] {
+            let (name, value) = (record.interner.get(*name), record.interner.get(*value));
+            put_key_label(&mut record.keys, name, value, &mut label_scratch);
+        }
+        record.place_exemplar_labels(points_start, &exemplar_labels);
+        record.series.push(InputSeries {
+            labels,
+            points: points_start..record.points.len(),
+            key: key_start..record.keys.len(),
+            metadata,
+            created_timestamp,
+            name,
+        });
+    }
+    Ok(record)
+}
+
+/// Packed (as every sender writes them) or one unpacked reference per field.
+fn read_refs(
+    value: &Value<'_>,
+    out: &mut Vec<u32>,
+    reference: &dyn Fn(u64) -> Result<u32, JoinError>,
+) -> Result<(), JoinError> {
+    match value {
+        Value::Len(packed) => {
+            let mut position = 0;
+            while position < packed.len() {
+                out.push(reference(read_varint(packed, &mut position)?)?);
+            }
+        }
+        Value::Varint(single) => out.push(reference(*single)?),
+        other => {
+            return Err(JoinError::Wire(WireError::UnexpectedWireType {
+                field: 1,
+                wire_type: other.wire_type(),
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// A bound record being gathered: the target and the (series, point) pairs.
+struct BoundGroup<'t> {
+    target: &'t Target,
+    entries: Vec<(u32, u32)>,
+}
+
+/// The unbound reasons, in the order their records are written.
+const REASONS: [UnboundReason; 4] = [
+    UnboundReason::NoRule,
+    UnboundReason::MissingLabel,
+    UnboundReason::NoComponent,
+    UnboundReason::Late,
+];
+
+fn reason_slot(reason: UnboundReason) -> usize {
+    REASONS.iter().position(|r| *r == reason).unwrap_or(2)
+}
+
+/// A series' metadata for the writer: 2.0's own, or its 1.0 family's.
+fn metadata_of<'m>(
+    series: &InputSeries,
+    family: Option<&'m FamilyMetadata>,
+) -> Option<SeriesMetadata<'m>> {
+    if let Some((kind, help, unit)) = series.metadata {
+        return Some(SeriesMetadata::Ids { kind, help, unit });
+    }
+    family.map(|family| SeriesMetadata::Text {
+        kind: family.kind,
+        help: &family.help,
+        unit: &family.unit,
+    })
+}
+
+/// Runs of equal series in `entries` (sorted by series).
+fn series_runs(entries: &[(u32, u32)]) -> impl Iterator<Item = &[(u32, u32)]> {
+    entries.chunk_by(|a, b| a.0 == b.0)
+}
+
+/// Samples and histograms among `entries`.
+fn counted_points(record: &RecordView<'_>, entries: &[(u32, u32)]) -> usize {
+    entries
+        .iter()
+        .filter(|(_, point)| !record.points[*point as usize].is_exemplar())
+        .count()
+}
+
+/// The writer's added labels for a component.
+fn component_labels<'l>(labels: &'l OutputLabels, target: &'l Target) -> [(&'l str, &'l str); 3] {
+    [
+        (labels.external_id.as_str(), &*target.component.external_id),
+        (labels.component_type.as_str(), &*target.component.type_name),
+        (labels.component_name.as_str(), &*target.name),
+    ]
+}
+
 pub struct Joiner {
     bindings: Bindings,
+    rule_names: Vec<Arc<str>>,
     index: TopologyIndex,
     series_cache: SeriesCache,
+    metadata: MetadataCache,
     pending: PendingBuffer,
     newest_sample_ms: i64,
     touched_identifiers: Vec<String>,
+    late_detail: Arc<str>,
     settings: JoinSettings,
     pub stats: JoinStats,
 }
 
-/// Points bound to one component, on their way into one `BoundSeries`.
-struct BoundGroup {
-    component: Arc<IndexedComponent>,
-    identifier: String,
-    rule: usize,
-    samples: Vec<Sample>,
-    histograms: Vec<Histogram>,
-}
-
 impl Joiner {
     pub fn new(bindings: Bindings, settings: JoinSettings) -> Joiner {
+        let rule_names = bindings
+            .rules()
+            .iter()
+            .map(|rule| Arc::from(rule.name()))
+            .collect();
         Joiner {
             bindings,
+            rule_names,
             index: TopologyIndex::default(),
             series_cache: SeriesCache::default(),
+            metadata: MetadataCache::default(),
             pending: PendingBuffer::default(),
             newest_sample_ms: i64::MIN,
             touched_identifiers: Vec::new(),
+            late_detail: Arc::from(format!("older than the {} ms history", settings.history_ms)),
             settings,
             stats: JoinStats::default(),
         }
@@ -366,43 +930,6 @@ impl Joiner {
         self.index.upsert(key, component);
     }
 
-    /// Binds the waiting samples whose identifiers gained a component.
-    pub fn release_pending(&mut self) -> Vec<Output> {
-        let mut outputs = Vec::new();
-        let touched = std::mem::take(&mut self.touched_identifiers);
-        for identifier_key in touched {
-            let Some(sequences) = self.pending.by_identifier.remove(&identifier_key) else {
-                continue;
-            };
-            let mut still_waiting = Vec::new();
-            for sequence in sequences {
-                let Some(entry) = self.pending.entries.get(&sequence) else {
-                    continue;
-                };
-                let groups = self.bind_point(&entry.tenant, &entry.identifiers, &entry.point);
-                if groups.is_empty() {
-                    still_waiting.push(sequence);
-                    continue;
-                }
-                let entry = self.pending.remove(sequence).expect("present");
-                self.stats.released_points += 1;
-                self.emit_bound(
-                    &entry.tenant,
-                    &entry.labels,
-                    groups,
-                    Some(entry.origin),
-                    &mut outputs,
-                );
-            }
-            if !still_waiting.is_empty() {
-                self.pending
-                    .by_identifier
-                    .insert(identifier_key, still_waiting);
-            }
-        }
-        outputs
-    }
-
     /// A tombstone in `topology.components`.
     pub fn delete_component(&mut self, key: &str, deleted_ms: i64) {
         self.index.delete(key, deleted_ms);
@@ -427,500 +954,476 @@ impl Joiner {
         origin: Origin,
         now_ms: i64,
     ) -> Result<Vec<Output>, JoinError> {
-        let is_v1 =
-            content_type == proto::CONTENT_TYPE_V1 || content_type == "application/x-protobuf";
-        if is_v1 && self.settings.encoding == OutputEncoding::Protobuf {
-            return self.process_v1_protobuf(tenant, payload, origin, now_ms);
-        }
-        let series = decode_series(content_type, payload)?;
+        let record = if content_type == proto::CONTENT_TYPE_V2 {
+            decode_v2(payload)?
+        } else if content_type == proto::CONTENT_TYPE_V1 || content_type == "application/x-protobuf"
+        {
+            decode_v1(payload)?
+        } else {
+            return Err(JoinError::ContentType(content_type.to_string()));
+        };
         let tenant: Arc<str> = Arc::from(tenant);
-        let mut outputs = Vec::new();
-        for (labels, samples, histograms) in series {
-            self.join_owned(
-                &tenant,
-                labels,
-                samples,
-                histograms,
-                origin,
-                now_ms,
-                &mut outputs,
-            );
-        }
-        Ok(outputs)
-    }
-
-    /// Joins one series held as owned values (remote-write 2.0, JSON output,
-    /// native histograms): the general path.
-    #[allow(clippy::too_many_arguments)]
-    fn join_owned(
-        &mut self,
-        tenant: &Arc<str>,
-        labels: Vec<Label>,
-        samples: Vec<Sample>,
-        histograms: Vec<Histogram>,
-        origin: Origin,
-        now_ms: i64,
-        outputs: &mut Vec<Output>,
-    ) {
-        let points: Vec<Point> = samples
-            .into_iter()
-            .map(Point::Sample)
-            .chain(
-                histograms
-                    .into_iter()
-                    .map(|h| Point::Histogram(Box::new(h))),
-            )
-            .collect();
-        if points.is_empty() {
-            return;
-        }
-        let pairs: Vec<(&str, &str)> = labels
-            .iter()
-            .map(|l| (l.name.as_str(), l.value.as_str()))
-            .collect();
-        let (render, targets) = self.lookup(tenant, &pairs);
-        let labels = Arc::new(labels);
-        match render {
-            CachedRender::Unbound(reason, detail) => {
-                self.emit_unbound(tenant, &labels, reason, &detail, points, None, outputs);
-            }
-            CachedRender::Identifiers(identifiers) => {
-                self.join_points(
-                    tenant,
-                    &labels,
-                    &identifiers,
-                    &targets,
-                    points,
-                    origin,
-                    now_ms,
-                    outputs,
-                );
-            }
-        }
-    }
-
-    /// The common case, without decoding into owned values: a remote-write 1.0
-    /// record out to protobuf. Labels and samples are borrowed from the record
-    /// and copied into the outputs as the bytes they were. A series already in
-    /// the cache costs a walk over its fields, one hash of its label bytes, a
-    /// few comparisons per sample and target, and one copy per output.
-    fn process_v1_protobuf(
-        &mut self,
-        tenant: &str,
-        payload: &[u8],
-        origin: Origin,
-        now_ms: i64,
-    ) -> Result<Vec<Output>, JoinError> {
-        let tenant_shared: Arc<str> = Arc::from(tenant);
-        // Resolving does not change the index: one generation for the record.
-        let generation = self.index.generation_of(tenant);
-        let mut tenant_field = Vec::with_capacity(tenant.len() + 2);
-        wire::put_len_field(&mut tenant_field, 1, tenant.as_bytes());
-        let mut outputs = Vec::new();
-        let mut label_fields: Vec<&[u8]> = Vec::with_capacity(16);
-        let mut samples: Vec<(&[u8], i64)> = Vec::with_capacity(4);
-        let mut buckets: Vec<Vec<&[u8]>> = Vec::new();
-        let mut late: Vec<&[u8]> = Vec::new();
-        // The labels as `BoundSeries` field 3, written once per series.
-        let mut labels_encoded: Vec<u8> = Vec::with_capacity(512);
-        // The series key when its label fields are not one run of bytes.
-        let mut scattered_key: Vec<u8> = Vec::new();
-        for field in Fields::new(payload) {
-            let field = field?;
-            if field.number != 1 {
-                continue;
-            }
-            let series = field.bytes()?;
-            label_fields.clear();
-            samples.clear();
-            let mut has_histograms = false;
-            // The label fields' bytes, tags included: the cache key.
-            let mut key_range: Option<(usize, usize)> = None;
-            let mut key_is_one_run = true;
-            for inner in Fields::new(series) {
-                let inner = inner?;
-                match inner.number {
-                    1 => {
-                        label_fields.push(inner.bytes()?);
-                        let start = inner.raw.as_ptr() as usize - series.as_ptr() as usize;
-                        let end = start + inner.raw.len();
-                        key_range = match key_range {
-                            None => Some((start, end)),
-                            Some((first, last)) => {
-                                key_is_one_run &= last == start;
-                                Some((first, end))
-                            }
-                        };
-                    }
-                    2 => {
-                        let sample = inner.bytes()?;
-                        samples.push((sample, sample_timestamp(sample)?));
-                    }
-                    4 => has_histograms = true,
-                    _ => {}
-                }
-            }
-            if has_histograms {
-                let owned = proto::prometheus::TimeSeries::decode(series)?;
-                self.join_owned(
-                    &tenant_shared,
-                    owned.labels,
-                    owned.samples,
-                    owned.histograms,
-                    origin,
-                    now_ms,
-                    &mut outputs,
-                );
-                continue;
-            }
-            if samples.is_empty() {
-                continue;
-            }
-            let key: &[u8] = match key_range {
-                Some((start, end)) if key_is_one_run => &series[start..end],
-                _ => {
-                    scattered_key.clear();
-                    for label in &label_fields {
-                        wire::put_len_field(&mut scattered_key, 1, label);
-                    }
-                    &scattered_key
-                }
+        for (family, kind, help, unit) in &record.families {
+            let metadata = FamilyMetadata {
+                kind: *kind,
+                help: (*help).into(),
+                unit: (*unit).into(),
             };
-            let (render, targets) = match self.cached(tenant, key, generation) {
+            let max = self.settings.metadata_families_max;
+            self.metadata.remember(&tenant, family, metadata, max);
+        }
+
+        // Each series' rendering, its components and its family's metadata.
+        let generation = self.index.generation_of(&tenant);
+        let mut resolved: Vec<Resolution> = Vec::with_capacity(record.series.len());
+        for series in &record.series {
+            let key = &record.keys[series.key.clone()];
+            let (render, targets) = match self.cached(&tenant, key, generation) {
                 Cached::Fresh(render, targets) => (render, targets),
-                Cached::Stale(render) => self.resolve_and_cache(&tenant_shared, key, render),
+                Cached::Stale(render) => self.resolve_and_cache(&tenant, key, render),
                 Cached::Missing => {
                     self.stats.series_cache_misses += 1;
-                    let labels = read_labels(&label_fields)?;
-                    let render = self.render_labels(&labels);
-                    self.resolve_and_cache(&tenant_shared, key, render)
+                    let render = self.render_labels(&record.label_pairs(series));
+                    self.resolve_and_cache(&tenant, key, render)
                 }
             };
-            let identifiers = match render {
-                CachedRender::Unbound(reason, detail) => {
-                    let raw_samples: Vec<&[u8]> = samples.iter().map(|(raw, _)| *raw).collect();
-                    self.emit_unbound_raw(
-                        &tenant_field,
-                        &tenant_shared,
-                        (reason, &detail),
-                        &label_fields,
-                        &raw_samples,
-                        &mut outputs,
-                    );
-                    continue;
-                }
-                CachedRender::Identifiers(identifiers) => identifiers,
+            let family = if series.metadata.is_none() && series.name != 0 {
+                self.family_of(&tenant, key, record.interner.get(series.name))
+            } else {
+                None
             };
-            buckets.iter_mut().for_each(Vec::clear);
-            buckets.resize_with(targets.len().max(buckets.len()), Vec::new);
-            late.clear();
-            let mut owned_labels: Option<Arc<Vec<Label>>> = None;
-            for (raw, timestamp) in &samples {
+            resolved.push((render, targets, family));
+        }
+
+        // Every point to its components, its reason, or the pending buffer.
+        let mut groups: Vec<BoundGroup<'_>> = Vec::new();
+        let mut group_of: HashMap<(usize, usize), usize, foldhash::fast::RandomState> =
+            HashMap::default();
+        let mut unbound: [Entries; 4] = Default::default();
+        let mut held: Entries = Vec::new();
+        for (index, series) in record.series.iter().enumerate() {
+            let (render, targets, _) = &resolved[index];
+            let series_index = index as u32;
+            if let CachedRender::Unbound(reason, _) = render {
+                let slot = reason_slot(*reason);
+                for point in series.points.clone() {
+                    unbound[slot].push((series_index, point as u32));
+                }
+                continue;
+            }
+            for point in series.points.clone() {
+                let input = &record.points[point];
+                let timestamp = input.timestamp();
                 if self.newest_sample_ms != i64::MIN
-                    && *timestamp < self.newest_sample_ms - self.settings.history_ms
+                    && timestamp < self.newest_sample_ms - self.settings.history_ms
                 {
-                    late.push(raw);
+                    unbound[reason_slot(UnboundReason::Late)].push((series_index, point as u32));
                     continue;
                 }
-                self.newest_sample_ms = self.newest_sample_ms.max(*timestamp);
+                if !input.is_exemplar() {
+                    self.newest_sample_ms = self.newest_sample_ms.max(timestamp);
+                }
                 let mut bound = false;
-                for (index, target) in targets.iter().enumerate() {
-                    if target.binds_at(*timestamp) {
-                        buckets[index].push(raw);
-                        bound = true;
+                for target in targets.iter() {
+                    if !target.binds_at(timestamp) {
+                        continue;
                     }
+                    bound = true;
+                    let identity = (
+                        Arc::as_ptr(&target.versions) as *const () as usize,
+                        target.rule,
+                    );
+                    let group = *group_of.entry(identity).or_insert_with(|| {
+                        groups.push(BoundGroup {
+                            target,
+                            entries: Vec::with_capacity(4),
+                        });
+                        groups.len() - 1
+                    });
+                    groups[group].entries.push((series_index, point as u32));
                 }
                 if bound {
-                    self.stats.bound_points += 1;
-                    continue;
-                }
-                let labels_for_pending = match &owned_labels {
-                    Some(labels) => labels.clone(),
-                    None => {
-                        let labels: Vec<Label> = read_labels(&label_fields)?
-                            .into_iter()
-                            .map(|(name, value)| Label {
-                                name: name.to_string(),
-                                value: value.to_string(),
-                            })
-                            .collect();
-                        owned_labels.insert(Arc::new(labels)).clone()
+                    if !input.is_exemplar() {
+                        self.stats.bound_points += 1;
                     }
-                };
-                let pending = PendingSample {
-                    tenant: tenant_shared.clone(),
-                    labels: labels_for_pending,
-                    identifiers: identifiers.clone(),
-                    point: Point::Sample(read_sample(raw)?),
-                    origin,
-                    deadline_ms: now_ms + self.settings.pending_grace_ms,
-                };
-                self.hold(pending, &mut outputs);
+                } else {
+                    held.push((series_index, point as u32));
+                }
             }
-            if !late.is_empty() {
-                let detail = format!("older than the {} ms history", self.settings.history_ms);
-                self.emit_unbound_raw(
-                    &tenant_field,
-                    &tenant_shared,
-                    (UnboundReason::Late, &detail),
-                    &label_fields,
-                    &late,
-                    &mut outputs,
+        }
+
+        let mut outputs = Vec::with_capacity(groups.len() + 2);
+        let families: Vec<Option<&FamilyMetadata>> = resolved
+            .iter()
+            .map(|(_, _, family)| family.as_deref())
+            .collect();
+        let mut writer = RequestWriter::new(&record.interner);
+        for group in &groups {
+            writer.begin(&component_labels(&self.settings.labels, group.target));
+            for run in series_runs(&group.entries) {
+                let series = &record.series[run[0].0 as usize];
+                writer.series(
+                    &record.labels[series.labels.clone()],
+                    None,
+                    record.series_points(run),
+                    metadata_of(series, families[run[0].0 as usize]),
+                    series.created_timestamp,
                 );
             }
-            labels_encoded.clear();
-            for (target, bucket) in targets.iter().zip(&buckets) {
-                if bucket.is_empty() {
-                    continue;
-                }
-                if labels_encoded.is_empty() {
-                    for label in &label_fields {
-                        wire::put_len_field(&mut labels_encoded, 3, label);
-                    }
-                }
-                let samples_len: usize = bucket.iter().map(|s| s.len() + 2).sum();
-                let mut payload = Vec::with_capacity(
-                    tenant_field.len()
-                        + target.component_field.len()
-                        + labels_encoded.len()
-                        + samples_len,
-                );
-                payload.extend_from_slice(&tenant_field);
-                payload.extend_from_slice(&target.component_field);
-                payload.extend_from_slice(&labels_encoded);
-                for sample in bucket {
-                    wire::put_len_field(&mut payload, 4, sample);
-                }
-                outputs.push(Output {
-                    destination: Destination::Bound,
-                    tenant: tenant_shared.clone(),
-                    key: target.key.clone(),
-                    payload,
-                    points: bucket.len(),
-                    reason: None,
-                    origin: None,
-                });
+            outputs.push(Output {
+                destination: Destination::Bound,
+                tenant: tenant.clone(),
+                key: group.target.key.clone(),
+                payload: writer.finish(),
+                points: counted_points(&record, &group.entries),
+                series: writer.series_written,
+                reason: None,
+                component: Some(group.target.component.clone()),
+                origins: Vec::new(),
+            });
+        }
+        let late_detail = self.late_detail.clone();
+        for (slot, entries) in unbound.iter().enumerate() {
+            if entries.is_empty() {
+                continue;
             }
+            let reason = REASONS[slot];
+            let detail_of = |series: u32| -> &str {
+                match &resolved[series as usize].0 {
+                    CachedRender::Unbound(_, detail) if reason != UnboundReason::Late => detail,
+                    _ => &late_detail,
+                }
+            };
+            let labels = &self.settings.labels;
+            writer.begin(&[(labels.unbound_reason.as_str(), output::reason_name(reason))]);
+            for run in series_runs(entries) {
+                let series = &record.series[run[0].0 as usize];
+                writer.series(
+                    &record.labels[series.labels.clone()],
+                    Some((labels.unbound_detail.as_str(), detail_of(run[0].0))),
+                    record.series_points(run),
+                    metadata_of(series, families[run[0].0 as usize]),
+                    series.created_timestamp,
+                );
+            }
+            let points = counted_points(&record, entries);
+            *self
+                .stats
+                .unbound_points
+                .entry(output::reason_name(reason))
+                .or_default() += points as u64;
+            outputs.push(Output {
+                destination: Destination::Unbound,
+                tenant: tenant.clone(),
+                key: tenant.clone(),
+                payload: writer.finish(),
+                points,
+                series: writer.series_written,
+                reason: Some(reason),
+                component: None,
+                origins: Vec::new(),
+            });
+        }
+        drop(writer);
+
+        // Points that bind to nothing yet wait; the buffer may overflow.
+        let mut evicted = Vec::new();
+        let mut owned_series: HashMap<u32, Arc<OwnedSeries>> = HashMap::new();
+        for (series_index, point) in held {
+            let series = &record.series[series_index as usize];
+            let (render, _, family) = &resolved[series_index as usize];
+            let CachedRender::Identifiers(identifiers) = render else {
+                continue;
+            };
+            let owned = owned_series
+                .entry(series_index)
+                .or_insert_with(|| Arc::new(owned_series_of(&record, series, family.as_deref())))
+                .clone();
+            let pending = PendingSample {
+                tenant: tenant.clone(),
+                series: owned,
+                identifiers: identifiers.clone(),
+                point: owned_point_of(&record, point as usize),
+                origin,
+                deadline_ms: now_ms + self.settings.pending_grace_ms,
+            };
+            self.hold(pending, &mut evicted);
+        }
+        self.apply_encoding(&mut outputs);
+        if !evicted.is_empty() {
+            let evicted = evicted
+                .into_iter()
+                .map(|sample| (sample, Arc::<str>::from("pending buffer full")))
+                .collect();
+            outputs.extend(self.unbound_of_waiting(evicted, UnboundReason::NoComponent));
         }
         Ok(outputs)
     }
 
-    /// An `UnboundSeries` written from borrowed label and sample bytes.
-    fn emit_unbound_raw(
-        &mut self,
-        tenant_field: &[u8],
-        tenant: &Arc<str>,
-        (reason, detail): (UnboundReason, &str),
-        label_fields: &[&[u8]],
-        samples: &[&[u8]],
-        outputs: &mut Vec<Output>,
-    ) {
-        *self
-            .stats
-            .unbound_points
-            .entry(output::reason_name(reason))
-            .or_default() += samples.len() as u64;
-        let mut payload = Vec::with_capacity(
-            tenant_field.len() + detail.len() + 64 * (label_fields.len() + samples.len()),
-        );
-        payload.extend_from_slice(tenant_field);
-        wire::put_varint(&mut payload, 2 << 3);
-        wire::put_varint(&mut payload, reason as u64);
-        wire::put_len_field(&mut payload, 3, detail.as_bytes());
-        for label in label_fields {
-            wire::put_len_field(&mut payload, 4, label);
+    /// Rewrites outputs in the JSON encoding when it is the one in force.
+    fn apply_encoding(&self, outputs: &mut [Output]) {
+        if self.settings.encoding == OutputEncoding::Json {
+            for output in outputs {
+                output.payload = output::batch_json(output);
+            }
         }
-        for sample in samples {
-            wire::put_len_field(&mut payload, 5, sample);
-        }
-        outputs.push(Output {
-            destination: Destination::Unbound,
-            tenant: tenant.clone(),
-            key: tenant.clone(),
-            payload,
-            points: samples.len(),
-            reason: Some(reason),
-            origin: None,
-        });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn join_points(
+    /// The metadata of the family of a 1.0 series, from its cache entry when
+    /// no metadata changed since.
+    fn family_of(
         &mut self,
         tenant: &Arc<str>,
-        labels: &Arc<Vec<Label>>,
-        identifiers: &Identifiers,
-        targets: &[Target],
-        points: Vec<Point>,
-        origin: Origin,
-        now_ms: i64,
-        outputs: &mut Vec<Output>,
-    ) {
-        let mut groups: Vec<BoundGroup> = Vec::new();
-        let mut late = Vec::new();
-        for point in points {
-            let timestamp = point.timestamp();
-            if self.newest_sample_ms != i64::MIN
-                && timestamp < self.newest_sample_ms - self.settings.history_ms
-            {
-                late.push(point);
+        key: &[u8],
+        name: &str,
+    ) -> Option<Arc<FamilyMetadata>> {
+        if self.metadata.by_tenant.is_empty() {
+            return None;
+        }
+        let generation = self.metadata.generation;
+        if let Some(entry) = self.series_cache.get(tenant, key)
+            && entry.family_generation == generation
+        {
+            return entry.family.clone();
+        }
+        let family = self.metadata.lookup(tenant, name);
+        if let Some(entry) = self.series_cache.get_mut(tenant, key) {
+            entry.family = family.clone();
+            entry.family_generation = generation;
+        }
+        family
+    }
+
+    /// Binds the waiting samples whose identifiers gained a component.
+    pub fn release_pending(&mut self) -> Vec<Output> {
+        let touched = std::mem::take(&mut self.touched_identifiers);
+        let mut released: Vec<(PendingSample, Vec<Reached>)> = Vec::new();
+        for identifier_key in touched {
+            let Some(sequences) = self.pending.by_identifier.remove(&identifier_key) else {
                 continue;
-            }
-            self.newest_sample_ms = self.newest_sample_ms.max(timestamp);
-            let bound = self.bind_to_targets(targets, &point);
-            if bound.is_empty() {
-                self.hold(
-                    PendingSample {
-                        tenant: tenant.clone(),
-                        labels: labels.clone(),
-                        identifiers: identifiers.clone(),
-                        point,
-                        origin,
-                        deadline_ms: now_ms + self.settings.pending_grace_ms,
-                    },
-                    outputs,
-                );
-                continue;
-            }
-            self.stats.bound_points += 1;
-            for group in bound {
-                match groups
-                    .iter_mut()
-                    .find(|g| g.component.external_id == group.component.external_id)
-                {
-                    Some(existing) => {
-                        existing.samples.extend(group.samples);
-                        existing.histograms.extend(group.histograms);
-                    }
-                    None => groups.push(group),
+            };
+            let mut still_waiting = Vec::new();
+            for sequence in sequences {
+                let Some(entry) = self.pending.entries.get(&sequence) else {
+                    continue;
+                };
+                let components = self.bind_now(entry);
+                if components.is_empty() {
+                    still_waiting.push(sequence);
+                    continue;
                 }
+                let entry = self.pending.remove(sequence).expect("present");
+                if !entry.point.is_exemplar() {
+                    self.stats.released_points += 1;
+                }
+                released.push((entry, components));
+            }
+            if !still_waiting.is_empty() {
+                self.pending
+                    .by_identifier
+                    .insert(identifier_key, still_waiting);
             }
         }
-        if !late.is_empty() {
-            let detail = format!("older than the {} ms history", self.settings.history_ms);
-            self.emit_unbound(
-                tenant,
-                labels,
-                UnboundReason::Late,
-                &detail,
-                late,
-                None,
-                outputs,
-            );
+        if released.is_empty() {
+            return Vec::new();
         }
-        self.emit_bound(tenant, labels, groups, None, outputs);
+        self.bound_of_waiting(released)
     }
 
-    /// The resolved components `point` binds to, one group each (holding just this point).
-    fn bind_to_targets(&self, targets: &[Target], point: &Point) -> Vec<BoundGroup> {
-        let mut groups = Vec::new();
-        for target in targets {
-            let Some(component) = version_at(
-                &target.versions,
-                &target.identifier,
-                point.timestamp(),
+    /// The components a waiting sample binds to now, with the rule of each.
+    fn bind_now(&self, sample: &PendingSample) -> Vec<Reached> {
+        let mut components: Vec<Reached> = Vec::new();
+        for (rule, identifier) in sample.identifiers.iter() {
+            for (_, component) in self.index.resolve(
+                &sample.tenant,
+                identifier,
+                sample.point.timestamp(),
                 self.settings.as_of,
-            ) else {
-                continue;
-            };
-            let (samples, histograms) = match point {
-                Point::Sample(sample) => (vec![*sample], Vec::new()),
-                Point::Histogram(histogram) => (Vec::new(), vec![(**histogram).clone()]),
-            };
-            groups.push(BoundGroup {
-                component: component.clone(),
-                identifier: target.identifier.clone(),
-                rule: target.rule,
-                samples,
-                histograms,
-            });
-        }
-        groups
-    }
-
-    /// The components `point` binds to now, one group each (holding just this point).
-    fn bind_point(
-        &self,
-        tenant: &str,
-        identifiers: &Identifiers,
-        point: &Point,
-    ) -> Vec<BoundGroup> {
-        let mut groups: Vec<BoundGroup> = Vec::new();
-        for (rule, identifier) in identifiers.iter() {
-            for (_, component) in
-                self.index
-                    .resolve(tenant, identifier, point.timestamp(), self.settings.as_of)
-            {
-                if groups
+            ) {
+                if components
                     .iter()
-                    .any(|g| g.component.external_id == component.external_id)
+                    .any(|(c, _)| c.external_id == component.external_id)
                 {
                     continue;
                 }
-                let (samples, histograms) = match point {
-                    Point::Sample(sample) => (vec![*sample], Vec::new()),
-                    Point::Histogram(histogram) => (Vec::new(), vec![(**histogram).clone()]),
-                };
-                groups.push(BoundGroup {
-                    component: component.clone(),
-                    identifier: identifier.clone(),
-                    rule: *rule,
-                    samples,
-                    histograms,
-                });
+                components.push((component.clone(), *rule));
             }
         }
-        groups
+        components
     }
 
-    fn hold(&mut self, sample: PendingSample, outputs: &mut Vec<Output>) {
+    fn hold(&mut self, sample: PendingSample, evicted: &mut Vec<PendingSample>) {
         while self.pending.entries.len() >= self.settings.pending_max_samples.max(1) {
             let Some(oldest) = self.pending.oldest() else {
                 break;
             };
-            let evicted = self.pending.remove(oldest).expect("present");
-            let origin = Some(evicted.origin);
-            self.emit_unbound(
-                &evicted.tenant,
-                &evicted.labels,
-                UnboundReason::NoComponent,
-                "pending buffer full",
-                vec![evicted.point],
-                origin,
-                outputs,
-            );
+            evicted.push(self.pending.remove(oldest).expect("present"));
         }
         self.pending.push(sample);
     }
 
     /// Samples whose grace ran out without a component go to `metrics.unbound`.
     pub fn expire_pending(&mut self, now_ms: i64) -> Vec<Output> {
-        let mut outputs = Vec::new();
+        let mut expired = Vec::new();
         while let Some(oldest) = self.pending.oldest() {
             if self.pending.entries[&oldest].deadline_ms > now_ms {
                 break;
             }
-            let expired = self.pending.remove(oldest).expect("present");
+            let sample = self.pending.remove(oldest).expect("present");
             let detail = format!(
                 "no component carries {}",
-                expired
+                sample
                     .identifiers
                     .iter()
                     .map(|(_, id)| id.as_str())
                     .collect::<Vec<_>>()
                     .join(" or ")
             );
-            let origin = Some(expired.origin);
-            self.emit_unbound(
-                &expired.tenant,
-                &expired.labels,
-                UnboundReason::NoComponent,
-                &detail,
-                vec![expired.point],
-                origin,
-                &mut outputs,
-            );
+            expired.push((sample, Arc::from(detail)));
         }
+        if expired.is_empty() {
+            return Vec::new();
+        }
+        self.unbound_of_waiting(expired, UnboundReason::NoComponent)
+    }
+
+    /// Bound records of released samples: one per component (and rule).
+    fn bound_of_waiting(&mut self, released: Vec<(PendingSample, Vec<Reached>)>) -> Vec<Output> {
+        let samples: Vec<&PendingSample> = released.iter().map(|(sample, _)| sample).collect();
+        let record = waiting_view(&samples);
+        // (tenant, externalId, rule) -> entries, in order of first appearance.
+        let mut groups: Vec<(usize, &Arc<IndexedComponent>, usize, Entries)> = Vec::new();
+        for (point, (sample, components)) in released.iter().enumerate() {
+            let series = record.series_of[point];
+            for (component, rule) in components {
+                let found = groups.iter().position(|(owner, c, r, _)| {
+                    *r == *rule
+                        && c.external_id == component.external_id
+                        && released[*owner].0.tenant == sample.tenant
+                });
+                let group = match found {
+                    Some(group) => group,
+                    None => {
+                        groups.push((point, component, *rule, Vec::new()));
+                        groups.len() - 1
+                    }
+                };
+                groups[group].3.push((series, point as u32));
+            }
+        }
+        let labels = &self.settings.labels;
+        let mut outputs = Vec::with_capacity(groups.len());
+        let mut writer = RequestWriter::new(&record.view.interner);
+        for (owner, component, rule, mut entries) in groups {
+            entries.sort_unstable();
+            let tenant = released[owner].0.tenant.clone();
+            let headers = ComponentHeaders {
+                external_id: Arc::from(&*component.external_id),
+                type_name: component.type_name.clone(),
+                rule: self.rule_names[rule].clone(),
+            };
+            writer.begin(&[
+                (labels.external_id.as_str(), &*component.external_id),
+                (labels.component_type.as_str(), &*component.type_name),
+                (labels.component_name.as_str(), &*component.name),
+            ]);
+            for run in series_runs(&entries) {
+                let series = &record.view.series[run[0].0 as usize];
+                writer.series(
+                    &record.view.labels[series.labels.clone()],
+                    None,
+                    record.view.series_points(run),
+                    metadata_of(series, None),
+                    series.created_timestamp,
+                );
+            }
+            let mut origins: Vec<Origin> = entries
+                .iter()
+                .map(|(_, point)| released[*point as usize].0.origin)
+                .collect();
+            origins.sort_unstable();
+            origins.dedup();
+            outputs.push(Output {
+                destination: Destination::Bound,
+                key: Arc::from(bound_key(&tenant, &component.external_id)),
+                tenant,
+                payload: writer.finish(),
+                points: counted_points(&record.view, &entries),
+                series: writer.series_written,
+                reason: None,
+                component: Some(headers),
+                origins,
+            });
+        }
+        drop(writer);
+        self.apply_encoding(&mut outputs);
+        outputs
+    }
+
+    /// Unbound records of samples that leave the pending buffer, each with
+    /// its detail: one per tenant.
+    fn unbound_of_waiting(
+        &mut self,
+        samples: Vec<(PendingSample, Arc<str>)>,
+        reason: UnboundReason,
+    ) -> Vec<Output> {
+        let waiting: Vec<&PendingSample> = samples.iter().map(|(sample, _)| sample).collect();
+        let record = waiting_view(&waiting);
+        let mut tenants: Vec<(Arc<str>, Entries)> = Vec::new();
+        for (point, (sample, _)) in samples.iter().enumerate() {
+            let entry = (record.series_of[point], point as u32);
+            match tenants
+                .iter_mut()
+                .find(|(tenant, _)| *tenant == sample.tenant)
+            {
+                Some((_, entries)) => entries.push(entry),
+                None => tenants.push((sample.tenant.clone(), vec![entry])),
+            }
+        }
+        let labels = &self.settings.labels;
+        let mut outputs = Vec::with_capacity(tenants.len());
+        let mut writer = RequestWriter::new(&record.view.interner);
+        for (tenant, mut entries) in tenants {
+            entries.sort_unstable();
+            writer.begin(&[(labels.unbound_reason.as_str(), output::reason_name(reason))]);
+            for run in series_runs(&entries) {
+                let series = &record.view.series[run[0].0 as usize];
+                // The detail of a series' first waiting sample.
+                let detail = &samples[run[0].1 as usize].1;
+                writer.series(
+                    &record.view.labels[series.labels.clone()],
+                    Some((labels.unbound_detail.as_str(), detail)),
+                    record.view.series_points(run),
+                    metadata_of(series, None),
+                    series.created_timestamp,
+                );
+            }
+            let points = counted_points(&record.view, &entries);
+            *self
+                .stats
+                .unbound_points
+                .entry(output::reason_name(reason))
+                .or_default() += points as u64;
+            let mut origins: Vec<Origin> = entries
+                .iter()
+                .map(|(_, point)| samples[*point as usize].0.origin)
+                .collect();
+            origins.sort_unstable();
+            origins.dedup();
+            outputs.push(Output {
+                destination: Destination::Unbound,
+                key: tenant.clone(),
+                tenant,
+                payload: writer.finish(),
+                points,
+                series: writer.series_written,
+                reason: Some(reason),
+                component: None,
+                origins,
+            });
+        }
+        drop(writer);
+        self.apply_encoding(&mut outputs);
         outputs
     }
 
@@ -976,30 +1479,12 @@ impl Joiner {
             render: render.clone(),
             generation: self.index.generation_of(tenant),
             targets: targets.clone(),
+            family: None,
+            family_generation: u64::MAX,
         };
         self.series_cache
             .insert(tenant, key, entry, self.settings.series_cache_max);
         (render, targets)
-    }
-
-    /// The series' rendered rules and the components they resolve to now,
-    /// from the cache when the index has not changed since.
-    fn lookup(
-        &mut self,
-        tenant: &Arc<str>,
-        labels: &[(&str, &str)],
-    ) -> (CachedRender, Arc<Vec<Target>>) {
-        let mut key = Vec::new();
-        series_key_of(labels, &mut key);
-        let render = match self.cached(tenant, &key, self.index.generation_of(tenant)) {
-            Cached::Fresh(render, targets) => return (render, targets),
-            Cached::Stale(render) => render,
-            Cached::Missing => {
-                self.stats.series_cache_misses += 1;
-                self.render_labels(labels)
-            }
-        };
-        self.resolve_and_cache(tenant, &key, render)
     }
 
     fn render_labels(&self, labels: &[(&str, &str)]) -> CachedRender {
@@ -1020,7 +1505,7 @@ impl Joiner {
     }
 
     /// Every component carrying one of the identifiers (first identifier wins
-    /// for a component reached twice), with its `component` field encoded.
+    /// for a component reached twice).
     fn resolve_targets(&self, tenant: &str, identifiers: &[(usize, String)]) -> Vec<Target> {
         let mut targets: Vec<Target> = Vec::new();
         for (rule, identifier) in identifiers {
@@ -1045,106 +1530,151 @@ impl Joiner {
                         )
                     })
                     .collect();
-                let component = BoundComponent {
-                    external_id: external_id.to_string(),
-                    type_name: latest.component.type_name.to_string(),
-                    name: latest.component.name.to_string(),
-                    identifier: identifier.clone(),
-                    rule: self.bindings.rules()[*rule].name().to_string(),
-                };
-                let mut component_field = Vec::new();
-                wire::put_len_field(&mut component_field, 2, &component.encode_to_vec());
                 targets.push(Target {
                     key: Arc::from(record_key),
-                    identifier: identifier.clone(),
-                    rule: *rule,
                     versions: versions.clone(),
                     binds_during,
-                    component_field,
+                    rule: *rule,
+                    component: ComponentHeaders {
+                        external_id: Arc::from(external_id),
+                        type_name: latest.component.type_name.clone(),
+                        rule: self.rule_names[*rule].clone(),
+                    },
+                    name: Arc::from(&*latest.component.name),
                 });
             }
         }
         targets
     }
+}
 
-    fn emit_bound(
-        &mut self,
-        tenant: &str,
-        labels: &[Label],
-        groups: Vec<BoundGroup>,
-        origin: Option<Origin>,
-        outputs: &mut Vec<Output>,
-    ) {
-        for group in groups {
-            let points = group.samples.len() + group.histograms.len();
-            let series = BoundSeries {
-                tenant: tenant.to_string(),
-                component: Some(BoundComponent {
-                    external_id: group.component.external_id.to_string(),
-                    type_name: group.component.type_name.to_string(),
-                    name: group.component.name.to_string(),
-                    identifier: group.identifier,
-                    rule: self.bindings.rules()[group.rule].name().to_string(),
-                }),
-                labels: labels.to_vec(),
-                samples: group.samples,
-                histograms: group.histograms,
-            };
-            outputs.push(Output {
-                destination: Destination::Bound,
-                tenant: Arc::from(tenant),
-                key: Arc::from(bound_key(tenant, &group.component.external_id)),
-                payload: output::encode_bound(&series, self.settings.encoding),
-                points,
-                reason: None,
-                origin,
-            });
-        }
+/// An owned copy of an input series, for its samples that wait.
+fn owned_series_of(
+    record: &RecordView<'_>,
+    series: &InputSeries,
+    family: Option<&FamilyMetadata>,
+) -> OwnedSeries {
+    let text = |id: u32| record.interner.get(id).to_string();
+    let metadata = match (series.metadata, family) {
+        (Some((kind, help, unit)), _) => Some((kind, text(help), text(unit))),
+        (None, Some(family)) => Some((
+            family.kind,
+            family.help.to_string(),
+            family.unit.to_string(),
+        )),
+        (None, None) => None,
+    };
+    OwnedSeries {
+        labels: record
+            .label_pairs(series)
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        metadata,
+        created_timestamp: series.created_timestamp,
     }
+}
 
-    #[allow(clippy::too_many_arguments)]
-    fn emit_unbound(
-        &mut self,
-        tenant: &str,
-        labels: &[Label],
-        reason: UnboundReason,
-        detail: &str,
-        points: Vec<Point>,
-        origin: Option<Origin>,
-        outputs: &mut Vec<Output>,
-    ) {
-        let mut samples = Vec::new();
-        let mut histograms = Vec::new();
-        for point in points {
-            match point {
-                Point::Sample(sample) => samples.push(sample),
-                Point::Histogram(histogram) => histograms.push(*histogram),
+fn owned_point_of(record: &RecordView<'_>, point: usize) -> OwnedPoint {
+    match &record.points[point] {
+        InputPoint::Sample { bytes, timestamp } => OwnedPoint::Sample {
+            bytes: (*bytes).into(),
+            timestamp: *timestamp,
+        },
+        InputPoint::Histogram { bytes, timestamp } => OwnedPoint::Histogram {
+            bytes: (*bytes).into(),
+            timestamp: *timestamp,
+        },
+        InputPoint::Exemplar {
+            labels,
+            value,
+            timestamp,
+        } => OwnedPoint::Exemplar {
+            labels: record.labels[labels.clone()]
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        record.interner.get(*n).to_string(),
+                        record.interner.get(*v).to_string(),
+                    )
+                })
+                .collect(),
+            value: *value,
+            timestamp: *timestamp,
+        },
+    }
+}
+
+/// Waiting samples as a record: one series per distinct series, one point per sample.
+struct WaitingView<'a> {
+    view: RecordView<'a>,
+    /// The series of each sample.
+    series_of: Vec<u32>,
+}
+
+fn waiting_view<'a>(samples: &[&'a PendingSample]) -> WaitingView<'a> {
+    let mut view = RecordView::new(Interner::new());
+    let mut series_of = Vec::with_capacity(samples.len());
+    let mut known: HashMap<*const OwnedSeries, u32> = HashMap::new();
+    for sample in samples {
+        let series = &*sample.series;
+        let index = *known.entry(Arc::as_ptr(&sample.series)).or_insert_with(|| {
+            let labels_start = view.labels.len();
+            for (name, value) in &series.labels {
+                let pair = (view.interner.intern(name), view.interner.intern(value));
+                view.labels.push(pair);
             }
-        }
-        let count = samples.len() + histograms.len();
-        *self
-            .stats
-            .unbound_points
-            .entry(output::reason_name(reason))
-            .or_default() += count as u64;
-        let series = UnboundSeries {
-            tenant: tenant.to_string(),
-            reason: reason as i32,
-            detail: detail.to_string(),
-            labels: labels.to_vec(),
-            samples,
-            histograms,
-        };
-        outputs.push(Output {
-            destination: Destination::Unbound,
-            tenant: Arc::from(tenant),
-            key: Arc::from(tenant),
-            payload: output::encode_unbound(&series, self.settings.encoding),
-            points: count,
-            reason: Some(reason),
-            origin,
+            let metadata = series.metadata.as_ref().map(|(kind, help, unit)| {
+                (
+                    *kind,
+                    view.interner.intern(help),
+                    view.interner.intern(unit),
+                )
+            });
+            view.series.push(InputSeries {
+                labels: labels_start..view.labels.len(),
+                points: 0..0,
+                key: 0..0,
+                metadata,
+                created_timestamp: series.created_timestamp,
+                name: 0,
+            });
+            view.series.len() as u32 - 1
         });
+        series_of.push(index);
+        let point = match &sample.point {
+            OwnedPoint::Sample { bytes, timestamp } => InputPoint::Sample {
+                bytes,
+                timestamp: *timestamp,
+            },
+            OwnedPoint::Histogram { bytes, timestamp } => InputPoint::Histogram {
+                bytes,
+                timestamp: *timestamp,
+            },
+            OwnedPoint::Exemplar {
+                labels,
+                value,
+                timestamp,
+            } => {
+                let start = view.labels.len();
+                for (name, value) in labels {
+                    let pair = (view.interner.intern(name), view.interner.intern(value));
+                    view.labels.push(pair);
+                }
+                InputPoint::Exemplar {
+                    labels: start..view.labels.len(),
+                    value: *value,
+                    timestamp: *timestamp,
+                }
+            }
+        };
+        view.points.push(point);
     }
+    WaitingView { view, series_of }
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, JoinError> {
+    std::str::from_utf8(bytes).map_err(|_| JoinError::Utf8)
 }
 
 fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
@@ -1157,99 +1687,30 @@ fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
             _ => {}
         }
     }
-    let name = std::str::from_utf8(name).map_err(|_| JoinError::Utf8)?;
-    let value = std::str::from_utf8(value).map_err(|_| JoinError::Utf8)?;
-    Ok((name, value))
+    Ok((utf8(name)?, utf8(value)?))
 }
 
-fn read_labels<'a>(label_fields: &[&'a [u8]]) -> Result<Vec<(&'a str, &'a str)>, JoinError> {
-    label_fields.iter().map(|label| read_label(label)).collect()
-}
-
-/// The timestamp of an encoded `Sample` (field 2), without the value.
-fn sample_timestamp(sample: &[u8]) -> Result<i64, JoinError> {
-    let mut timestamp = 0;
-    for field in Fields::new(sample) {
+/// The varint field `number` of an encoded message (a sample's or a
+/// histogram's timestamp), 0 when absent.
+fn varint_field(message: &[u8], number: u32) -> Result<i64, JoinError> {
+    let mut found = 0;
+    for field in Fields::new(message) {
         let field = field?;
-        match field.number {
-            1 => {
-                field.fixed64()?;
-            }
-            2 => timestamp = field.varint()? as i64,
-            _ => {}
+        if field.number == number {
+            found = field.varint()? as i64;
         }
     }
-    Ok(timestamp)
-}
-
-fn read_sample(sample: &[u8]) -> Result<Sample, JoinError> {
-    let mut parsed = Sample::default();
-    for field in Fields::new(sample) {
-        let field = field?;
-        match field.number {
-            1 => parsed.value = f64::from_bits(field.fixed64()?),
-            2 => parsed.timestamp = field.varint()? as i64,
-            _ => {}
-        }
-    }
-    Ok(parsed)
-}
-
-type DecodedSeries = (Vec<Label>, Vec<Sample>, Vec<Histogram>);
-
-/// The series of a record, whichever remote-write version it holds.
-fn decode_series(content_type: &str, payload: &[u8]) -> Result<Vec<DecodedSeries>, JoinError> {
-    if content_type == proto::CONTENT_TYPE_V2 {
-        let request = v2::Request::decode(payload)?;
-        let symbol = |reference: u32| {
-            request
-                .symbols
-                .get(reference as usize)
-                .cloned()
-                .ok_or(JoinError::Symbol(reference))
-        };
-        let mut out = Vec::with_capacity(request.timeseries.len());
-        for series in &request.timeseries {
-            let mut labels = Vec::with_capacity(series.labels_refs.len() / 2);
-            for pair in series.labels_refs.chunks_exact(2) {
-                labels.push(Label {
-                    name: symbol(pair[0])?,
-                    value: symbol(pair[1])?,
-                });
-            }
-            let samples = series
-                .samples
-                .iter()
-                .map(|s| Sample {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                })
-                .collect();
-            let mut histograms = Vec::with_capacity(series.histograms.len());
-            for histogram in &series.histograms {
-                // Fields 1 to 16 are the same in both versions.
-                histograms.push(Histogram::decode(histogram.encode_to_vec().as_slice())?);
-            }
-            out.push((labels, samples, histograms));
-        }
-        return Ok(out);
-    }
-    if content_type == proto::CONTENT_TYPE_V1 || content_type == "application/x-protobuf" {
-        let request = WriteRequest::decode(payload)?;
-        return Ok(request
-            .timeseries
-            .into_iter()
-            .map(|ts| (ts.labels, ts.samples, ts.histograms))
-            .collect());
-    }
-    Err(JoinError::ContentType(content_type.to_string()))
+    Ok(found)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::prometheus::TimeSeries;
+    use crate::output::{BatchSeries, read_batch};
+    use proto::Message;
+    use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
     use proto::records::Component;
+    use proto::v2;
 
     fn settings() -> JoinSettings {
         JoinSettings {
@@ -1261,7 +1722,9 @@ mod tests {
             pending_grace_ms: 5_000,
             pending_max_samples: 100,
             series_cache_max: 1_000,
+            metadata_families_max: 1_000,
             encoding: OutputEncoding::Protobuf,
+            labels: OutputLabels::default(),
         }
     }
 
@@ -1272,23 +1735,30 @@ mod tests {
         }
     }
 
-    fn record(pod: &str, timestamp: i64) -> Vec<u8> {
-        let labels = vec![
-            label("__name__", "node_load1"),
+    fn pod_labels(name: &str, pod: &str) -> Vec<Label> {
+        vec![
+            label("__name__", name),
             label("cluster_name", "demo"),
             label("container", "exporter"),
             label("namespace", "monitoring"),
             label("pod", pod),
-        ];
-        WriteRequest {
-            timeseries: vec![TimeSeries {
-                labels,
-                samples: vec![Sample {
-                    value: 1.0,
-                    timestamp,
-                }],
-                ..Default::default()
+        ]
+    }
+
+    fn series(labels: Vec<Label>, timestamp: i64) -> TimeSeries {
+        TimeSeries {
+            labels,
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp,
             }],
+            ..Default::default()
+        }
+    }
+
+    fn record(pod: &str, timestamp: i64) -> Vec<u8> {
+        WriteRequest {
+            timeseries: vec![series(pod_labels("node_load1", pod), timestamp)],
             metadata: vec![],
         }
         .encode_to_vec()
@@ -1299,6 +1769,7 @@ mod tests {
             tenant: "acme".into(),
             external_id: external_id.into(),
             type_name: kind.into(),
+            name: external_id.rsplit('/').next().unwrap_or_default().into(),
             identifiers: vec![external_id.into()],
             first_seen_ms,
             ..Default::default()
@@ -1311,6 +1782,29 @@ mod tests {
         partition: 0,
         offset: 7,
     };
+
+    fn joiner_with_p1() -> Joiner {
+        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
+        joiner.upsert_component(&format!("acme/k/demo/{POD}"), component(POD, "pod", 0));
+        joiner.upsert_component(
+            &format!("acme/k/demo/{CONTAINER}"),
+            component(CONTAINER, "container", 0),
+        );
+        assert!(joiner.release_pending().is_empty());
+        joiner
+    }
+
+    /// Joins `request` as a record of `tenant`'s.
+    fn send(
+        joiner: &mut Joiner,
+        tenant: &str,
+        content_type: &str,
+        request: &impl Message,
+    ) -> Vec<Output> {
+        joiner
+            .process(tenant, content_type, &request.encode_to_vec(), ORIGIN, 0)
+            .unwrap()
+    }
 
     fn join(joiner: &mut Joiner, pod: &str, timestamp: i64, now: i64) -> Vec<Output> {
         joiner
@@ -1328,37 +1822,62 @@ mod tests {
         outputs
             .iter()
             .filter(|o| o.destination == Destination::Bound)
-            .map(|o| {
-                BoundSeries::decode(o.payload.as_slice())
-                    .unwrap()
-                    .component
-                    .unwrap()
-                    .external_id
-            })
+            .map(|o| o.component.as_ref().unwrap().external_id.to_string())
             .collect()
+    }
+
+    fn batch(output: &Output) -> Vec<BatchSeries> {
+        read_batch(proto::CONTENT_TYPE_V2, &output.payload).unwrap()
+    }
+
+    fn reasons(outputs: &[Output]) -> Vec<UnboundReason> {
+        outputs.iter().filter_map(|o| o.reason).collect()
     }
 
     #[test]
     fn a_series_binds_to_every_component_carrying_a_rendered_identifier() {
-        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
-        joiner.upsert_component(&format!("acme/k/demo/{POD}"), component(POD, "pod", 0));
-        joiner.upsert_component(
-            &format!("acme/k/demo/{CONTAINER}"),
-            component(CONTAINER, "container", 0),
-        );
-        assert!(joiner.release_pending().is_empty());
+        let mut joiner = joiner_with_p1();
         let outputs = join(&mut joiner, "p1", 10_000, 0);
         assert_eq!(bound_ids(&outputs), [CONTAINER, POD]);
         assert_eq!(&*outputs[0].key, format!("acme/{CONTAINER}"));
-        let bound = BoundSeries::decode(outputs[1].payload.as_slice()).unwrap();
-        assert_eq!(bound.component.unwrap().rule, "k8s-pod");
-        assert_eq!(
-            bound.samples,
-            vec![Sample {
-                value: 1.0,
-                timestamp: 10_000
-            }]
-        );
+        let pod = &outputs[1];
+        let headers = pod.component.as_ref().unwrap();
+        assert_eq!((&*headers.type_name, &*headers.rule), ("pod", "k8s-pod"));
+        let series = batch(pod);
+        assert_eq!(series.len(), 1);
+        assert_eq!(series[0].label("component_external_id"), Some(POD));
+        assert_eq!(series[0].label("component_type"), Some("pod"));
+        assert_eq!(series[0].label("component_name"), Some("p1"));
+        assert_eq!(series[0].label("pod"), Some("p1"));
+        assert_eq!(series[0].samples.len(), 1);
+        assert_eq!(series[0].samples[0].timestamp, 10_000);
+        assert_eq!((pod.points, pod.series), (1, 1));
+    }
+
+    #[test]
+    fn the_series_of_a_record_bound_to_one_component_share_one_record() {
+        let mut joiner = joiner_with_p1();
+        let mut own = pod_labels("up", "p1");
+        own.insert(1, label("component_name", "mine"));
+        let request = WriteRequest {
+            timeseries: vec![
+                series(pod_labels("a", "p1"), 10_000),
+                series(pod_labels("b", "p1"), 10_000),
+                series(own, 10_000),
+            ],
+            metadata: vec![],
+        };
+        let outputs = send(&mut joiner, "acme", proto::CONTENT_TYPE_V1, &request);
+        assert_eq!(bound_ids(&outputs), [CONTAINER, POD], "one record each");
+        let series = batch(&outputs[1]);
+        assert_eq!(series.len(), 3);
+        assert_eq!(outputs[1].points, 3);
+        assert_eq!(series[2].label("component_name"), Some("p1"));
+        assert_eq!(series[2].label("exported_component_name"), Some("mine"));
+        let names: Vec<&str> = series[2].labels.iter().map(|(n, _)| n.as_str()).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted, "labels stay sorted");
     }
 
     #[test]
@@ -1384,9 +1903,9 @@ mod tests {
         );
         let expired = joiner.expire_pending(6_000);
         assert_eq!(expired.len(), 1);
-        let unbound = UnboundSeries::decode(expired[0].payload.as_slice()).unwrap();
-        assert_eq!(unbound.tenant, "globex");
-        assert_eq!(unbound.reason(), UnboundReason::NoComponent);
+        assert_eq!(&*expired[0].tenant, "globex");
+        assert_eq!(reasons(&expired), [UnboundReason::NoComponent]);
+        assert_eq!(expired[0].origins, [ORIGIN]);
     }
 
     #[test]
@@ -1442,14 +1961,29 @@ mod tests {
         // Pod and container arrive in one batch: the waiting sample binds to both.
         joiner.upsert_component("key-pod", component(POD, "pod", 10_500));
         joiner.upsert_component("key-container", component(CONTAINER, "container", 10_500));
-        assert_eq!(bound_ids(&joiner.release_pending()), [CONTAINER, POD]);
+        let released = joiner.release_pending();
+        let mut ids = bound_ids(&released);
+        ids.sort();
+        assert_eq!(ids, [POD, CONTAINER]);
+        for output in &released {
+            assert_eq!(output.origins, [ORIGIN]);
+            let series = batch(output);
+            assert_eq!(series[0].samples[0].timestamp, 10_000);
+            assert_eq!(series[0].label("pod"), Some("p1"));
+        }
         assert!(joiner.pending_floor().is_empty());
 
         assert!(join(&mut joiner, "p2", 10_000, 0).is_empty(), "held");
         let expired = joiner.expire_pending(6_000);
-        assert_eq!(expired.len(), 1);
-        let unbound = UnboundSeries::decode(expired[0].payload.as_slice()).unwrap();
-        assert_eq!(unbound.reason(), UnboundReason::NoComponent);
+        assert_eq!(reasons(&expired), [UnboundReason::NoComponent]);
+        let series = batch(&expired[0]);
+        assert_eq!(series[0].label("unbound_reason"), Some("no_component"));
+        assert!(
+            series[0]
+                .label("unbound_detail")
+                .unwrap()
+                .starts_with("no component carries urn:kubernetes:/demo:monitoring:pod/p2")
+        );
     }
 
     #[test]
@@ -1469,49 +2003,43 @@ mod tests {
         );
         assert_eq!(joiner.expire_pending(10_000).len(), 1);
         let late = join(&mut joiner, "p1", 23_000 - 61_000, 0);
-        let unbound = UnboundSeries::decode(late[0].payload.as_slice()).unwrap();
-        assert_eq!(unbound.reason(), UnboundReason::Late);
+        assert_eq!(reasons(&late), [UnboundReason::Late]);
+        assert_eq!(
+            batch(&late[0])[0].label("unbound_detail"),
+            Some("older than the 60000 ms history")
+        );
     }
 
     #[test]
-    fn series_without_the_labels_go_unbound_with_the_reason() {
+    fn series_without_the_labels_go_unbound_one_record_per_reason() {
         let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
         let request = WriteRequest {
             timeseries: vec![
-                TimeSeries {
-                    labels: vec![label("__name__", "up"), label("cluster_name", "demo")],
-                    samples: vec![Sample::default()],
-                    ..Default::default()
-                },
-                TimeSeries {
-                    labels: vec![label("__name__", "up"), label("job", "x")],
-                    samples: vec![Sample::default()],
-                    ..Default::default()
-                },
+                series(
+                    vec![label("__name__", "up"), label("cluster_name", "demo")],
+                    1,
+                ),
+                series(vec![label("__name__", "up"), label("job", "x")], 1),
+                series(vec![label("__name__", "down"), label("job", "x")], 1),
             ],
             metadata: vec![],
         };
-        let outputs = joiner
-            .process(
-                "acme",
-                proto::CONTENT_TYPE_V1,
-                &request.encode_to_vec(),
-                ORIGIN,
-                0,
-            )
-            .unwrap();
-        let reasons: Vec<UnboundReason> = outputs
-            .iter()
-            .map(|o| {
-                UnboundSeries::decode(o.payload.as_slice())
-                    .unwrap()
-                    .reason()
-            })
-            .collect();
+        let outputs = send(&mut joiner, "acme", proto::CONTENT_TYPE_V1, &request);
         assert_eq!(
-            reasons,
-            [UnboundReason::MissingLabel, UnboundReason::NoRule]
+            reasons(&outputs),
+            [UnboundReason::NoRule, UnboundReason::MissingLabel]
         );
+        assert_eq!(
+            batch(&outputs[0]).len(),
+            2,
+            "both no_rule series in one record"
+        );
+        let missing = batch(&outputs[1]);
+        assert_eq!(
+            missing[0].label("unbound_detail"),
+            Some("rule k8s-container needs label namespace")
+        );
+        assert_eq!(&*outputs[1].key, "acme");
         assert!(
             joiner
                 .process("acme", "text/plain", b"x", ORIGIN, 0)
@@ -1519,13 +2047,10 @@ mod tests {
         );
     }
 
+    /// The same series as remote-write 1.0 and 2.0 come out alike.
     #[test]
-    fn the_borrowing_path_writes_what_the_general_path_writes() {
-        let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings());
-        joiner.upsert_component("key-pod", component(POD, "pod", 0));
-        joiner.upsert_component("key-container", component(CONTAINER, "container", 0));
-        joiner.release_pending();
-        // The same series as remote-write 1.0 (borrowing path) and 2.0 (general path).
+    fn v1_and_v2_records_write_the_same_batches() {
+        let mut joiner = joiner_with_p1();
         let v1 = record("p1", 10_000);
         let request = WriteRequest::decode(v1.as_slice()).unwrap();
         let mut symbols = vec![String::new()];
@@ -1549,53 +2074,180 @@ mod tests {
             }],
         }
         .encode_to_vec();
-        let borrowed = joiner
+        let from_v1 = joiner
             .process("acme", proto::CONTENT_TYPE_V1, &v1, ORIGIN, 0)
             .unwrap();
-        let general = joiner
+        let from_v2 = joiner
             .process("acme", proto::CONTENT_TYPE_V2, &v2_record, ORIGIN, 0)
             .unwrap();
-        assert_eq!(borrowed.len(), 2);
-        for (a, b) in borrowed.iter().zip(&general) {
+        assert_eq!(from_v1.len(), 2);
+        for (a, b) in from_v1.iter().zip(&from_v2) {
             assert_eq!(a.key, b.key);
-            assert_eq!(
-                BoundSeries::decode(a.payload.as_slice()).unwrap(),
-                BoundSeries::decode(b.payload.as_slice()).unwrap()
-            );
+            assert_eq!(batch(a), batch(b));
         }
-        // And for a series that does not bind.
-        let unbound_v1 = WriteRequest {
-            timeseries: vec![TimeSeries {
-                labels: vec![label("__name__", "up"), label("cluster_name", "demo")],
-                samples: vec![Sample {
-                    value: 2.0,
+    }
+
+    #[test]
+    fn remote_write_2_keeps_histograms_exemplars_metadata_and_start_timestamps() {
+        let mut joiner = joiner_with_p1();
+        let labels = pod_labels("rpc_seconds", "p1");
+        let mut symbols = vec![String::new()];
+        let mut intern = |text: &str| -> u32 {
+            match symbols.iter().position(|s| s == text) {
+                Some(index) => index as u32,
+                None => {
+                    symbols.push(text.to_string());
+                    symbols.len() as u32 - 1
+                }
+            }
+        };
+        let labels_refs: Vec<u32> = labels
+            .iter()
+            .flat_map(|l| [intern(&l.name), intern(&l.value)])
+            .collect();
+        let exemplar_refs = vec![intern("trace_id"), intern("4bf9")];
+        let help = intern("RPC latency.");
+        let unit = intern("seconds");
+        let histogram = v2::Histogram {
+            count: Some(v2::histogram::Count::CountInt(3)),
+            sum: 1.5,
+            schema: 3,
+            positive_spans: vec![v2::BucketSpan {
+                offset: 0,
+                length: 2,
+            }],
+            positive_deltas: vec![1, 1],
+            timestamp: 10_000,
+            start_timestamp: 9_000,
+            ..Default::default()
+        };
+        let request = v2::Request {
+            symbols,
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: labels_refs.clone(),
+                histograms: vec![histogram.clone()],
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: exemplar_refs,
+                    value: 0.7,
                     timestamp: 10_000,
                 }],
+                metadata: Some(v2::Metadata {
+                    r#type: 3,
+                    help_ref: help,
+                    unit_ref: unit,
+                }),
+                created_timestamp: 9_000,
                 ..Default::default()
             }],
+        };
+        let outputs = send(&mut joiner, "acme", proto::CONTENT_TYPE_V2, &request);
+        assert_eq!(bound_ids(&outputs), [CONTAINER, POD]);
+        for output in &outputs {
+            let series = &batch(output)[0];
+            assert_eq!(
+                series.histograms,
+                std::slice::from_ref(&histogram),
+                "bit for bit"
+            );
+            assert_eq!(
+                series.exemplars,
+                [(vec![("trace_id".into(), "4bf9".into())], 0.7, 10_000)]
+            );
+            assert_eq!(
+                series.metadata,
+                Some((3, "RPC latency.".into(), "seconds".into()))
+            );
+            assert_eq!(series.created_timestamp, 9_000);
+            assert_eq!(output.points, 1, "the histogram; exemplars are not points");
+        }
+    }
+
+    #[test]
+    fn remote_write_1_metadata_is_remembered_by_family() {
+        let mut joiner = joiner_with_p1();
+        let metadata = WriteRequest {
+            timeseries: vec![],
+            metadata: vec![proto::prometheus::MetricMetadata {
+                r#type: 3,
+                metric_family_name: "rpc_seconds".into(),
+                help: "RPC latency.".into(),
+                unit: "seconds".into(),
+            }],
+        };
+        let nothing = send(&mut joiner, "acme", proto::CONTENT_TYPE_V1, &metadata);
+        assert!(nothing.is_empty());
+        let mut exemplar_series = series(pod_labels("rpc_seconds_bucket", "p1"), 10_000);
+        exemplar_series.exemplars = vec![proto::prometheus::Exemplar {
+            labels: vec![label("trace_id", "abc")],
+            value: 0.2,
+            timestamp: 10_000,
+        }];
+        let request = WriteRequest {
+            timeseries: vec![
+                exemplar_series,
+                series(pod_labels("rpc_seconds_count", "p1"), 10_000),
+                series(pod_labels("other", "p1"), 10_000),
+            ],
             metadata: vec![],
         };
-        let borrowed = joiner
-            .process(
-                "acme",
-                proto::CONTENT_TYPE_V1,
-                &unbound_v1.encode_to_vec(),
-                ORIGIN,
-                0,
-            )
-            .unwrap();
-        let expected = UnboundSeries {
-            tenant: "acme".into(),
-            reason: UnboundReason::MissingLabel as i32,
-            detail: "rule k8s-container needs label namespace".into(),
-            labels: unbound_v1.timeseries[0].labels.clone(),
-            samples: unbound_v1.timeseries[0].samples.clone(),
-            histograms: vec![],
+        let outputs = send(&mut joiner, "acme", proto::CONTENT_TYPE_V1, &request);
+        let series = batch(&outputs[1]);
+        let family = Some((3, "RPC latency.".to_string(), "seconds".to_string()));
+        assert_eq!(series[0].metadata, family);
+        assert_eq!(series[1].metadata, family);
+        assert_eq!(series[2].metadata, None, "a family without metadata");
+        assert_eq!(series[0].exemplars.len(), 1);
+        assert_eq!(series[0].label("pod"), Some("p1"), "own labels intact");
+        assert_eq!(series[0].labels.len(), 8, "5 own, 3 added");
+        // Another tenant's metadata does not apply.
+        let other = send(&mut joiner, "globex", proto::CONTENT_TYPE_V1, &request);
+        assert!(other.is_empty(), "globex has no components: all wait");
+    }
+
+    #[test]
+    fn an_exemplar_only_series_binds_as_of_its_exemplar() {
+        let mut joiner = joiner_with_p1();
+        let mut only = TimeSeries {
+            labels: pod_labels("rpc_seconds_bucket", "p1"),
+            ..Default::default()
         };
-        assert_eq!(
-            UnboundSeries::decode(borrowed[0].payload.as_slice()).unwrap(),
-            expected
+        only.exemplars = vec![proto::prometheus::Exemplar {
+            labels: vec![label("trace_id", "abc")],
+            value: 0.2,
+            timestamp: 10_000,
+        }];
+        let request = WriteRequest {
+            timeseries: vec![only],
+            metadata: vec![],
+        };
+        let outputs = send(&mut joiner, "acme", proto::CONTENT_TYPE_V1, &request);
+        assert_eq!(bound_ids(&outputs), [CONTAINER, POD]);
+        assert_eq!(batch(&outputs[0])[0].exemplars.len(), 1);
+        assert_eq!(outputs[0].points, 0);
+    }
+
+    #[test]
+    fn json_batches_say_the_same() {
+        let mut joiner = Joiner::new(
+            Bindings::kubernetes_defaults(),
+            JoinSettings {
+                encoding: OutputEncoding::Json,
+                ..settings()
+            },
         );
+        joiner.upsert_component("key-pod", component(POD, "pod", 0));
+        joiner.release_pending();
+        let outputs = join(&mut joiner, "p1", 10_000, 0);
+        let record: serde_json::Value = serde_json::from_slice(&outputs[0].payload).unwrap();
+        assert_eq!(record["component"]["externalId"], POD);
+        assert_eq!(record["component"]["rule"], "k8s-pod");
+        assert_eq!(
+            record["timeseries"][0]["labels"]["component_external_id"],
+            POD
+        );
+        assert_eq!(record["timeseries"][0]["samples"][0]["timestamp"], 10_000);
+        let series = read_batch(output::CONTENT_TYPE_JSON, &outputs[0].payload).unwrap();
+        assert_eq!(series[0].label("pod"), Some("p1"));
     }
 
     #[test]
@@ -1611,10 +2263,45 @@ mod tests {
         join(&mut joiner, "b", 1_000, 0);
         let evicted = join(&mut joiner, "c", 1_000, 0);
         assert_eq!(
-            evicted.len(),
-            1,
+            reasons(&evicted),
+            [UnboundReason::NoComponent],
             "the oldest waiting sample leaves as no_component"
         );
+        assert_eq!(
+            batch(&evicted[0])[0].label("unbound_detail"),
+            Some("pending buffer full")
+        );
         assert!(joiner.pending_samples() <= 2);
+    }
+
+    #[test]
+    fn corrupt_records_are_errors_not_panics() {
+        let mut joiner = joiner_with_p1();
+        for payload in [
+            &[0x0a, 0xff][..],
+            &[0x2a, 0x02, 0x08, 0x09][..],
+            &[0x22, 0x01, b'x'][..],
+        ] {
+            for content_type in [proto::CONTENT_TYPE_V1, proto::CONTENT_TYPE_V2] {
+                let _ = joiner.process("acme", content_type, payload, ORIGIN, 0);
+            }
+        }
+        let out_of_range = v2::Request {
+            symbols: vec![String::new()],
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2],
+                ..Default::default()
+            }],
+        };
+        assert!(matches!(
+            joiner.process(
+                "acme",
+                proto::CONTENT_TYPE_V2,
+                &out_of_range.encode_to_vec(),
+                ORIGIN,
+                0
+            ),
+            Err(JoinError::Symbol(1))
+        ));
     }
 }

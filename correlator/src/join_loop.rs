@@ -105,13 +105,13 @@ fn apply_feed(joiner: &mut Joiner, event: &FeedEvent) {
 
 fn record_outputs(metrics: &Metrics, outputs: &[Output]) {
     // One counter update per kind and batch: a batch holds hundreds of records.
-    let mut bound = 0u64;
-    let mut unbound = 0u64;
+    // (records, series, points) per kind.
+    let mut bound = (0u64, 0u64, 0u64);
+    let mut unbound = (0u64, 0u64, 0u64);
     for output in outputs {
-        match output.destination {
-            Destination::Bound => bound += 1,
+        let tally = match output.destination {
+            Destination::Bound => &mut bound,
             Destination::Unbound => {
-                unbound += 1;
                 if let Some(reason) = output.reason {
                     metrics
                         .unbound_points
@@ -120,15 +120,28 @@ fn record_outputs(metrics: &Metrics, outputs: &[Output]) {
                         })
                         .inc_by(output.points as u64);
                 }
+                &mut unbound
             }
-        }
+        };
+        tally.0 += 1;
+        tally.1 += output.series as u64;
+        tally.2 += output.points as u64;
     }
-    for (kind, count) in [("bound", bound), ("unbound", unbound)] {
-        if count > 0 {
+    for (kind, (records, series, points)) in [("bound", bound), ("unbound", unbound)] {
+        if records > 0 {
+            let labels = KindLabels { kind };
             metrics
                 .records_produced
-                .get_or_create(&KindLabels { kind })
-                .inc_by(count);
+                .get_or_create(&labels)
+                .inc_by(records);
+            metrics
+                .series_produced
+                .get_or_create(&labels)
+                .inc_by(series);
+            metrics
+                .points_produced
+                .get_or_create(&labels)
+                .inc_by(points);
         }
     }
 }
@@ -219,11 +232,8 @@ pub async fn run_at_least_once(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    let producer = output_producer(
-        &output_producer_config(&settings),
-        &output_topics(&settings),
-    )
-    .context("creating the producer")?;
+    let producer = output_producer(&output_producer_config(&settings), &settings.topics)
+        .context("creating the producer")?;
     let revoked = Arc::new(Mutex::new(Vec::new()));
     let consumer = samples_consumer(&settings, revoked.clone())?;
     let topic = settings.topics.samples.clone();
@@ -259,7 +269,7 @@ pub async fn run_at_least_once(
                 }
                 let released = joiner.release_pending();
                 if !released.is_empty() {
-                    let origins: Vec<Origin> = released.iter().filter_map(|o| o.origin).collect();
+                    let origins: Vec<Origin> = released.iter().flat_map(|o| o.origins.iter().copied()).collect();
                     for origin in &origins {
                         *released_floor.entry(*origin).or_default() += 1;
                     }
@@ -271,7 +281,7 @@ pub async fn run_at_least_once(
             _ = tick.tick() => {
                 let expired = joiner.expire_pending(now_ms());
                 if !expired.is_empty() {
-                    let origins: Vec<Origin> = expired.iter().filter_map(|o| o.origin).collect();
+                    let origins: Vec<Origin> = expired.iter().flat_map(|o| o.origins.iter().copied()).collect();
                     for origin in &origins {
                         *released_floor.entry(*origin).or_default() += 1;
                     }
@@ -311,7 +321,7 @@ pub async fn run_at_least_once(
                 };
                 record_outputs(&metrics, &outputs);
                 // Samples evicted from the pending buffer ride along: hold their offsets too.
-                let evicted: Vec<Origin> = outputs.iter().filter_map(|o| o.origin).collect();
+                let evicted: Vec<Origin> = outputs.iter().flat_map(|o| o.origins.iter().copied()).collect();
                 for held in &evicted {
                     *released_floor.entry(*held).or_default() += 1;
                 }
@@ -348,11 +358,6 @@ pub async fn run_at_least_once(
     Ok(())
 }
 
-/// The topics join outputs go to.
-fn output_topics(settings: &Settings) -> [&str; 2] {
-    [&settings.topics.bound, &settings.topics.unbound]
-}
-
 /// Settings of the exactly-once producer: the defaults of the other producers,
 /// which `[kafka.properties]` may override, except what transactions need
 /// (acks from all replicas, idempotence, the instance's transactional id). Not
@@ -383,7 +388,7 @@ pub async fn run_exactly_once(
     instance_id: String,
 ) -> anyhow::Result<()> {
     let config = transactional_producer_config(&settings, &instance_id);
-    let producer = output_producer(&config, &output_topics(&settings))
+    let producer = output_producer(&config, &settings.topics)
         .context("creating the transactional producer")?;
     let txn_timeout = Duration::from_secs(30);
     tokio::task::block_in_place(|| producer.init_transactions(txn_timeout))
@@ -507,7 +512,7 @@ mod tests {
     #[test]
     fn an_acknowledgement_stops_at_released_samples_still_in_flight() {
         let settings = Settings::resolve(Options::default(), Options::default()).unwrap();
-        let joiner = Joiner::new(Bindings::kubernetes_defaults(), settings.join);
+        let joiner = Joiner::new(Bindings::kubernetes_defaults(), settings.join.clone());
         let mut released_floor = BTreeMap::from([(origin(0, 7), 1), (origin(1, 3), 1)]);
         let consumed = InFlight {
             consumed: Some(origin(0, 20)),

@@ -6,6 +6,7 @@
 //! `metrics.unbound` ([`output`], produced by [`delivery`]). [`topology_feed`] loads the topology first.
 
 pub mod allocator;
+pub mod batch;
 pub mod bindings;
 pub mod config;
 pub mod delivery;

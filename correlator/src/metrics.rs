@@ -24,6 +24,8 @@ pub struct Metrics {
     pub records_consumed: Family<KindLabels, Counter>,
     pub records_skipped: Family<ReasonLabels, Counter>,
     pub records_produced: Family<KindLabels, Counter>,
+    pub points_produced: Family<KindLabels, Counter>,
+    pub series_produced: Family<KindLabels, Counter>,
     pub topology_changes: Family<KindLabels, Counter>,
     pub snapshots_abandoned: Counter,
     pub topology_components: Gauge,
@@ -45,6 +47,8 @@ impl Metrics {
             records_consumed: Family::default(),
             records_skipped: Family::default(),
             records_produced: Family::default(),
+            points_produced: Family::default(),
+            series_produced: Family::default(),
             topology_changes: Family::default(),
             snapshots_abandoned: Counter::default(),
             topology_components: Gauge::default(),
@@ -83,6 +87,16 @@ impl Metrics {
             "records_produced",
             "Records produced, by topic kind",
             metrics.records_produced.clone(),
+        );
+        registry.register(
+            "points_produced",
+            "Samples and histograms in the records produced, by topic kind (a sample bound to three components counts three times)",
+            metrics.points_produced.clone(),
+        );
+        registry.register(
+            "series_produced",
+            "Series in the records produced, by topic kind",
+            metrics.series_produced.clone(),
         );
         registry.register(
             "topology_changes",

@@ -164,7 +164,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         signal_stop.send_replace(true);
     });
 
-    let mut joiner = Joiner::new(bindings, settings.join);
+    let mut joiner = Joiner::new(bindings, settings.join.clone());
     let mut loading_shutdown = shutdown_rx.clone();
     let loaded = tokio::select! {
         loaded = join_loop::load_topology(&mut joiner, &mut join_rx) => loaded,

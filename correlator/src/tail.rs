@@ -1,77 +1,110 @@
-//! `correlator tail`: bound (or unbound) series as they arrive, one line each.
+//! `correlator tail`: bound (or unbound) batches as they arrive, a line
+//! naming the component (or the reason), then one line per series.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use proto::Message;
-use proto::records::{BoundSeries, UnboundSeries};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Settings;
-use crate::output;
+use crate::join::OutputLabels;
+use crate::output::{self, BatchSeries};
 use crate::topology_feed::consumer_config;
 
-fn describe_labels(labels: &[proto::prometheus::Label]) -> String {
+/// A series' labels as PromQL writes them, without those in `hidden`.
+fn describe_labels(labels: &[(String, String)], hidden: &[&str]) -> String {
     let name = labels
         .iter()
-        .find(|l| l.name == "__name__")
-        .map(|l| l.value.as_str())
+        .find(|(n, _)| n == "__name__")
+        .map(|(_, v)| v.as_str())
         .unwrap_or("");
     let rest: Vec<String> = labels
         .iter()
-        .filter(|l| l.name != "__name__")
-        .map(|l| format!("{}={:?}", l.name, l.value))
+        .filter(|(n, _)| n != "__name__" && !hidden.contains(&n.as_str()))
+        .map(|(n, v)| format!("{n}={v:?}"))
         .collect();
     format!("{name}{{{}}}", rest.join(", "))
 }
 
-fn describe_samples(samples: &[proto::prometheus::Sample], histograms: usize) -> String {
-    let mut parts: Vec<String> = samples
+fn describe_points(series: &BatchSeries) -> String {
+    let mut parts: Vec<String> = series
+        .samples
         .iter()
         .map(|s| format!("{} @{}", output::json_value(s.value), s.timestamp))
         .collect();
-    if histograms > 0 {
-        parts.push(format!("{histograms} histogram(s)"));
+    if !series.histograms.is_empty() {
+        parts.push(format!("{} histogram(s)", series.histograms.len()));
+    }
+    if !series.exemplars.is_empty() {
+        parts.push(format!("{} exemplar(s)", series.exemplars.len()));
     }
     parts.join(", ")
 }
 
-/// One readable line for a record of either topic, whichever its encoding.
-pub fn describe(payload: &[u8], json: bool, unbound: bool) -> String {
-    if json {
-        return String::from_utf8_lossy(payload).into_owned();
-    }
-    if unbound {
-        return match UnboundSeries::decode(payload) {
-            Ok(series) => format!(
-                "{} UNBOUND {} ({}): {} = {}",
-                series.tenant,
-                output::reason_name(series.reason()),
-                series.detail,
-                describe_labels(&series.labels),
-                describe_samples(&series.samples, series.histograms.len())
-            ),
-            Err(error) => format!("unreadable record: {error}"),
-        };
-    }
-    match BoundSeries::decode(payload) {
-        Ok(series) => {
-            let component = series.component.unwrap_or_default();
-            format!(
-                "{} {} [{} {}] via {}: {} = {}",
-                series.tenant,
-                component.external_id,
-                component.type_name,
-                component.name,
-                component.rule,
-                describe_labels(&series.labels),
-                describe_samples(&series.samples, series.histograms.len())
-            )
+/// Readable lines for a record of either topic, whichever its encoding:
+/// the component (or reason) first, then each series without the labels
+/// that line already says.
+pub fn describe(
+    content_type: &str,
+    payload: &[u8],
+    headers: &[(&str, &str)],
+    labels: &OutputLabels,
+) -> String {
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| *v)
+    };
+    let batch = match output::read_batch(content_type, payload) {
+        Ok(batch) => batch,
+        Err(error) => return format!("unreadable record: {error}"),
+    };
+    let mut lines = Vec::with_capacity(batch.len() + 1);
+    let hidden: Vec<&str> = if header("reason").is_empty() {
+        let name = batch
+            .first()
+            .and_then(|series| series.label(&labels.component_name))
+            .unwrap_or("");
+        lines.push(format!(
+            "{} {} [{} {}] via {}: {} series",
+            header("tenant"),
+            header("component"),
+            header("component-type"),
+            name,
+            header("rule"),
+            batch.len()
+        ));
+        vec![
+            &labels.external_id,
+            &labels.component_type,
+            &labels.component_name,
+        ]
+    } else {
+        lines.push(format!(
+            "{} UNBOUND {}: {} series",
+            header("tenant"),
+            header("reason"),
+            batch.len()
+        ));
+        vec![&labels.unbound_reason, &labels.unbound_detail]
+    };
+    for series in &batch {
+        let mut line = format!(
+            "  {} = {}",
+            describe_labels(&series.labels, &hidden),
+            describe_points(series)
+        );
+        if let Some(detail) = series.label(&labels.unbound_detail)
+            && !header("reason").is_empty()
+        {
+            line.push_str(&format!(" ({detail})"));
         }
-        Err(error) => format!("unreadable record: {error}"),
+        lines.push(line);
     }
+    lines.join("\n")
 }
 
 pub fn run(settings: &Settings, unbound: bool, from_beginning: bool) -> anyhow::Result<()> {
@@ -111,18 +144,87 @@ pub fn run(settings: &Settings, unbound: bool, from_beginning: bool) -> anyhow::
             continue;
         };
         let message = message?;
-        let json = message
+        let headers: Vec<(&str, &str)> = message
             .headers()
-            .and_then(|headers| {
+            .map(|headers| {
                 headers
                     .iter()
-                    .find(|h| h.key == "content-type")
-                    .and_then(|h| h.value)
+                    .map(|h| {
+                        let value = std::str::from_utf8(h.value.unwrap_or_default()).unwrap_or("");
+                        (h.key, value)
+                    })
+                    .collect()
             })
-            .is_some_and(|value| value == b"application/json");
+            .unwrap_or_default();
+        let content_type = headers
+            .iter()
+            .find(|(name, _)| *name == "content-type")
+            .map_or(proto::CONTENT_TYPE_V2, |(_, value)| *value);
         println!(
             "{}",
-            describe(message.payload().unwrap_or_default(), json, unbound)
+            describe(
+                content_type,
+                message.payload().unwrap_or_default(),
+                &headers,
+                &settings.join.labels
+            )
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::{Message, v2};
+
+    #[test]
+    fn a_batch_is_a_line_for_its_component_then_one_per_series() {
+        let symbols = [
+            "",
+            "__name__",
+            "up",
+            "component_external_id",
+            "urn:p1",
+            "component_name",
+            "p1",
+            "pod",
+        ];
+        let request = v2::Request {
+            symbols: symbols.map(String::from).to_vec(),
+            timeseries: vec![v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4, 5, 6, 7, 6],
+                samples: vec![v2::Sample {
+                    value: 1.0,
+                    timestamp: 5,
+                    start_timestamp: 0,
+                }],
+                ..Default::default()
+            }],
+        };
+        let headers = [
+            ("tenant", "acme"),
+            ("component", "urn:p1"),
+            ("component-type", "pod"),
+            ("rule", "k8s-pod"),
+        ];
+        let text = describe(
+            proto::CONTENT_TYPE_V2,
+            &request.encode_to_vec(),
+            &headers,
+            &OutputLabels::default(),
+        );
+        assert_eq!(
+            text,
+            "acme urn:p1 [pod p1] via k8s-pod: 1 series\n  up{pod=\"p1\"} = 1.0 @5"
+        );
+        assert!(
+            describe(
+                proto::CONTENT_TYPE_V2,
+                b"\xff",
+                &headers,
+                &OutputLabels::default()
+            )
+            .starts_with("unreadable record")
         );
     }
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use proto::Message;
 use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
-use proto::records::BoundSeries;
 use support::kafka::TempDir;
 use support::{Correlator, Topics, eventually, ingest_app};
 
@@ -59,16 +58,10 @@ fn request(index: usize, timestamp: i64) -> Vec<u8> {
 fn bound_counts(topic: &str) -> BTreeMap<usize, usize> {
     let mut counts = BTreeMap::new();
     for record in support::read_all(topic) {
-        let series = BoundSeries::decode(record.payload.as_slice()).unwrap();
-        let sequence: usize = series
-            .labels
-            .iter()
-            .find(|l| l.name == "seq")
-            .unwrap()
-            .value
-            .parse()
-            .unwrap();
-        *counts.entry(sequence).or_default() += series.samples.len();
+        for series in support::batch_of(&record) {
+            let sequence: usize = series.label("seq").unwrap().parse().unwrap();
+            *counts.entry(sequence).or_default() += series.samples.len();
+        }
     }
     counts
 }

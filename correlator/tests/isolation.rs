@@ -16,7 +16,7 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use base64::Engine as _;
 use proto::Message;
-use proto::records::{BoundSeries, Component, UnboundReason, UnboundSeries};
+use proto::records::Component;
 use support::kafka::{KEY_A, KEY_B, Record, TempDir, basic_auth};
 use support::{Correlator, Topics, eventually, ingest_app};
 
@@ -399,25 +399,17 @@ async fn no_request_of_one_tenant_produces_a_record_of_another() {
     // metrics.bound: the sample's tenant everywhere, and a component of its own.
     let mut bound_attempts = Vec::new();
     for record in support::read_all(&topics.bound) {
-        let series = BoundSeries::decode(record.payload.as_slice()).unwrap();
-        let sender = series.labels.iter().find(|l| l.name == "sender").unwrap();
-        let attempt = series.labels.iter().find(|l| l.name == "attempt").unwrap();
-        assert_eq!(series.tenant, sender.value);
-        assert_eq!(key_tenant(&record), series.tenant);
-        if let Some(header) = record.headers.get("tenant") {
-            assert_eq!(*header, series.tenant);
+        let tenant = record.headers["tenant"].clone();
+        assert_eq!(key_tenant(&record), tenant);
+        for series in support::batch_of(&record) {
+            let sender = series.label("sender").unwrap();
+            let attempt = series.label("attempt").unwrap();
+            assert_eq!(tenant, sender);
+            let name = series.label("component_name").unwrap();
+            assert!(name.starts_with(&tenant), "{attempt} bound to {name}");
+            bound_attempts.push(format!("{tenant}:{attempt} -> {name}"));
+            *checked.entry("metrics.bound").or_default() += 1;
         }
-        let component = series.component.unwrap();
-        assert!(
-            component.name.starts_with(&series.tenant),
-            "{} bound to {component:?}",
-            attempt.value
-        );
-        bound_attempts.push(format!(
-            "{}:{} -> {}",
-            series.tenant, attempt.value, component.name
-        ));
-        *checked.entry("metrics.bound").or_default() += 1;
     }
     bound_attempts.sort();
     assert_eq!(
@@ -438,17 +430,16 @@ async fn no_request_of_one_tenant_produces_a_record_of_another() {
     // metrics.unbound: the sample's tenant, and no component found for it.
     let mut unbound_attempts = Vec::new();
     for record in support::read_all(&topics.unbound) {
-        let series = UnboundSeries::decode(record.payload.as_slice()).unwrap();
-        let sender = series.labels.iter().find(|l| l.name == "sender").unwrap();
-        let attempt = series.labels.iter().find(|l| l.name == "attempt").unwrap();
-        assert_eq!(series.tenant, sender.value);
-        assert_eq!(key_tenant(&record), series.tenant);
-        if let Some(header) = record.headers.get("tenant") {
-            assert_eq!(*header, series.tenant);
+        let tenant = record.headers["tenant"].clone();
+        assert_eq!(key_tenant(&record), tenant);
+        assert_eq!(record.headers["reason"], "no_component");
+        for series in support::batch_of(&record) {
+            let sender = series.label("sender").unwrap();
+            let attempt = series.label("attempt").unwrap();
+            assert_eq!(tenant, sender);
+            unbound_attempts.push(format!("{tenant}:{attempt}"));
+            *checked.entry("metrics.unbound").or_default() += 1;
         }
-        assert_eq!(series.reason(), UnboundReason::NoComponent);
-        unbound_attempts.push(format!("{}:{}", series.tenant, attempt.value));
-        *checked.entry("metrics.unbound").or_default() += 1;
     }
     unbound_attempts.sort();
     assert_eq!(
@@ -586,7 +577,11 @@ fn no_key_in_any_log_line_or_metrics_of_either_process() {
     // Both tenants' samples are joined (so the correlator logged its debug lines for them).
     let bound = topics.bound.clone();
     wait_for(Duration::from_secs(90), move || {
-        (support::read_all(&bound).len() >= 4).then_some(())
+        let series: usize = support::read_all(&bound)
+            .iter()
+            .map(|record| support::batch_of(record).len())
+            .sum();
+        (series >= 4).then_some(())
     })
     .expect("both tenants' samples bound");
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use proto::Message;
 use proto::prometheus::WriteRequest;
-use proto::records::{BoundSeries, UnboundReason, UnboundSeries};
 use support::kafka::TempDir;
 use support::{Correlator, Topics, eventually, ingest_app};
 
@@ -174,38 +173,48 @@ async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
         "jobs in the fixtures: {per_job:?}"
     );
     let (bound, unbound) = (topics.bound.clone(), topics.unbound.clone());
-    let bound_partitions = support::partition_count(&bound);
+    let bound_partitions = support::kafka::partition_count(&bound);
     let (per_component, per_reason) =
         eventually(Duration::from_secs(90), "every sample joined", move || {
             let mut per_component: BTreeMap<String, usize> = BTreeMap::new();
             for record in support::read_all(&bound) {
-                let series = BoundSeries::decode(record.payload.as_slice()).unwrap();
-                let job = series
-                    .labels
-                    .iter()
-                    .find(|l| l.name == "job")
-                    .unwrap()
-                    .value
-                    .clone();
-                assert_eq!(job, "node");
-                assert_eq!(series.tenant, "alpha");
-                let component = series.component.unwrap();
                 let key = record.key.as_deref().unwrap();
-                assert_eq!(
-                    String::from_utf8_lossy(key),
-                    format!("alpha/{}", component.external_id)
-                );
+                let component = record.headers["component"].clone();
+                assert_eq!(String::from_utf8_lossy(key), format!("alpha/{component}"));
                 assert_eq!(record.headers["tenant"], "alpha");
-                assert_eq!(record.headers["content-type"], "application/x-protobuf");
+                assert_eq!(record.headers["content-type"], proto::CONTENT_TYPE_V2);
+                assert!(["pod", "container"].contains(&record.headers["component-type"].as_str()));
+                assert!(record.headers["rule"].starts_with("k8s-"));
                 // Where a Java producer would have put the component's key.
                 assert_eq!(record.partition, java_partition(key, bound_partitions));
-                *per_component.entry(component.external_id).or_default() += series.samples.len();
+                let batch = support::batch_of(&record);
+                for series in &batch {
+                    assert_eq!(series.label("job"), Some("node"));
+                    assert_eq!(
+                        series.label("component_external_id"),
+                        Some(component.as_str())
+                    );
+                }
+                *per_component.entry(component).or_default() += support::points_of(&batch);
             }
-            let mut per_reason: BTreeMap<i32, usize> = BTreeMap::new();
+            let mut per_reason: BTreeMap<String, usize> = BTreeMap::new();
             for record in support::read_all(&unbound) {
-                let series = UnboundSeries::decode(record.payload.as_slice()).unwrap();
                 assert_eq!(record.headers["tenant"], "alpha");
-                *per_reason.entry(series.reason).or_default() += series.samples.len();
+                let batch = support::batch_of(&record);
+                for series in &batch {
+                    assert_eq!(
+                        series.label("unbound_reason"),
+                        Some(record.headers["reason"].as_str())
+                    );
+                    assert!(
+                        series
+                            .label("unbound_detail")
+                            .is_some_and(|d| !d.is_empty())
+                    );
+                }
+                *per_reason
+                    .entry(record.headers["reason"].clone())
+                    .or_default() += support::points_of(&batch);
             }
             let bound_total: usize = per_component.values().sum();
             let unbound_total: usize = per_reason.values().sum();
@@ -222,7 +231,7 @@ async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
     );
     assert_eq!(
         per_reason,
-        BTreeMap::from([(UnboundReason::MissingLabel as i32, prometheus_samples)])
+        BTreeMap::from([("missing_label".to_string(), prometheus_samples)])
     );
     drop(correlator);
 }
@@ -280,11 +289,12 @@ async fn a_custom_bindings_file_replaces_the_defaults_and_a_broken_one_stops_the
     let json: serde_json::Value = serde_json::from_slice(&record.payload).unwrap();
     assert_eq!(json["component"]["externalId"], "checkout");
     assert_eq!(json["component"]["rule"], "checkout-service");
-    assert_eq!(
-        json["component"]["identifier"],
-        "urn:service:/checkout:prod"
-    );
-    assert_eq!(json["samples"][0]["timestamp"], now);
+    assert_eq!(record.headers["content-type"], "application/json");
+    assert_eq!(record.headers["rule"], "checkout-service");
+    let series = &json["timeseries"][0];
+    assert_eq!(series["labels"]["component_external_id"], "checkout");
+    assert_eq!(series["labels"]["service_name"], "checkout");
+    assert_eq!(series["samples"][0]["timestamp"], now);
 
     // A Kubernetes series finds no rule now: the defaults are gone.
     let broken = dir.write(

@@ -5,8 +5,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use proto::Message;
-use proto::records::{BoundSeries, UnboundReason, UnboundSeries};
+use proto::records::UnboundReason;
 use support::kafka::TempDir;
 use support::{Correlator, Topics, eventually, ingest_app};
 
@@ -156,32 +155,37 @@ fn sample_body(pod: &str, timestamp: i64) -> Vec<u8> {
 /// A sample by its pod label and timestamp.
 type SampleId = (String, i64);
 
+fn reason_of(name: &str) -> UnboundReason {
+    match name {
+        "no_rule" => UnboundReason::NoRule,
+        "missing_label" => UnboundReason::MissingLabel,
+        "no_component" => UnboundReason::NoComponent,
+        "late" => UnboundReason::Late,
+        other => panic!("unknown reason header {other:?}"),
+    }
+}
+
 /// The bound samples, and the reason of each unbound one.
 fn outcomes(topics: &Topics) -> (Vec<SampleId>, BTreeMap<SampleId, UnboundReason>) {
     let mut bound = Vec::new();
     for record in support::read_all(&topics.bound) {
-        let series = BoundSeries::decode(record.payload.as_slice()).unwrap();
-        let pod = series
-            .labels
-            .iter()
-            .find(|l| l.name == "pod")
-            .unwrap()
-            .value
-            .clone();
-        bound.extend(series.samples.iter().map(|s| (pod.clone(), s.timestamp)));
+        for series in support::batch_of(&record) {
+            let pod = series.label("pod").unwrap().to_string();
+            bound.extend(series.samples.iter().map(|s| (pod.clone(), s.timestamp)));
+        }
     }
     let mut unbound = BTreeMap::new();
     for record in support::read_all(&topics.unbound) {
-        let series = UnboundSeries::decode(record.payload.as_slice()).unwrap();
-        let pod = series
-            .labels
-            .iter()
-            .find(|l| l.name == "pod")
-            .unwrap()
-            .value
-            .clone();
-        for sample in &series.samples {
-            unbound.insert((pod.clone(), sample.timestamp), series.reason());
+        let reason = reason_of(&record.headers["reason"]);
+        for series in support::batch_of(&record) {
+            assert_eq!(
+                series.label("unbound_reason"),
+                Some(record.headers["reason"].as_str())
+            );
+            let pod = series.label("pod").unwrap().to_string();
+            for sample in &series.samples {
+                unbound.insert((pod.clone(), sample.timestamp), reason);
+            }
         }
     }
     (bound, unbound)

@@ -13,6 +13,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 use xxhash_rust::xxh3::xxh3_128;
 
+use crate::outputs::OutputLabels;
+
 /// A sample's identity: xxh3-128 of its sorted labels, kind and timestamp.
 pub type SampleId = u128;
 
@@ -35,8 +37,12 @@ pub enum VerifyError {
     BadSymbol,
     #[error("not snappy-compressed: {0}")]
     Snappy(#[from] snap::Error),
-    #[error("a JSON output record without labels, or with a sample without a timestamp")]
+    #[error(
+        "a JSON output record without timeseries, a series without labels, or a sample without a timestamp"
+    )]
     BadJson,
+    #[error("a bound series of this run without a {0} label")]
+    NoExternalId(String),
 }
 
 /// What a sample is, so a float sample and a histogram at the same time differ.
@@ -46,6 +52,10 @@ pub(crate) const KIND_HISTOGRAM: u8 = 2;
 /// A byte range of the payload being decoded.
 pub(crate) type Span = (usize, usize);
 
+/// Called with each series of a request (its labels in `Decoder::labels`) and its bytes.
+pub(crate) type SeriesVisitor<'v, 'p> =
+    dyn FnMut(&mut Decoder, &'p [u8]) -> Result<(), VerifyError> + 'v;
+
 /// Scratch buffers reused from series to series so decoding does not allocate
 /// per label: labels are kept as byte ranges of the payload.
 #[derive(Debug, Default)]
@@ -53,11 +63,22 @@ pub struct Decoder {
     pub(crate) labels: Vec<(Span, Span)>,
     identity: Vec<u8>,
     symbols: Vec<Span>,
+    /// The labels the correlator adds to its output series.
+    pub(crate) output_labels: OutputLabels,
 }
 
 impl Decoder {
     pub fn new() -> Decoder {
         Decoder::default()
+    }
+
+    /// A decoder for outputs of a correlator that names its added labels
+    /// otherwise than the defaults (`COMPONENT_LABEL_*`, `UNBOUND_LABEL_*`).
+    pub fn with_output_labels(output_labels: OutputLabels) -> Decoder {
+        Decoder {
+            output_labels,
+            ..Decoder::default()
+        }
     }
 
     /// Calls `visit` with the identity of every sample (float or histogram) of
@@ -162,6 +183,22 @@ impl Decoder {
         run_id: &[u8],
         visit: &mut dyn FnMut(SampleId),
     ) -> Result<(), VerifyError> {
+        self.v2_series(payload, &mut |decoder, series| {
+            if decoder.seal_series(payload, run_label, run_id) {
+                decoder.visit_samples(series, 2, 3, visit)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Calls `visit` with every series of the remote-write 2.0 request
+    /// `payload`, its labels resolved into `labels` (byte ranges of `payload`).
+    /// Samples are field 2 of a series, histograms field 3.
+    pub(crate) fn v2_series<'p>(
+        &mut self,
+        payload: &'p [u8],
+        visit: &mut SeriesVisitor<'_, 'p>,
+    ) -> Result<(), VerifyError> {
         // Symbols first: they may come after the series on the wire.
         self.symbols.clear();
         for field in Fields::new(payload) {
@@ -205,10 +242,7 @@ impl Decoder {
             if pending_name.is_some() {
                 return Err(VerifyError::BadSymbol);
             }
-            if !self.seal_series(payload, run_label, run_id) {
-                continue;
-            }
-            self.visit_samples(series, 2, 3, visit)?;
+            visit(self, series)?;
         }
         Ok(())
     }
@@ -249,7 +283,7 @@ pub(crate) fn span_of(payload: &[u8], part: &[u8]) -> Span {
     (start, start + part.len())
 }
 
-pub(crate) fn label_pair(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+fn label_pair(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
     let mut name: &[u8] = &[];
     let mut value: &[u8] = &[];
     for field in Fields::new(label) {

@@ -30,10 +30,43 @@ pub mod pipeline {
     }
 }
 
-/// The pipeline's own records (`topology.components`, `metrics.bound`, `metrics.unbound`).
+/// The pipeline's own records (`topology.components`) and the unbound reasons.
 pub use pipeline::v1 as records;
 
 pub use prost::Message;
+
+/// Names of the labels the correlator adds to the series it writes to
+/// `metrics.bound` and `metrics.unbound` (its `COMPONENT_LABEL_*` and
+/// `UNBOUND_LABEL_*` settings), for it and for the readers of its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLabels {
+    /// The component's externalId, on bound series.
+    pub external_id: String,
+    /// The component's type; empty: not added.
+    pub component_type: String,
+    /// The component's name; empty: not added.
+    pub component_name: String,
+    /// The reason, on unbound series.
+    pub unbound_reason: String,
+    /// What a person needs to know of the reason, on unbound series.
+    pub unbound_detail: String,
+}
+
+impl Default for OutputLabels {
+    fn default() -> OutputLabels {
+        OutputLabels {
+            external_id: "component_external_id".into(),
+            component_type: "component_type".into(),
+            component_name: "component_name".into(),
+            unbound_reason: "unbound_reason".into(),
+            unbound_detail: "unbound_detail".into(),
+        }
+    }
+}
+
+/// What a series' own label is renamed with when an added label takes its
+/// name (Prometheus's `honor_labels: false`), as often as needed.
+pub const EXPORTED_PREFIX: &str = "exported_";
 
 /// The bit pattern Prometheus uses to mark a series stale (a NaN that must survive the trip).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;

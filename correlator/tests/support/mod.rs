@@ -356,16 +356,20 @@ pub fn sample_record_series(record: &kafka::Record) -> Vec<BTreeMap<String, Stri
         .collect()
 }
 
-/// The partitions `topic` has.
-pub fn partition_count(topic: &str) -> i32 {
-    use rdkafka::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka::brokers())
-        .create()
-        .unwrap();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .unwrap();
-    metadata.topics()[0].partitions().len() as i32
+/// The series of a `metrics.bound` or `metrics.unbound` record, whichever its
+/// encoding (by its content-type header).
+pub fn batch_of(record: &kafka::Record) -> Vec<correlator::output::BatchSeries> {
+    let content_type = record
+        .headers
+        .get("content-type")
+        .map_or(proto::CONTENT_TYPE_V2, String::as_str);
+    correlator::output::read_batch(content_type, &record.payload).unwrap()
+}
+
+/// Samples and histograms of a batch.
+pub fn points_of(batch: &[correlator::output::BatchSeries]) -> usize {
+    batch
+        .iter()
+        .map(|series| series.samples.len() + series.histograms.len())
+        .sum()
 }

@@ -1,0 +1,576 @@
+//! Writing the join's outputs as remote-write 2.0 requests: one request per
+//! component (or unbound reason) and input record, each with its own symbol
+//! table, so any remote-write 2.0 receiver can take it as it is.
+//!
+//! Strings are interned once per input record ([`Interner`]); each output
+//! request then maps the record's string ids it uses to its own symbol table
+//! ([`RequestWriter`]), an array lookup per label rather than a hash.
+
+use std::collections::HashMap;
+
+use proto::{EXPORTED_PREFIX, wire};
+
+/// Field numbers of `io.prometheus.write.v2`.
+mod field {
+    pub const REQUEST_SYMBOLS: u32 = 4;
+    pub const REQUEST_TIMESERIES: u32 = 5;
+    pub const SERIES_LABELS_REFS: u32 = 1;
+    pub const SERIES_SAMPLES: u32 = 2;
+    pub const SERIES_HISTOGRAMS: u32 = 3;
+    pub const SERIES_EXEMPLARS: u32 = 4;
+    pub const SERIES_METADATA: u32 = 5;
+    pub const SERIES_CREATED_TIMESTAMP: u32 = 6;
+    pub const EXEMPLAR_LABELS_REFS: u32 = 1;
+    pub const EXEMPLAR_VALUE: u32 = 2;
+    pub const EXEMPLAR_TIMESTAMP: u32 = 3;
+    pub const METADATA_TYPE: u32 = 1;
+    pub const METADATA_HELP_REF: u32 = 3;
+    pub const METADATA_UNIT_REF: u32 = 4;
+}
+
+/// The strings of one input record, each once, by id. Id 0 is "".
+pub struct Interner<'s> {
+    strings: Vec<&'s str>,
+    ids: HashMap<&'s str, u32, foldhash::fast::RandomState>,
+}
+
+impl<'s> Interner<'s> {
+    pub fn new() -> Interner<'s> {
+        let mut interner = Interner {
+            strings: Vec::with_capacity(256),
+            ids: HashMap::with_capacity_and_hasher(256, foldhash::fast::RandomState::default()),
+        };
+        interner.intern("");
+        interner
+    }
+
+    /// An interner whose ids are `symbols`' indexes (a remote-write 2.0
+    /// record's table, which holds "" first); strings interned later are added
+    /// after them.
+    pub fn with_symbols(symbols: Vec<&'s str>) -> Interner<'s> {
+        let mut ids = HashMap::with_capacity_and_hasher(
+            symbols.len(),
+            foldhash::fast::RandomState::default(),
+        );
+        for (id, symbol) in symbols.iter().enumerate() {
+            ids.entry(*symbol).or_insert(id as u32);
+        }
+        Interner {
+            strings: symbols,
+            ids,
+        }
+    }
+
+    pub fn intern(&mut self, text: &'s str) -> u32 {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = self.strings.len() as u32;
+        self.strings.push(text);
+        self.ids.insert(text, id);
+        id
+    }
+
+    pub fn get(&self, id: u32) -> &'s str {
+        self.strings[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
+    }
+}
+
+impl Default for Interner<'_> {
+    fn default() -> Self {
+        Interner::new()
+    }
+}
+
+/// A series' metadata: remote-write 2.0's, its strings as interner ids, or
+/// remembered from a 1.0 metadata entry.
+#[derive(Debug, Clone, Copy)]
+pub enum SeriesMetadata<'m> {
+    Ids {
+        kind: i32,
+        help: u32,
+        unit: u32,
+    },
+    Text {
+        kind: i32,
+        help: &'m str,
+        unit: &'m str,
+    },
+}
+
+/// An exemplar: its labels as (name, value) interner ids.
+#[derive(Debug, Clone, Copy)]
+pub struct ExemplarRef<'l> {
+    pub labels: &'l [(u32, u32)],
+    pub value: f64,
+    pub timestamp: i64,
+}
+
+/// One point of a series as written out.
+#[derive(Debug, Clone, Copy)]
+pub enum PointBytes<'p> {
+    /// An encoded `Sample` (1.0 and 2.0 share fields 1 and 2; 2.0's start
+    /// timestamp, field 3, rides along).
+    Sample(&'p [u8]),
+    /// An encoded `Histogram` (fields 1 to 16 are the same in both versions).
+    Histogram(&'p [u8]),
+    Exemplar(ExemplarRef<'p>),
+}
+
+/// A label a request adds to its series: a name of the settings, and a value
+/// whose symbol is written once per request.
+#[derive(Debug, Clone, Copy)]
+struct Added<'n> {
+    name: &'n str,
+    name_ref: u32,
+    value_ref: u32,
+}
+
+/// Writes one `io.prometheus.write.v2.Request` from an interner's strings.
+/// Symbols are encoded as they are first used, so the table needs no strings
+/// kept alive beyond the call that adds them.
+pub struct RequestWriter<'i> {
+    interner: &'i Interner<'i>,
+    symbols: Vec<u8>,
+    symbol_count: u32,
+    /// Interner id -> symbol index + 1 (0: not in this request yet).
+    remap: Vec<u32>,
+    touched: Vec<u32>,
+    /// Strings not of the interner (metadata of 1.0 families, details), each once.
+    extra: HashMap<String, u32, foldhash::fast::RandomState>,
+    /// Labels every series of the request gets, sorted by name.
+    added: Vec<Added<'i>>,
+    /// `added` plus one label of the series' own (the unbound detail).
+    series_added: Vec<Added<'i>>,
+    timeseries: Vec<u8>,
+    series: Vec<u8>,
+    refs: Vec<u32>,
+    packed: Vec<u8>,
+    pub series_written: usize,
+}
+
+impl<'i> RequestWriter<'i> {
+    pub fn new(interner: &'i Interner<'i>) -> RequestWriter<'i> {
+        RequestWriter {
+            interner,
+            symbols: Vec::with_capacity(1024),
+            symbol_count: 0,
+            remap: vec![0; interner.len()],
+            touched: Vec::with_capacity(64),
+            extra: HashMap::default(),
+            added: Vec::new(),
+            series_added: Vec::new(),
+            timeseries: Vec::with_capacity(1024),
+            series: Vec::with_capacity(512),
+            refs: Vec::with_capacity(64),
+            packed: Vec::with_capacity(128),
+            series_written: 0,
+        }
+    }
+
+    /// Starts a request whose series all get the `added` labels (empty
+    /// names or values are left out).
+    pub fn begin(&mut self, added: &[(&'i str, &str)]) {
+        for id in self.touched.drain(..) {
+            self.remap[id as usize] = 0;
+        }
+        self.symbols.clear();
+        self.symbol_count = 0;
+        self.extra.clear();
+        self.symbol(0);
+        self.timeseries.clear();
+        self.series_written = 0;
+        self.added.clear();
+        for (name, value) in added {
+            if name.is_empty() || value.is_empty() || self.added.iter().any(|a| a.name == *name) {
+                continue;
+            }
+            let name_ref = self.new_symbol(name);
+            let value_ref = self.new_symbol(value);
+            self.added.push(Added {
+                name,
+                name_ref,
+                value_ref,
+            });
+        }
+        self.added.sort_by(|a, b| a.name.cmp(b.name));
+    }
+
+    fn new_symbol(&mut self, text: &str) -> u32 {
+        wire::put_len_field(&mut self.symbols, field::REQUEST_SYMBOLS, text.as_bytes());
+        self.symbol_count += 1;
+        self.symbol_count - 1
+    }
+
+    /// The symbol index of interner string `id` in this request.
+    fn symbol(&mut self, id: u32) -> u32 {
+        let slot = self.remap[id as usize];
+        if slot != 0 {
+            return slot - 1;
+        }
+        let index = self.new_symbol(self.interner.get(id));
+        self.remap[id as usize] = index + 1;
+        self.touched.push(id);
+        index
+    }
+
+    /// The symbol index of a string not of the interner.
+    fn extra_symbol(&mut self, text: &str) -> u32 {
+        if text.is_empty() {
+            return 0;
+        }
+        if let Some(index) = self.extra.get(text) {
+            return *index;
+        }
+        let index = self.new_symbol(text);
+        self.extra.insert(text.to_string(), index);
+        index
+    }
+
+    /// Adds one series: its own labels (sorted by name) with the request's
+    /// added labels, and `own_added` if given, merged in; its points in
+    /// order, its metadata and start timestamp.
+    pub fn series<'p>(
+        &mut self,
+        labels: &[(u32, u32)],
+        own_added: Option<(&'i str, &str)>,
+        points: impl Iterator<Item = PointBytes<'p>>,
+        metadata: Option<SeriesMetadata<'_>>,
+        created_timestamp: i64,
+    ) {
+        self.series_added.clear();
+        self.series_added.extend_from_slice(&self.added);
+        if let Some((name, value)) = own_added
+            && !name.is_empty()
+            && !value.is_empty()
+            && !self.added.iter().any(|a| a.name == name)
+        {
+            let name_ref = self.extra_symbol(name);
+            let value_ref = self.extra_symbol(value);
+            self.series_added.push(Added {
+                name,
+                name_ref,
+                value_ref,
+            });
+            self.series_added.sort_by(|a, b| a.name.cmp(b.name));
+        }
+        self.series.clear();
+        self.write_labels(labels);
+        put_packed(
+            &mut self.series,
+            field::SERIES_LABELS_REFS,
+            &self.refs,
+            &mut self.packed,
+        );
+        for point in points {
+            match point {
+                PointBytes::Sample(bytes) => {
+                    wire::put_len_field(&mut self.series, field::SERIES_SAMPLES, bytes)
+                }
+                PointBytes::Histogram(bytes) => {
+                    wire::put_len_field(&mut self.series, field::SERIES_HISTOGRAMS, bytes)
+                }
+                PointBytes::Exemplar(exemplar) => self.write_exemplar(exemplar),
+            }
+        }
+        if let Some(metadata) = metadata {
+            let (kind, help, unit) = match metadata {
+                SeriesMetadata::Ids { kind, help, unit } => {
+                    let help = if help == 0 { 0 } else { self.symbol(help) };
+                    let unit = if unit == 0 { 0 } else { self.symbol(unit) };
+                    (kind, help, unit)
+                }
+                SeriesMetadata::Text { kind, help, unit } => {
+                    (kind, self.extra_symbol(help), self.extra_symbol(unit))
+                }
+            };
+            let mut encoded = Vec::with_capacity(12);
+            for (number, value) in [
+                (field::METADATA_TYPE, kind as u64),
+                (field::METADATA_HELP_REF, u64::from(help)),
+                (field::METADATA_UNIT_REF, u64::from(unit)),
+            ] {
+                if value != 0 {
+                    wire::put_varint(&mut encoded, u64::from(number << 3));
+                    wire::put_varint(&mut encoded, value);
+                }
+            }
+            if !encoded.is_empty() {
+                wire::put_len_field(&mut self.series, field::SERIES_METADATA, &encoded);
+            }
+        }
+        if created_timestamp != 0 {
+            wire::put_varint(
+                &mut self.series,
+                u64::from(field::SERIES_CREATED_TIMESTAMP << 3),
+            );
+            wire::put_varint(&mut self.series, created_timestamp as u64);
+        }
+        wire::put_len_field(
+            &mut self.timeseries,
+            field::REQUEST_TIMESERIES,
+            &self.series,
+        );
+        self.series_written += 1;
+    }
+
+    /// The series' label refs into `self.refs`, the added labels merged in by
+    /// name; a label of its own named like an added one becomes
+    /// `exported_<name>`.
+    fn write_labels(&mut self, labels: &[(u32, u32)]) {
+        self.refs.clear();
+        let interner = self.interner;
+        let conflict = labels.iter().any(|(name, _)| {
+            let name = interner.get(*name);
+            self.series_added.iter().any(|a| a.name == name)
+        });
+        if conflict {
+            return self.write_labels_renaming(labels);
+        }
+        let mut added = 0;
+        for (name, value) in labels {
+            let name_text = interner.get(*name);
+            while added < self.series_added.len() && self.series_added[added].name < name_text {
+                let label = self.series_added[added];
+                self.refs.extend([label.name_ref, label.value_ref]);
+                added += 1;
+            }
+            let name_ref = self.symbol(*name);
+            let value_ref = self.symbol(*value);
+            self.refs.extend([name_ref, value_ref]);
+        }
+        for label in &self.series_added[added..] {
+            self.refs.extend([label.name_ref, label.value_ref]);
+        }
+    }
+
+    /// The rare path: some of the series' own labels are renamed, as
+    /// Prometheus does with `honor_labels: false`.
+    fn write_labels_renaming(&mut self, labels: &[(u32, u32)]) {
+        let interner = self.interner;
+        let taken = |name: &str, added: &[Added<'_>]| {
+            labels.iter().any(|(n, _)| interner.get(*n) == name)
+                || added.iter().any(|a| a.name == name)
+        };
+        // (name, name symbol, value symbol), then sorted by name.
+        let mut merged: Vec<(String, u32, u32)> = Vec::with_capacity(labels.len() + 4);
+        for (name, value) in labels {
+            let name_text = interner.get(*name);
+            let value_ref = self.symbol(*value);
+            if !self.series_added.iter().any(|a| a.name == name_text) {
+                let name_ref = self.symbol(*name);
+                merged.push((name_text.to_string(), name_ref, value_ref));
+                continue;
+            }
+            let mut renamed = format!("{EXPORTED_PREFIX}{name_text}");
+            while taken(&renamed, &self.series_added) || merged.iter().any(|m| m.0 == renamed) {
+                renamed.insert_str(0, EXPORTED_PREFIX);
+            }
+            let name_ref = self.new_symbol(&renamed);
+            merged.push((renamed, name_ref, value_ref));
+        }
+        for label in &self.series_added {
+            merged.push((label.name.to_string(), label.name_ref, label.value_ref));
+        }
+        merged.sort_by(|a, b| a.0.cmp(&b.0));
+        for (_, name_ref, value_ref) in merged {
+            self.refs.extend([name_ref, value_ref]);
+        }
+    }
+
+    fn write_exemplar(&mut self, exemplar: ExemplarRef<'_>) {
+        let mut refs = Vec::with_capacity(exemplar.labels.len() * 2);
+        for (name, value) in exemplar.labels {
+            refs.push(self.symbol(*name));
+            refs.push(self.symbol(*value));
+        }
+        let mut encoded = Vec::with_capacity(24 + refs.len());
+        put_packed(
+            &mut encoded,
+            field::EXEMPLAR_LABELS_REFS,
+            &refs,
+            &mut self.packed,
+        );
+        wire::put_varint(&mut encoded, u64::from(field::EXEMPLAR_VALUE << 3 | 1));
+        encoded.extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
+        if exemplar.timestamp != 0 {
+            wire::put_varint(&mut encoded, u64::from(field::EXEMPLAR_TIMESTAMP << 3));
+            wire::put_varint(&mut encoded, exemplar.timestamp as u64);
+        }
+        wire::put_len_field(&mut self.series, field::SERIES_EXEMPLARS, &encoded);
+    }
+
+    /// The request: its symbol table, then its series.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut request = Vec::with_capacity(self.symbols.len() + self.timeseries.len());
+        request.extend_from_slice(&self.symbols);
+        request.extend_from_slice(&self.timeseries);
+        request
+    }
+}
+
+/// `values` as one packed field (omitted when empty, as protobuf does).
+fn put_packed(out: &mut Vec<u8>, number: u32, values: &[u32], scratch: &mut Vec<u8>) {
+    if values.is_empty() {
+        return;
+    }
+    scratch.clear();
+    for value in values {
+        wire::put_varint(scratch, u64::from(*value));
+    }
+    wire::put_len_field(out, number, scratch);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::Message;
+    use proto::v2;
+
+    fn labels_of(request: &v2::Request, series: &v2::TimeSeries) -> Vec<(String, String)> {
+        series
+            .labels_refs
+            .chunks(2)
+            .map(|pair| {
+                (
+                    request.symbols[pair[0] as usize].clone(),
+                    request.symbols[pair[1] as usize].clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn added_labels_are_merged_in_order_and_own_ones_renamed() {
+        let mut interner = Interner::new();
+        let own = [
+            ("__name__", "up"),
+            ("component_name", "mine"),
+            ("exported_component_name", "older"),
+            ("pod", "p1"),
+        ];
+        let labels: Vec<(u32, u32)> = own
+            .iter()
+            .map(|(n, v)| (interner.intern(n), interner.intern(v)))
+            .collect();
+        let plain: Vec<(u32, u32)> = [("__name__", "up"), ("pod", "p1")]
+            .iter()
+            .map(|(n, v)| (interner.intern(n), interner.intern(v)))
+            .collect();
+        let sample = v2::Sample {
+            value: 1.5,
+            timestamp: 7,
+            start_timestamp: 3,
+        }
+        .encode_to_vec();
+        let mut writer = RequestWriter::new(&interner);
+        writer.begin(&[
+            ("component_name", "p1"),
+            ("component_external_id", "urn:p1"),
+            ("component_type", ""),
+        ]);
+        writer.series(
+            &plain,
+            None,
+            [PointBytes::Sample(&sample)].into_iter(),
+            None,
+            0,
+        );
+        writer.series(
+            &labels,
+            Some(("detail", "why")),
+            std::iter::empty(),
+            None,
+            0,
+        );
+        let request = v2::Request::decode(writer.finish().as_slice()).unwrap();
+        assert_eq!(request.symbols[0], "");
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            labels_of(&request, &request.timeseries[0]),
+            pairs(&[
+                ("__name__", "up"),
+                ("component_external_id", "urn:p1"),
+                ("component_name", "p1"),
+                ("pod", "p1")
+            ])
+        );
+        assert_eq!(request.timeseries[0].samples[0].start_timestamp, 3);
+        assert_eq!(
+            labels_of(&request, &request.timeseries[1]),
+            pairs(&[
+                ("__name__", "up"),
+                ("component_external_id", "urn:p1"),
+                ("component_name", "p1"),
+                ("detail", "why"),
+                ("exported_component_name", "older"),
+                ("exported_exported_component_name", "mine"),
+                ("pod", "p1")
+            ])
+        );
+        // The series' own strings once each, though both series use them
+        // (an added value may repeat one: "p1" is the pod and the name).
+        for text in ["__name__", "up", "pod", "component_name", "mine"] {
+            assert_eq!(
+                request.symbols.iter().filter(|s| *s == text).count(),
+                1,
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn metadata_and_exemplars_reference_the_requests_own_table() {
+        let mut interner = Interner::new();
+        let labels = vec![(interner.intern("__name__"), interner.intern("x_total"))];
+        let trace = [(interner.intern("trace_id"), interner.intern("abc"))];
+        let help = interner.intern("Things counted.");
+        let mut writer = RequestWriter::new(&interner);
+        writer.begin(&[]);
+        let exemplar = PointBytes::Exemplar(ExemplarRef {
+            labels: &trace,
+            value: 2.0,
+            timestamp: 9,
+        });
+        let metadata = SeriesMetadata::Ids {
+            kind: 1,
+            help,
+            unit: 0,
+        };
+        writer.series(&labels, None, [exemplar].into_iter(), Some(metadata), 5);
+        let text = SeriesMetadata::Text {
+            kind: 2,
+            help: "Remembered.",
+            unit: "bytes",
+        };
+        writer.series(&labels, None, std::iter::empty(), Some(text), 0);
+        let request = v2::Request::decode(writer.finish().as_slice()).unwrap();
+        let series = &request.timeseries[0];
+        let metadata = series.metadata.unwrap();
+        assert_eq!(metadata.r#type, 1);
+        assert_eq!(
+            request.symbols[metadata.help_ref as usize],
+            "Things counted."
+        );
+        assert_eq!(metadata.unit_ref, 0);
+        assert_eq!(series.created_timestamp, 5);
+        let exemplar = &series.exemplars[0];
+        assert_eq!(request.symbols[exemplar.labels_refs[1] as usize], "abc");
+        assert_eq!((exemplar.value, exemplar.timestamp), (2.0, 9));
+        let remembered = request.timeseries[1].metadata.unwrap();
+        assert_eq!(request.symbols[remembered.help_ref as usize], "Remembered.");
+        assert_eq!(request.symbols[remembered.unit_ref as usize], "bytes");
+    }
+}
