@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the decoders, the snapshot state machine and the bindings parser
+# Fuzzes the decoders, the join of a samples record, the snapshot state machine and the bindings parser
 # (the cargo-fuzz crate in fuzz/, a workspace of its own).
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 60)
@@ -21,7 +21,7 @@ ROOT=$(pwd)
 SECONDS_PER_TARGET=${1:-60}
 TOOLCHAIN=${FUZZ_TOOLCHAIN:-nightly}
 RSS_LIMIT_MB=${FUZZ_RSS_LIMIT_MB:-2048}
-ALL_TARGETS="remote_write_v1 remote_write_v2 snappy_body topology_intake snapshot_state_machine bindings_file"
+ALL_TARGETS="remote_write_v1 remote_write_v2 snappy_body topology_intake snapshot_state_machine bindings_file join_record"
 TARGETS=${FUZZ_TARGETS:-$ALL_TARGETS}
 LOGS="$ROOT/fuzz/logs"
 
@@ -59,7 +59,13 @@ cargo "+$TOOLCHAIN" fuzz build
 echo "fuzz: writing the seed corpora"
 CORPUS="$ROOT/fuzz/corpus"
 cargo "+$TOOLCHAIN" run -q --manifest-path fuzz/Cargo.toml -p fuzz-seedgen -- "$CORPUS"
-mkdir -p "$CORPUS"/{topology_intake,bindings_file,snapshot_state_machine}
+mkdir -p "$CORPUS"/{topology_intake,bindings_file,snapshot_state_machine,join_record}
+# The join reads what ingest writes: remote-write bodies of either version.
+for target in remote_write_v1 remote_write_v2; do
+    for seed in "$CORPUS/$target"/*; do
+        [ -f "$seed" ] && cp "$seed" "$CORPUS/join_record/$target-$(basename "$seed")"
+    done
+done
 cp deploy/local/sample-topology.json "$CORPUS/topology_intake/seed-sample-topology.json"
 for target in topology_intake bindings_file; do
     for seed in fuzz/seeds/"$target"/*; do
