@@ -142,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|i| bound_output(&tenant, i, series_per_record))
         .collect();
     let producer = output_producer(
-        &correlator::materializer::output_producer_config(&settings),
+        &correlator::kafka::output_producer_config(&settings),
         &settings.topics,
     )?;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);

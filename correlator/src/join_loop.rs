@@ -1,5 +1,7 @@
-//! The join as a Kafka consumer of `metrics.samples` (consumer group
-//! `KAFKA_GROUP_ID`), producing to `metrics.bound` and `metrics.unbound`.
+//! The join as a Kafka consumer of `metrics.samples` ([`SamplesSource`]),
+//! producing to `metrics.bound` and `metrics.unbound`: one [`JoinLoop`] with a
+//! handler per event (a record, a topology change, a tick, an
+//! acknowledgement), driven by one of two loops that only dispatch.
 //!
 //! At-least-once (default): a record's offset is stored only after its outputs
 //! are acknowledged, in consumption order, and never past a sample that still
@@ -10,56 +12,175 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::producer::Producer;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::config::Settings;
-use crate::delivery::{Acked, output_producer, send_outputs};
+use crate::delivery::{Acked, OutputProducer, output_producer, send_outputs};
 use crate::join::{Destination, Joiner, Origin, Output};
-use crate::materializer::{
-    OUTPUT_PARTITIONER, PRODUCER_DEFAULTS, RebalanceContext, now_ms, output_producer_config,
-    store_next_offset,
-};
+use crate::kafka::{now_ms, output_producer_config, transactional_producer_config};
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::output;
-use crate::topology_feed::{FeedEvent, kafka_config};
+use crate::samples_source::{SampleRecord, SamplesSource, SourceEvent};
+use crate::topology_feed::FeedEvent;
 
 /// Most records whose outputs may be unacknowledged at once (back-pressure).
 const MAX_IN_FLIGHT: usize = 10_000;
 
-/// Fetch sizes of the samples consumer, unless `[kafka.properties]` sets
-/// them. With librdkafka's (1 MiB per partition, 50 MiB per fetch) the join
-/// waited for records a third of the time on a backlog: `make
-/// bench-correlator` gave 244 k samples/s with them, 267-315 k with these
-/// and 308-323 k with 16 MiB per partition, at 1.3 GiB peak RSS against
-/// 1.0 GiB here and 0.55 GiB with the defaults (0.8-0.9 GiB here since
-/// LZ4 frames carry their content size; BENCHMARKS.md).
-const SAMPLES_FETCH: [(&str, &str); 2] = [
-    ("max.partition.fetch.bytes", "4194304"),
-    ("fetch.max.bytes", "33554432"),
-];
+/// How often waiting samples are expired and gauges updated.
+const TICK: Duration = Duration::from_millis(200);
+
+/// How often topology history past the window is forgotten.
+const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 /// An [`Acked`] with what it completes.
 type Completion = Pin<Box<dyn Future<Output = (Result<(), KafkaError>, InFlight)> + Send>>;
 
 /// Outputs sent for one consumed record, or for released waiting samples.
+#[derive(Debug, Default)]
 struct InFlight {
     /// The consumed record this completes, if any.
     consumed: Option<Origin>,
     /// Waiting samples these outputs released: they hold their offsets back until acked.
     released: Vec<Origin>,
+}
+
+/// The join's state between events, for both delivery modes.
+struct JoinLoop {
+    settings: Settings,
+    joiner: Joiner,
+    metrics: Arc<Metrics>,
+    producer: OutputProducer,
+    source: SamplesSource,
+    /// Released samples whose outputs are not acknowledged yet.
+    released_floor: BTreeMap<Origin, usize>,
+    /// Partitions the last record found taken away.
+    revoked: Vec<i32>,
+    last_purge: Instant,
+}
+
+impl JoinLoop {
+    fn new(
+        settings: Settings,
+        joiner: Joiner,
+        metrics: Arc<Metrics>,
+        producer: OutputProducer,
+    ) -> anyhow::Result<JoinLoop> {
+        let source = SamplesSource::start(&settings)?;
+        Ok(JoinLoop {
+            settings,
+            joiner,
+            metrics,
+            producer,
+            source,
+            released_floor: BTreeMap::new(),
+            revoked: Vec::new(),
+            last_purge: Instant::now(),
+        })
+    }
+
+    /// A consumed record: its outputs, and what their acknowledgement completes.
+    fn on_record(&mut self, record: SampleRecord) -> (Vec<Output>, InFlight) {
+        self.revoked = self.source.take_revoked();
+        if !self.revoked.is_empty() {
+            self.joiner.forget_partitions(&self.revoked);
+        }
+        self.metrics
+            .records_consumed
+            .get_or_create(&KindLabels { kind: "samples" })
+            .inc();
+        let origin = record.origin;
+        let outputs = match self.joiner.process(
+            &record.tenant,
+            &record.content_type,
+            &record.payload,
+            origin,
+            now_ms(),
+        ) {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                // A record we cannot read must not stop the partition: count it and move on.
+                warn!(%error, partition = origin.partition, offset = origin.offset, "skipping an unreadable samples record");
+                self.metrics
+                    .records_skipped
+                    .get_or_create(&ReasonLabels {
+                        reason: "invalid_samples_record",
+                    })
+                    .inc();
+                Vec::new()
+            }
+        };
+        // Samples evicted from the pending buffer ride along: hold their offsets too.
+        self.sending(outputs, Some(origin))
+    }
+
+    /// Topology changes: applied, with whatever else is queued, then the
+    /// waiting samples they complete are released in one go.
+    fn on_topology(
+        &mut self,
+        event: &FeedEvent,
+        feed: &mut UnboundedReceiver<Arc<FeedEvent>>,
+    ) -> (Vec<Output>, InFlight) {
+        apply_feed(&mut self.joiner, event);
+        while let Ok(more) = feed.try_recv() {
+            apply_feed(&mut self.joiner, &more);
+        }
+        let released = self.joiner.release_pending();
+        self.sending(released, None)
+    }
+
+    /// The clock: waiting samples past their grace leave as unbound, old
+    /// topology history is forgotten, gauges are updated.
+    fn on_tick(&mut self) -> (Vec<Output>, InFlight) {
+        let expired = self.joiner.expire_pending(now_ms());
+        if self.last_purge.elapsed() > PURGE_EVERY {
+            self.joiner.purge_history();
+            self.last_purge = Instant::now();
+        }
+        update_gauges(&self.metrics, &self.joiner);
+        self.sending(expired, None)
+    }
+
+    /// Outputs acknowledged: the samples they released stop holding their
+    /// offsets back, and a consumed record's offset is stored where safe.
+    fn on_acknowledged(&mut self, entry: &InFlight) {
+        if let Some((partition, next)) = acknowledged(entry, &self.joiner, &mut self.released_floor)
+        {
+            self.source.store_next_offset(partition, next);
+        }
+    }
+
+    /// Counts `outputs` and books the waiting samples they carry, whose
+    /// offsets stay held back until they are acknowledged.
+    fn sending(
+        &mut self,
+        outputs: Vec<Output>,
+        consumed: Option<Origin>,
+    ) -> (Vec<Output>, InFlight) {
+        record_outputs(&self.metrics, &outputs);
+        let released: Vec<Origin> = outputs
+            .iter()
+            .flat_map(|output| output.origins.iter().copied())
+            .collect();
+        for origin in &released {
+            *self.released_floor.entry(*origin).or_default() += 1;
+        }
+        (outputs, InFlight { consumed, released })
+    }
+
+    async fn send(&self, outputs: Vec<Output>, shutdown: &watch::Receiver<bool>) -> Acked {
+        send_outputs(&self.producer, &self.settings, outputs, shutdown).await
+    }
 }
 
 /// Books the acknowledgement of `entry`'s outputs: the released samples it
@@ -146,25 +267,6 @@ fn record_outputs(metrics: &Metrics, outputs: &[Output]) {
     }
 }
 
-fn tenant_and_type(message: &BorrowedMessage<'_>) -> (String, String) {
-    let mut tenant = String::new();
-    let mut content_type = String::new();
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            let value = String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned();
-            match header.key {
-                "tenant" => tenant = value,
-                "content-type" => content_type = value,
-                _ => {}
-            }
-        }
-    }
-    if tenant.is_empty() {
-        tenant = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-    }
-    (tenant, content_type)
-}
-
 /// Waits for the topology to be loaded into the joiner.
 pub async fn load_topology(
     joiner: &mut Joiner,
@@ -199,140 +301,55 @@ fn update_gauges(metrics: &Metrics, joiner: &Joiner) {
     );
 }
 
-fn samples_consumer(
-    settings: &Settings,
-    revoked: Arc<Mutex<Vec<i32>>>,
-) -> anyhow::Result<StreamConsumer<RebalanceContext>> {
-    let mut config = kafka_config(settings, &SAMPLES_FETCH);
-    config
-        .set("group.id", &settings.group_id)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.offset.store", "false");
-    if settings.exactly_once {
-        config
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed");
-    } else {
-        config
-            .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000");
-    }
-    let consumer: StreamConsumer<RebalanceContext> = config
-        .create_with_context(RebalanceContext { revoked })
-        .context("creating the samples consumer")?;
-    consumer.subscribe(&[&settings.topics.samples])?;
-    Ok(consumer)
-}
-
 /// At-least-once join loop. Returns on shutdown after in-flight outputs are acknowledged.
 pub async fn run_at_least_once(
     settings: Settings,
-    mut joiner: Joiner,
+    joiner: Joiner,
     mut feed: UnboundedReceiver<Arc<FeedEvent>>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let producer = output_producer(&output_producer_config(&settings), &settings.topics)
         .context("creating the producer")?;
-    let revoked = Arc::new(Mutex::new(Vec::new()));
-    let consumer = samples_consumer(&settings, revoked.clone())?;
-    let topic = settings.topics.samples.clone();
+    let mut join = JoinLoop::new(settings, joiner, metrics, producer)?;
     let mut in_flight: FuturesOrdered<Completion> = FuturesOrdered::new();
-    // Released samples whose outputs are not acknowledged yet.
-    let mut released_floor: BTreeMap<Origin, usize> = BTreeMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut last_purge = Instant::now();
-
+    let mut tick = tokio::time::interval(TICK);
     let queue = |in_flight: &mut FuturesOrdered<_>, acked: Acked, entry: InFlight| {
         in_flight.push_back(Box::pin(async move { (acked.await, entry) }) as Completion);
     };
 
     loop {
         let saturated = in_flight.len() >= MAX_IN_FLIGHT;
-        tokio::select! {
+        let (outputs, entry) = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
             Some((result, entry)) = in_flight.next(), if !in_flight.is_empty() => {
                 result.context("producing join outputs")?;
-                if let Some((partition, next)) = acknowledged(&entry, &joiner, &mut released_floor) {
-                    store_next_offset(&consumer, &topic, partition, next);
-                }
+                join.on_acknowledged(&entry);
+                continue;
             }
             event = feed.recv() => {
                 let Some(event) = event else {
                     anyhow::bail!("the topology feed stopped");
                 };
-                apply_feed(&mut joiner, &event);
-                // Apply whatever else is queued, then release in one go.
-                while let Ok(more) = feed.try_recv() {
-                    apply_feed(&mut joiner, &more);
-                }
-                let released = joiner.release_pending();
-                if !released.is_empty() {
-                    let origins: Vec<Origin> = released.iter().flat_map(|o| o.origins.iter().copied()).collect();
-                    for origin in &origins {
-                        *released_floor.entry(*origin).or_default() += 1;
-                    }
-                    record_outputs(&metrics, &released);
-                    let acked = send_outputs(&producer, &settings, released, &shutdown).await;
-                    queue(&mut in_flight, acked, InFlight { consumed: None, released: origins });
-                }
+                join.on_topology(&event, &mut feed)
             }
-            _ = tick.tick() => {
-                let expired = joiner.expire_pending(now_ms());
-                if !expired.is_empty() {
-                    let origins: Vec<Origin> = expired.iter().flat_map(|o| o.origins.iter().copied()).collect();
-                    for origin in &origins {
-                        *released_floor.entry(*origin).or_default() += 1;
-                    }
-                    record_outputs(&metrics, &expired);
-                    let acked = send_outputs(&producer, &settings, expired, &shutdown).await;
-                    queue(&mut in_flight, acked, InFlight { consumed: None, released: origins });
-                }
-                if last_purge.elapsed() > Duration::from_secs(60) {
-                    joiner.purge_history();
-                    last_purge = Instant::now();
-                }
-                update_gauges(&metrics, &joiner);
-            }
-            message = consumer.recv(), if !saturated => {
-                let message = match message {
-                    Ok(message) => message,
-                    Err(error) => {
-                        warn!(%error, "reading metrics.samples");
-                        continue;
-                    }
-                };
-                let gone: Vec<i32> = std::mem::take(&mut *revoked.lock().expect("revoked lock"));
-                if !gone.is_empty() {
-                    joiner.forget_partitions(&gone);
-                }
-                metrics.records_consumed.get_or_create(&KindLabels { kind: "samples" }).inc();
-                let origin = Origin { partition: message.partition(), offset: message.offset() };
-                let (tenant, content_type) = tenant_and_type(&message);
-                let outputs = match joiner.process(&tenant, &content_type, message.payload().unwrap_or_default(), origin, now_ms()) {
-                    Ok(outputs) => outputs,
-                    Err(error) => {
-                        // A record we cannot read must not stop the partition: count it and move on.
-                        warn!(%error, partition = origin.partition, offset = origin.offset, "skipping an unreadable samples record");
-                        metrics.records_skipped.get_or_create(&ReasonLabels { reason: "invalid_samples_record" }).inc();
-                        Vec::new()
-                    }
-                };
-                record_outputs(&metrics, &outputs);
-                // Samples evicted from the pending buffer ride along: hold their offsets too.
-                let evicted: Vec<Origin> = outputs.iter().flat_map(|o| o.origins.iter().copied()).collect();
-                for held in &evicted {
-                    *released_floor.entry(*held).or_default() += 1;
-                }
-                let acked = send_outputs(&producer, &settings, outputs, &shutdown).await;
-                queue(&mut in_flight, acked, InFlight { consumed: Some(origin), released: evicted });
-            }
+            _ = tick.tick() => join.on_tick(),
+            event = join.source.next(), if !saturated => match event {
+                Some(SourceEvent::Record(record)) => join.on_record(record),
+                Some(SourceEvent::Rewound) => continue,
+                None => anyhow::bail!("the samples consumer stopped"),
+            },
+        };
+        if outputs.is_empty() && entry.consumed.is_none() {
+            continue;
         }
+        let acked = join.send(outputs, &shutdown).await;
+        queue(&mut in_flight, acked, entry);
     }
 
     info!(in_flight = in_flight.len(), "join draining");
-    let deadline = tokio::time::sleep(settings.shutdown_timeout);
+    let deadline = tokio::time::sleep(join.settings.shutdown_timeout);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
@@ -345,43 +362,19 @@ pub async fn run_at_least_once(
                 if result.is_err() {
                     break;
                 }
-                if let Some((partition, next)) = acknowledged(&entry, &joiner, &mut released_floor) {
-                    store_next_offset(&consumer, &topic, partition, next);
-                }
+                join.on_acknowledged(&entry);
             }
         }
     }
-    if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-        warn!(%error, "final commit");
-    }
-    let _ = producer.flush(Duration::from_secs(5));
+    join.source.commit();
+    let _ = join.producer.flush(Duration::from_secs(5));
     Ok(())
-}
-
-/// Settings of the exactly-once producer: the defaults of the other producers,
-/// which `[kafka.properties]` may override, except what transactions need
-/// (acks from all replicas, idempotence, the instance's transactional id). Not
-/// their `message.timeout.ms`, which must stay under `transaction.timeout.ms`.
-pub fn transactional_producer_config(settings: &Settings, instance_id: &str) -> ClientConfig {
-    let defaults: Vec<(&str, &str)> = PRODUCER_DEFAULTS
-        .into_iter()
-        .chain([OUTPUT_PARTITIONER, ("transaction.timeout.ms", "60000")])
-        .collect();
-    let mut config = kafka_config(settings, &defaults);
-    config
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set(
-            "transactional.id",
-            format!("{}-{instance_id}", settings.transactional_id_prefix),
-        );
-    config
 }
 
 /// Exactly-once join loop: batches of records, their outputs and their offsets in one transaction.
 pub async fn run_exactly_once(
     settings: Settings,
-    mut joiner: Joiner,
+    joiner: Joiner,
     mut feed: UnboundedReceiver<Arc<FeedEvent>>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
@@ -393,57 +386,46 @@ pub async fn run_exactly_once(
     let txn_timeout = Duration::from_secs(30);
     tokio::task::block_in_place(|| producer.init_transactions(txn_timeout))
         .context("init_transactions")?;
-    let revoked = Arc::new(Mutex::new(Vec::new()));
-    let consumer = samples_consumer(&settings, revoked.clone())?;
     let topic = settings.topics.samples.clone();
+    let mut join = JoinLoop::new(settings, joiner, metrics, producer)?;
 
     while !*shutdown.borrow() {
-        tokio::task::block_in_place(|| producer.begin_transaction())
+        tokio::task::block_in_place(|| join.producer.begin_transaction())
             .context("begin_transaction")?;
         let mut batch: VecDeque<Acked> = VecDeque::new();
         let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
         let batch_end = Instant::now() + Duration::from_millis(100);
         let mut records = 0usize;
         while Instant::now() < batch_end && records < 5_000 {
-            tokio::select! {
+            // The transaction covers the outputs: what the handlers book for
+            // at-least-once acknowledgements is not needed here.
+            let (outputs, _) = tokio::select! {
                 _ = shutdown.changed() => break,
                 _ = tokio::time::sleep_until(batch_end.into()) => break,
                 event = feed.recv() => {
                     let Some(event) = event else {
                         anyhow::bail!("the topology feed stopped");
                     };
-                    apply_feed(&mut joiner, &event);
-                    let released = joiner.release_pending();
-                    record_outputs(&metrics, &released);
-                    batch.push_back(send_outputs(&producer, &settings, released, &shutdown).await);
+                    join.on_topology(&event, &mut feed)
                 }
-                message = consumer.recv() => {
-                    let Ok(message) = message else { continue };
-                    let gone: Vec<i32> = std::mem::take(&mut *revoked.lock().expect("revoked lock"));
-                    if !gone.is_empty() {
-                        joiner.forget_partitions(&gone);
-                        next_offsets.retain(|p, _| !gone.contains(p));
+                event = join.source.next() => match event {
+                    Some(SourceEvent::Record(record)) => {
+                        records += 1;
+                        let origin = record.origin;
+                        let handled = join.on_record(record);
+                        next_offsets.retain(|partition, _| !join.revoked.contains(partition));
+                        next_offsets.insert(origin.partition, origin.offset + 1);
+                        handled
                     }
-                    records += 1;
-                    metrics.records_consumed.get_or_create(&KindLabels { kind: "samples" }).inc();
-                    let origin = Origin { partition: message.partition(), offset: message.offset() };
-                    let (tenant, content_type) = tenant_and_type(&message);
-                    let outputs = joiner
-                        .process(&tenant, &content_type, message.payload().unwrap_or_default(), origin, now_ms())
-                        .unwrap_or_else(|error| {
-                            warn!(%error, "skipping an unreadable samples record");
-                            metrics.records_skipped.get_or_create(&ReasonLabels { reason: "invalid_samples_record" }).inc();
-                            Vec::new()
-                        });
-                    record_outputs(&metrics, &outputs);
-                    batch.push_back(send_outputs(&producer, &settings, outputs, &shutdown).await);
-                    next_offsets.insert(origin.partition, origin.offset + 1);
-                }
-            }
+                    Some(SourceEvent::Rewound) => continue,
+                    None => anyhow::bail!("the samples consumer stopped"),
+                },
+            };
+            batch.push_back(join.send(outputs, &shutdown).await);
         }
-        let expired = joiner.expire_pending(now_ms());
-        record_outputs(&metrics, &expired);
-        batch.push_back(send_outputs(&producer, &settings, expired, &shutdown).await);
+        let (expired, _) = join.on_tick();
+        batch.push_back(join.send(expired, &shutdown).await);
+        join.released_floor.clear();
         let mut failed = None;
         for acked in batch {
             if let Err(error) = acked.await {
@@ -451,7 +433,7 @@ pub async fn run_exactly_once(
             }
         }
         let mut offsets = TopicPartitionList::new();
-        let floor = joiner.pending_floor();
+        let floor = join.joiner.pending_floor();
         for (partition, next) in &next_offsets {
             let safe = floor
                 .get(partition)
@@ -462,36 +444,23 @@ pub async fn run_exactly_once(
             Some(error) => Err(error),
             None => tokio::task::block_in_place(|| {
                 if offsets.count() > 0 {
-                    let group = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
-                    producer.send_offsets_to_transaction(&offsets, &group, txn_timeout)?;
+                    let group = join.source.group_metadata().ok_or(KafkaError::Canceled)?;
+                    join.producer
+                        .send_offsets_to_transaction(&offsets, &group, txn_timeout)?;
                 }
-                producer.commit_transaction(txn_timeout)
+                join.producer.commit_transaction(txn_timeout)
             }),
         };
         if let Err(error) = committed {
             warn!(%error, "transaction failed, aborting and reading the batch again");
-            metrics.transactions_aborted.inc();
-            tokio::task::block_in_place(|| producer.abort_transaction(txn_timeout))
+            join.metrics.transactions_aborted.inc();
+            tokio::task::block_in_place(|| join.producer.abort_transaction(txn_timeout))
                 .context("abort_transaction")?;
             // Waiting samples of the aborted batch will be read again: drop ours.
             let partitions: Vec<i32> = next_offsets.keys().copied().collect();
-            joiner.forget_partitions(&partitions);
-            let committed =
-                tokio::task::block_in_place(|| consumer.committed(Duration::from_secs(10)))?;
-            for element in committed.elements() {
-                let offset = match element.offset() {
-                    Offset::Invalid => Offset::Beginning,
-                    other => other,
-                };
-                let _ = consumer.seek(
-                    element.topic(),
-                    element.partition(),
-                    offset,
-                    Duration::from_secs(10),
-                );
-            }
+            join.joiner.forget_partitions(&partitions);
+            join.source.rewind_to_committed().await?;
         }
-        update_gauges(&metrics, &joiner);
     }
     Ok(())
 }

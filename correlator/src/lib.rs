@@ -2,8 +2,11 @@
 //! components in the compacted `topology.components` ([`materializer`], with
 //! the semantics in [`snapshot`]), and the sample stream of `metrics.samples`
 //! is joined against them ([`join_loop`], with the core in [`join`], rules in
-//! [`bindings`], the index in [`index`]) into `metrics.bound` and
-//! `metrics.unbound` ([`output`], produced by [`delivery`]). [`topology_feed`] loads the topology first.
+//! [`bindings`], the index in [`index`], records read by
+//! [`samples_source`]) into `metrics.bound` and `metrics.unbound` (batches
+//! written by [`batch`] in the encodings of [`output`], produced by
+//! [`delivery`]). [`topology_feed`] loads the topology first; the Kafka
+//! clients' shared settings are in [`kafka`].
 
 pub mod allocator;
 pub mod batch;
@@ -13,9 +16,11 @@ pub mod delivery;
 pub mod index;
 pub mod join;
 pub mod join_loop;
+pub mod kafka;
 pub mod materializer;
 pub mod metrics;
 pub mod output;
+pub mod samples_source;
 pub mod server;
 pub mod snapshot;
 pub mod tail;

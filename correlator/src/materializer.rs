@@ -10,125 +10,18 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::future::join_all;
 use proto::Message;
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::config::Settings;
+use crate::kafka::{RebalanceContext, consumer_config, now_ms, producer_config, store_next_offset};
 use crate::metrics::{KindLabels, Metrics, ReasonLabels};
 use crate::snapshot::{SnapshotAssembler, TopologyChange, TopologyPart};
-use crate::topology_feed::{FeedEvent, consumer_config, kafka_config};
-
-/// Commits stored offsets before partitions move, and tells the loop which left.
-pub struct RebalanceContext {
-    pub revoked: Arc<Mutex<Vec<i32>>>,
-}
-
-impl ClientContext for RebalanceContext {}
-
-impl ConsumerContext for RebalanceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            // Stored offsets cover only acknowledged work: safe to commit now.
-            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-                warn!(%error, "commit before rebalance");
-            }
-            let ids: Vec<i32> = partitions
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect();
-            self.revoked.lock().expect("revoked lock").extend(ids);
-        }
-    }
-}
-
-/// Stores `next` as the offset to resume `partition` from (the next record to
-/// read). rdkafka's `store_offset` would add one to it, as librdkafka's legacy
-/// call does; a list of exact offsets says what it means.
-pub fn store_next_offset<C: Consumer<X>, X: ConsumerContext>(
-    consumer: &C,
-    topic: &str,
-    partition: i32,
-    next: i64,
-) {
-    let mut offsets = TopicPartitionList::new();
-    if offsets
-        .add_partition_offset(topic, partition, Offset::Offset(next))
-        .is_ok()
-    {
-        if let Err(error) = consumer.store_offsets(&offsets) {
-            // A partition that moved to another member cannot be stored: its new owner reads again.
-            debug!(%error, partition, "storing offset");
-        }
-    }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_millis() as i64
-}
-
-/// How long an output is retried before the correlator gives up on it
-/// (`message.timeout.ms`; `[kafka.properties]` may set another).
-pub const OUTPUT_DELIVERY_TIMEOUT_MS: &str = "120000";
-
-/// Records the producer queues before the join waits for acknowledgements
-/// (`queue.buffering.max.messages`; `[kafka.properties]` may set another).
-pub const OUTPUT_QUEUE_RECORDS: &str = "20000";
-
-/// Defaults of every producer of the correlator, the exactly-once one too;
-/// `[kafka.properties]` overrides them.
-pub const PRODUCER_DEFAULTS: [(&str, &str); 3] = [
-    ("compression.type", "lz4"),
-    ("linger.ms", "5"),
-    // A short queue (librdkafka's default is 100,000 records): once it is
-    // full the join waits, and the backlog stays in metrics.samples. The
-    // records in flight then fit the CPU caches; produce_ceiling wrote
-    // 20-30 % more records per second with it, on less CPU.
-    ("queue.buffering.max.messages", OUTPUT_QUEUE_RECORDS),
-];
-
-/// The partitioner of join outputs (`metrics.bound`, `metrics.unbound`): the
-/// Java clients' murmur2, as ingest's, so a component's key lands on the
-/// partition a Java producer would give it (Kafka Streams joins by key find
-/// it co-partitioned), at less CPU than librdkafka's default CRC32 of every
-/// key. Not for `topology.components`: a compacted topic keeps a key's
-/// partition.
-pub const OUTPUT_PARTITIONER: (&str, &str) = ("partitioner", "murmur2_random");
-
-/// Settings of the producer of topology changes (`topology.components`).
-pub fn producer_config(settings: &Settings) -> ClientConfig {
-    producer_config_with(settings, &[])
-}
-
-/// Settings of the at-least-once producer of join outputs.
-pub fn output_producer_config(settings: &Settings) -> ClientConfig {
-    producer_config_with(settings, &[OUTPUT_PARTITIONER])
-}
-
-fn producer_config_with(settings: &Settings, extra: &[(&str, &str)]) -> ClientConfig {
-    let defaults: Vec<(&str, &str)> = [("acks", "all"), ("enable.idempotence", "true")]
-        .into_iter()
-        .chain(PRODUCER_DEFAULTS)
-        .chain(extra.iter().copied())
-        // Outputs are retried for this long; then their batch fails, the
-        // correlator stops with an error and is started again from offsets
-        // stored only for acknowledged outputs: nothing is lost either way,
-        // and a producer that cannot deliver never hangs the correlator.
-        .chain([("message.timeout.ms", OUTPUT_DELIVERY_TIMEOUT_MS)])
-        .collect();
-    kafka_config(settings, &defaults)
-}
+use crate::topology_feed::FeedEvent;
 
 pub async fn run(
     settings: Settings,

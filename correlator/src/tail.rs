@@ -10,8 +10,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Settings;
 use crate::join::OutputLabels;
+use crate::kafka::consumer_config;
 use crate::output::{self, BatchSeries};
-use crate::topology_feed::consumer_config;
 
 /// A series' labels as PromQL writes them, without those in `hidden`.
 fn describe_labels(labels: &[(String, String)], hidden: &[&str]) -> String {

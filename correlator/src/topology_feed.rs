@@ -12,11 +12,12 @@ use proto::Message;
 use proto::records::Component;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message as _;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::{info, warn};
 
 use crate::config::Settings;
+use crate::kafka::consumer_config;
 
 #[derive(Debug)]
 pub enum FeedEvent {
@@ -33,23 +34,6 @@ pub enum FeedEvent {
         components: usize,
         took: Duration,
     },
-}
-
-pub fn consumer_config(settings: &Settings) -> ClientConfig {
-    kafka_config(settings, &[])
-}
-
-/// The brokers, then `defaults`, then `[kafka.properties]`, which override them.
-pub fn kafka_config(settings: &Settings, defaults: &[(&str, &str)]) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &settings.kafka_brokers);
-    for (name, value) in defaults {
-        config.set(*name, *value);
-    }
-    for (name, value) in &settings.kafka_properties {
-        config.set(name, value);
-    }
-    config
 }
 
 /// Runs on a blocking thread until `stop` is set.
@@ -180,59 +164,4 @@ pub fn run(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Options;
-
-    #[test]
-    fn kafka_properties_override_the_defaults() {
-        let mut settings = Settings::resolve(Options::default(), Options::default()).unwrap();
-        settings
-            .kafka_properties
-            .insert("linger.ms".into(), "50".into());
-        let config = kafka_config(&settings, &[("linger.ms", "5"), ("acks", "all")]);
-        assert_eq!(config.get("linger.ms"), Some("50"));
-        assert_eq!(config.get("acks"), Some("all"));
-        assert_eq!(
-            config.get("bootstrap.servers"),
-            Some(settings.kafka_brokers.as_str())
-        );
-        let producer = crate::materializer::producer_config(&settings);
-        assert_eq!(producer.get("linger.ms"), Some("50"));
-        assert_eq!(
-            producer.get("queue.buffering.max.messages"),
-            Some(crate::materializer::OUTPUT_QUEUE_RECORDS)
-        );
-    }
-
-    /// Outputs are placed by the Java clients' murmur2; topology changes keep
-    /// librdkafka's default, under which topology.components was compacted.
-    #[test]
-    fn only_output_producers_use_the_java_partitioner() {
-        let settings = Settings::resolve(Options::default(), Options::default()).unwrap();
-        let murmur2 = Some("murmur2_random");
-        let outputs = crate::materializer::output_producer_config(&settings);
-        assert_eq!(outputs.get("partitioner"), murmur2);
-        let transactional = crate::join_loop::transactional_producer_config(&settings, "a");
-        assert_eq!(transactional.get("partitioner"), murmur2);
-        let topology = crate::materializer::producer_config(&settings);
-        assert_eq!(topology.get("partitioner"), None);
-    }
-
-    #[test]
-    fn the_transactional_producer_keeps_what_transactions_need() {
-        let mut settings = Settings::resolve(Options::default(), Options::default()).unwrap();
-        for (name, value) in [("compression.type", "zstd"), ("acks", "1")] {
-            settings.kafka_properties.insert(name.into(), value.into());
-        }
-        let config = crate::join_loop::transactional_producer_config(&settings, "a");
-        assert_eq!(config.get("compression.type"), Some("zstd"));
-        assert_eq!(config.get("linger.ms"), Some("5"));
-        assert_eq!(config.get("acks"), Some("all"));
-        assert_eq!(config.get("enable.idempotence"), Some("true"));
-        assert_eq!(config.get("transactional.id"), Some("correlator-a"));
-    }
 }
