@@ -274,7 +274,7 @@ components="$(sed -n 's/^posted \([0-9]*\) components.*/\1/p' "$WORK/runs/topolo
 say "posted $components components; waiting for the materializer"
 topology_started="$(now)"
 for _ in $(seq 1 3000); do
-    read -r _ _ _ _ _ _ indexed < <(correlator_counters "$correlator_port" || echo "0 0 0 0 0 0 0")
+    read -r _ _ _ _ _ _ indexed _ < <(correlator_counters "$correlator_port" || echo "0 0 0 0 0 0 0 0")
     ((indexed >= components)) && break
     kill -0 "$correlator_pid" 2>/dev/null || die "the setup correlator exited; see $WORK/setup.log"
     sleep 0.1

@@ -128,10 +128,12 @@ fn join(c: &mut Criterion) {
     ] {
         let payload = record(0, default_rules);
         let mut joiner = warm_joiner(default_rules, &payload);
-        let bound = joiner
+        let bound: usize = joiner
             .process("acme", proto::CONTENT_TYPE_V1, &payload, ORIGIN, 0)
             .unwrap()
-            .len();
+            .iter()
+            .map(|output| output.points)
+            .sum();
         assert_eq!(bound, if default_rules { 6000 } else { 2000 }, "{name}");
         group.bench_function(name, |b| {
             b.iter(|| {

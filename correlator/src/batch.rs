@@ -2,11 +2,13 @@
 //! component (or unbound reason) and input record, each with its own symbol
 //! table, so any remote-write 2.0 receiver can take it as it is.
 //!
-//! Strings are interned once per input record ([`Interner`]); each output
-//! request then maps the record's string ids it uses to its own symbol table
-//! ([`RequestWriter`]), an array lookup per label rather than a hash.
+//! Label strings are interned once ([`Interner`], kept across records with
+//! the series cache); each output request then maps the ids it uses to its
+//! own symbol table ([`RequestWriter`]), an array lookup per label rather
+//! than a hash.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use proto::{EXPORTED_PREFIX, wire};
 
@@ -28,51 +30,37 @@ mod field {
     pub const METADATA_UNIT_REF: u32 = 4;
 }
 
-/// The strings of one input record, each once, by id. Id 0 is "".
-pub struct Interner<'s> {
-    strings: Vec<&'s str>,
-    ids: HashMap<&'s str, u32, foldhash::fast::RandomState>,
+/// Label strings, each once, by id (id 0 is ""): kept across records, so a
+/// cached series holds its labels as ids and a record of known series needs
+/// neither UTF-8 checks nor hashing of its label strings.
+pub struct Interner {
+    strings: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
 }
 
-impl<'s> Interner<'s> {
-    pub fn new() -> Interner<'s> {
+impl Interner {
+    pub fn new() -> Interner {
         let mut interner = Interner {
-            strings: Vec::with_capacity(256),
-            ids: HashMap::with_capacity_and_hasher(256, foldhash::fast::RandomState::default()),
+            strings: Vec::new(),
+            ids: HashMap::default(),
         };
         interner.intern("");
         interner
     }
 
-    /// An interner whose ids are `symbols`' indexes (a remote-write 2.0
-    /// record's table, which holds "" first); strings interned later are added
-    /// after them.
-    pub fn with_symbols(symbols: Vec<&'s str>) -> Interner<'s> {
-        let mut ids = HashMap::with_capacity_and_hasher(
-            symbols.len(),
-            foldhash::fast::RandomState::default(),
-        );
-        for (id, symbol) in symbols.iter().enumerate() {
-            ids.entry(*symbol).or_insert(id as u32);
-        }
-        Interner {
-            strings: symbols,
-            ids,
-        }
-    }
-
-    pub fn intern(&mut self, text: &'s str) -> u32 {
+    pub fn intern(&mut self, text: &str) -> u32 {
         if let Some(id) = self.ids.get(text) {
             return *id;
         }
         let id = self.strings.len() as u32;
-        self.strings.push(text);
-        self.ids.insert(text, id);
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.push(shared.clone());
+        self.ids.insert(shared, id);
         id
     }
 
-    pub fn get(&self, id: u32) -> &'s str {
-        self.strings[id as usize]
+    pub fn get(&self, id: u32) -> &str {
+        &self.strings[id as usize]
     }
 
     pub fn len(&self) -> usize {
@@ -82,11 +70,42 @@ impl<'s> Interner<'s> {
     pub fn is_empty(&self) -> bool {
         self.strings.is_empty()
     }
+
+    /// Forgets every string but "": ids handed out before mean nothing now.
+    pub fn clear(&mut self) {
+        self.strings.clear();
+        self.ids.clear();
+        self.intern("");
+    }
 }
 
-impl Default for Interner<'_> {
+impl Default for Interner {
     fn default() -> Self {
         Interner::new()
+    }
+}
+
+/// Where each interner string is in the request being written, by request:
+/// kept across requests so that starting one clears nothing.
+#[derive(Default)]
+pub struct Remap {
+    /// The request that last used each string, and its symbol index there.
+    stamp: Vec<u32>,
+    slot: Vec<u32>,
+    current: u32,
+}
+
+impl Remap {
+    fn next_request(&mut self, strings: usize) {
+        if self.stamp.len() < strings {
+            self.stamp.resize(strings, 0);
+            self.slot.resize(strings, 0);
+        }
+        self.current = self.current.wrapping_add(1);
+        if self.current == 0 {
+            self.stamp.iter_mut().for_each(|stamp| *stamp = 0);
+            self.current = 1;
+        }
     }
 }
 
@@ -106,10 +125,10 @@ pub enum SeriesMetadata<'m> {
     },
 }
 
-/// An exemplar: its labels as (name, value) interner ids.
+/// An exemplar: its labels as (name, value) text (a trace id is seldom seen twice).
 #[derive(Debug, Clone, Copy)]
 pub struct ExemplarRef<'l> {
-    pub labels: &'l [(u32, u32)],
+    pub labels: &'l [(&'l str, &'l str)],
     pub value: f64,
     pub timestamp: i64,
 }
@@ -138,12 +157,10 @@ struct Added<'n> {
 /// Symbols are encoded as they are first used, so the table needs no strings
 /// kept alive beyond the call that adds them.
 pub struct RequestWriter<'i> {
-    interner: &'i Interner<'i>,
+    interner: &'i Interner,
+    remap: &'i mut Remap,
     symbols: Vec<u8>,
     symbol_count: u32,
-    /// Interner id -> symbol index + 1 (0: not in this request yet).
-    remap: Vec<u32>,
-    touched: Vec<u32>,
     /// Strings not of the interner (metadata of 1.0 families, details), each once.
     extra: HashMap<String, u32, foldhash::fast::RandomState>,
     /// Labels every series of the request gets, sorted by name.
@@ -158,13 +175,12 @@ pub struct RequestWriter<'i> {
 }
 
 impl<'i> RequestWriter<'i> {
-    pub fn new(interner: &'i Interner<'i>) -> RequestWriter<'i> {
+    pub fn new(interner: &'i Interner, remap: &'i mut Remap) -> RequestWriter<'i> {
         RequestWriter {
             interner,
+            remap,
             symbols: Vec::with_capacity(1024),
             symbol_count: 0,
-            remap: vec![0; interner.len()],
-            touched: Vec::with_capacity(64),
             extra: HashMap::default(),
             added: Vec::new(),
             series_added: Vec::new(),
@@ -179,9 +195,7 @@ impl<'i> RequestWriter<'i> {
     /// Starts a request whose series all get the `added` labels (empty
     /// names or values are left out).
     pub fn begin(&mut self, added: &[(&'i str, &str)]) {
-        for id in self.touched.drain(..) {
-            self.remap[id as usize] = 0;
-        }
+        self.remap.next_request(self.interner.len());
         self.symbols.clear();
         self.symbol_count = 0;
         self.extra.clear();
@@ -212,13 +226,13 @@ impl<'i> RequestWriter<'i> {
 
     /// The symbol index of interner string `id` in this request.
     fn symbol(&mut self, id: u32) -> u32 {
-        let slot = self.remap[id as usize];
-        if slot != 0 {
-            return slot - 1;
+        let at = id as usize;
+        if self.remap.stamp[at] == self.remap.current {
+            return self.remap.slot[at];
         }
         let index = self.new_symbol(self.interner.get(id));
-        self.remap[id as usize] = index + 1;
-        self.touched.push(id);
+        self.remap.stamp[at] = self.remap.current;
+        self.remap.slot[at] = index;
         index
     }
 
@@ -389,8 +403,8 @@ impl<'i> RequestWriter<'i> {
     fn write_exemplar(&mut self, exemplar: ExemplarRef<'_>) {
         let mut refs = Vec::with_capacity(exemplar.labels.len() * 2);
         for (name, value) in exemplar.labels {
-            refs.push(self.symbol(*name));
-            refs.push(self.symbol(*value));
+            refs.push(self.extra_symbol(name));
+            refs.push(self.extra_symbol(value));
         }
         let mut encoded = Vec::with_capacity(24 + refs.len());
         put_packed(
@@ -471,7 +485,8 @@ mod tests {
             start_timestamp: 3,
         }
         .encode_to_vec();
-        let mut writer = RequestWriter::new(&interner);
+        let mut remap = Remap::default();
+        let mut writer = RequestWriter::new(&interner, &mut remap);
         writer.begin(&[
             ("component_name", "p1"),
             ("component_external_id", "urn:p1"),
@@ -535,9 +550,10 @@ mod tests {
     fn metadata_and_exemplars_reference_the_requests_own_table() {
         let mut interner = Interner::new();
         let labels = vec![(interner.intern("__name__"), interner.intern("x_total"))];
-        let trace = [(interner.intern("trace_id"), interner.intern("abc"))];
+        let trace = [("trace_id", "abc")];
         let help = interner.intern("Things counted.");
-        let mut writer = RequestWriter::new(&interner);
+        let mut remap = Remap::default();
+        let mut writer = RequestWriter::new(&interner, &mut remap);
         writer.begin(&[]);
         let exemplar = PointBytes::Exemplar(ExemplarRef {
             labels: &trace,

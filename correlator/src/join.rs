@@ -20,7 +20,7 @@ use proto::wire::{self, Fields, Value, WireError, read_varint};
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use crate::batch::{ExemplarRef, Interner, PointBytes, RequestWriter, SeriesMetadata};
+use crate::batch::{ExemplarRef, Interner, PointBytes, Remap, RequestWriter, SeriesMetadata};
 use crate::bindings::{Bindings, Rendered};
 use crate::index::{AsOf, IndexedComponent, TopologyIndex, Versions};
 use crate::output::{self, OutputEncoding};
@@ -168,6 +168,9 @@ struct SeriesEntry {
     render: CachedRender,
     generation: u64,
     targets: Arc<Vec<Target>>,
+    /// Its labels as interner ids, sorted by name, and its name's id.
+    labels: Arc<[(u32, u32)]>,
+    name: u32,
     family: Option<Arc<FamilyMetadata>>,
     family_generation: u64,
 }
@@ -188,6 +191,11 @@ struct SeriesCache {
 impl SeriesCache {
     fn get(&self, tenant: &str, key: &[u8]) -> Option<&SeriesEntry> {
         self.by_tenant.get(tenant)?.get(key)
+    }
+
+    fn clear(&mut self) {
+        self.by_tenant.clear();
+        self.entries = 0;
     }
 
     fn get_mut(&mut self, tenant: &str, key: &[u8]) -> Option<&mut SeriesEntry> {
@@ -299,19 +307,15 @@ impl MetadataCache {
 /// components and its 1.0 family's metadata.
 type Resolution = (CachedRender, Arc<Vec<Target>>, Option<Arc<FamilyMetadata>>);
 
+/// A series as the cache knows it: rendering, components, labels (interner
+/// ids, sorted by name) and the id of its name.
+type KnownSeries = (CachedRender, Arc<Vec<Target>>, Arc<[(u32, u32)]>, u32);
+
 /// A component a waiting sample binds to, with the rule that reached it.
 type Reached = (Arc<IndexedComponent>, usize);
 
 /// (series, point) pairs of a record being written.
 type Entries = Vec<(u32, u32)>;
-
-/// What the cache says of a series.
-enum Cached {
-    Fresh(CachedRender, Arc<Vec<Target>>),
-    /// Rendered, but resolved at an older index generation.
-    Stale(CachedRender),
-    Missing,
-}
 
 /// A series of a waiting sample, shared by the samples of one record.
 struct OwnedSeries {
@@ -431,7 +435,7 @@ enum InputPoint<'a> {
         bytes: &'a [u8],
         timestamp: i64,
     },
-    /// Labels as a range of the record's label pairs.
+    /// Labels as a range of the record's exemplar labels.
     Exemplar {
         labels: Range<usize>,
         value: f64,
@@ -459,44 +463,28 @@ struct InputSeries {
     /// Its (name, value) interner ids, a range of the record's label pairs, sorted by name.
     labels: Range<usize>,
     points: Range<usize>,
-    /// Its series-cache key, a range of the record's keys.
-    key: Range<usize>,
     /// Remote-write 2.0 metadata: type, help and unit as interner ids.
     metadata: Option<(i32, u32, u32)>,
     created_timestamp: i64,
-    /// The interner id of its `__name__` (0 when it has none).
-    name: u32,
 }
 
-/// A record's series and points with their strings interned, borrowed from
-/// the record (or, for waiting samples, from them).
+/// A record's series and points, labels as interner ids, the rest borrowed
+/// from the record (or, for waiting samples, from them).
 struct RecordView<'a> {
-    interner: Interner<'a>,
     labels: Vec<(u32, u32)>,
     series: Vec<InputSeries>,
     points: Vec<InputPoint<'a>>,
-    keys: Vec<u8>,
-    /// Remote-write 1.0 metadata entries: family, type, help, unit.
-    families: Vec<(&'a str, i32, &'a str, &'a str)>,
+    exemplar_labels: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> RecordView<'a> {
-    fn new(interner: Interner<'a>) -> RecordView<'a> {
+    fn new() -> RecordView<'a> {
         RecordView {
-            interner,
             labels: Vec::with_capacity(1024),
             series: Vec::with_capacity(256),
             points: Vec::with_capacity(256),
-            keys: Vec::with_capacity(16 * 1024),
-            families: Vec::new(),
+            exemplar_labels: Vec::new(),
         }
-    }
-
-    fn label_pairs(&self, series: &InputSeries) -> Vec<(&'a str, &'a str)> {
-        self.labels[series.labels.clone()]
-            .iter()
-            .map(|(name, value)| (self.interner.get(*name), self.interner.get(*value)))
-            .collect()
     }
 
     fn point_bytes(&self, index: usize) -> PointBytes<'_> {
@@ -508,30 +496,11 @@ impl<'a> RecordView<'a> {
                 value,
                 timestamp,
             } => PointBytes::Exemplar(ExemplarRef {
-                labels: &self.labels[labels.clone()],
+                labels: &self.exemplar_labels[labels.clone()],
                 value: *value,
                 timestamp: *timestamp,
             }),
         }
-    }
-
-    /// Ends a series whose labels started at `labels_start`: sorts its labels
-    /// by name if they are not (senders and ingest sort them) and notes its name.
-    fn seal_labels(&mut self, labels_start: usize) -> (Range<usize>, u32) {
-        let range = labels_start..self.labels.len();
-        let interner = &self.interner;
-        let labels = &mut self.labels[range.clone()];
-        let sorted = labels
-            .windows(2)
-            .all(|pair| interner.get(pair[0].0) <= interner.get(pair[1].0));
-        if !sorted {
-            labels.sort_by(|a, b| interner.get(a.0).cmp(interner.get(b.0)));
-        }
-        let name = labels
-            .iter()
-            .find(|(name, _)| interner.get(*name) == "__name__")
-            .map_or(0, |(_, value)| *value);
-        (range, name)
     }
 
     /// A series' points, as the writer takes them.
@@ -545,6 +514,16 @@ impl<'a> RecordView<'a> {
     }
 }
 
+/// `labels` sorted by name (senders and ingest sort them; others may not).
+fn sort_labels(labels: &mut [(u32, u32)], interner: &Interner) {
+    let sorted = labels
+        .windows(2)
+        .all(|pair| interner.get(pair[0].0) <= interner.get(pair[1].0));
+    if !sorted {
+        labels.sort_by(|a, b| interner.get(a.0).cmp(interner.get(b.0)));
+    }
+}
+
 /// Appends a label's key bytes: a `TimeSeries` field 1 holding a `Label`.
 fn put_key_label(keys: &mut Vec<u8>, name: &str, value: &str, scratch: &mut Vec<u8>) {
     scratch.clear();
@@ -553,237 +532,22 @@ fn put_key_label(keys: &mut Vec<u8>, name: &str, value: &str, scratch: &mut Vec<
     wire::put_len_field(keys, 1, scratch);
 }
 
-/// A remote-write 1.0 record, decoded in place.
-fn decode_v1(payload: &[u8]) -> Result<RecordView<'_>, JoinError> {
-    let mut record = RecordView::new(Interner::new());
-    for field in Fields::new(payload) {
-        let field = field?;
-        match field.number {
-            1 => decode_v1_series(&mut record, field.bytes()?)?,
-            3 => {
-                let (mut kind, mut family, mut help, mut unit) = (0, "", "", "");
-                for entry in Fields::new(field.bytes()?) {
-                    let entry = entry?;
-                    match entry.number {
-                        1 => kind = entry.varint()? as i32,
-                        2 => family = utf8(entry.bytes()?)?,
-                        4 => help = utf8(entry.bytes()?)?,
-                        5 => unit = utf8(entry.bytes()?)?,
-                        _ => {}
-                    }
-                }
-                if !family.is_empty() {
-                    record.families.push((family, kind, help, unit));
-                }
-            }
+/// A 1.0 exemplar: labels = 1 (Label), value = 2, timestamp = 3.
+fn read_v1_exemplar<'a>(
+    exemplar: &'a [u8],
+    labels: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(f64, i64), JoinError> {
+    let (mut value, mut timestamp) = (0.0, 0);
+    for part in Fields::new(exemplar) {
+        let part = part?;
+        match part.number {
+            1 => labels.push(read_label(part.bytes()?)?),
+            2 => value = f64::from_bits(part.fixed64()?),
+            3 => timestamp = part.varint()? as i64,
             _ => {}
         }
     }
-    Ok(record)
-}
-
-fn decode_v1_series<'a>(record: &mut RecordView<'a>, series: &'a [u8]) -> Result<(), JoinError> {
-    let labels_start = record.labels.len();
-    let points_start = record.points.len();
-    let key_start = record.keys.len();
-    // Exemplar labels go after the series' own, once those are all in.
-    let mut exemplar_labels: Vec<(u32, u32)> = Vec::new();
-    for inner in Fields::new(series) {
-        let inner = inner?;
-        match inner.number {
-            1 => {
-                let (name, value) = read_label(inner.bytes()?)?;
-                let pair = (record.interner.intern(name), record.interner.intern(value));
-                record.labels.push(pair);
-                record.keys.extend_from_slice(inner.raw);
-            }
-            2 => {
-                let bytes = inner.bytes()?;
-                let timestamp = varint_field(bytes, 2)?;
-                record.points.push(InputPoint::Sample { bytes, timestamp });
-            }
-            3 => {
-                // Exemplar: labels = 1 (Label), value = 2, timestamp = 3.
-                let start = exemplar_labels.len();
-                let (mut value, mut timestamp) = (0.0, 0);
-                for part in Fields::new(inner.bytes()?) {
-                    let part = part?;
-                    match part.number {
-                        1 => {
-                            let (name, value) = read_label(part.bytes()?)?;
-                            let pair =
-                                (record.interner.intern(name), record.interner.intern(value));
-                            exemplar_labels.push(pair);
-                        }
-                        2 => value = f64::from_bits(part.fixed64()?),
-                        3 => timestamp = part.varint()? as i64,
-                        _ => {}
-                    }
-                }
-                record.points.push(InputPoint::Exemplar {
-                    labels: start..exemplar_labels.len(),
-                    value,
-                    timestamp,
-                });
-            }
-            4 => {
-                let bytes = inner.bytes()?;
-                let timestamp = varint_field(bytes, 15)?;
-                record
-                    .points
-                    .push(InputPoint::Histogram { bytes, timestamp });
-            }
-            _ => {}
-        }
-    }
-    let (labels, name) = record.seal_labels(labels_start);
-    record.place_exemplar_labels(points_start, &exemplar_labels);
-    record.series.push(InputSeries {
-        labels,
-        points: points_start..record.points.len(),
-        key: key_start..record.keys.len(),
-        metadata: None,
-        created_timestamp: 0,
-        name,
-    });
-    Ok(())
-}
-
-impl RecordView<'_> {
-    /// Appends the exemplar labels of the series whose points start at
-    /// `points_start`, whose ranges are of `pairs`, and points them there.
-    fn place_exemplar_labels(&mut self, points_start: usize, pairs: &[(u32, u32)]) {
-        if pairs.is_empty() {
-            return;
-        }
-        let offset = self.labels.len();
-        self.labels.extend_from_slice(pairs);
-        for point in &mut self.points[points_start..] {
-            if let InputPoint::Exemplar { labels, .. } = point {
-                *labels = offset + labels.start..offset + labels.end;
-            }
-        }
-    }
-}
-
-/// A remote-write 2.0 record, decoded in place; its symbols are the interner.
-fn decode_v2(payload: &[u8]) -> Result<RecordView<'_>, JoinError> {
-    // Symbols first: they may come after the series on the wire.
-    let mut symbols = Vec::with_capacity(256);
-    for field in Fields::new(payload) {
-        let field = field?;
-        if field.number == 4 {
-            symbols.push(utf8(field.bytes()?)?);
-        }
-    }
-    match symbols.first() {
-        None => symbols.push(""),
-        Some(first) if !first.is_empty() => return Err(JoinError::FirstSymbol),
-        Some(_) => {}
-    }
-    let symbol_count = symbols.len() as u64;
-    let mut record = RecordView::new(Interner::with_symbols(symbols));
-    let reference = |value: u64| -> Result<u32, JoinError> {
-        if value < symbol_count {
-            Ok(value as u32)
-        } else {
-            Err(JoinError::Symbol(value))
-        }
-    };
-    let mut label_scratch = Vec::with_capacity(128);
-    let mut refs: Vec<u32> = Vec::with_capacity(64);
-    let mut exemplar_refs: Vec<u32> = Vec::new();
-    let mut exemplar_labels: Vec<(u32, u32)> = Vec::new();
-    for field in Fields::new(payload) {
-        let field = field?;
-        if field.number != 5 {
-            continue;
-        }
-        let labels_start = record.labels.len();
-        let points_start = record.points.len();
-        let key_start = record.keys.len();
-        let mut metadata = None;
-        let mut created_timestamp = 0;
-        refs.clear();
-        exemplar_labels.clear();
-        for inner in Fields::new(field.bytes()?) {
-            let inner = inner?;
-            match inner.number {
-                1 => read_refs(&inner.value, &mut refs, &reference)?,
-                2 => {
-                    let bytes = inner.bytes()?;
-                    let timestamp = varint_field(bytes, 2)?;
-                    record.points.push(InputPoint::Sample { bytes, timestamp });
-                }
-                3 => {
-                    let bytes = inner.bytes()?;
-                    let timestamp = varint_field(bytes, 15)?;
-                    record
-                        .points
-                        .push(InputPoint::Histogram { bytes, timestamp });
-                }
-                4 => {
-                    let (mut value, mut timestamp) = (0.0, 0);
-                    exemplar_refs.clear();
-                    for part in Fields::new(inner.bytes()?) {
-                        let part = part?;
-                        match part.number {
-                            1 => read_refs(&part.value, &mut exemplar_refs, &reference)?,
-                            2 => value = f64::from_bits(part.fixed64()?),
-                            3 => timestamp = part.varint()? as i64,
-                            _ => {}
-                        }
-                    }
-                    if exemplar_refs.len() % 2 != 0 {
-                        return Err(JoinError::OddLabels);
-                    }
-                    let start = exemplar_labels.len();
-                    exemplar_labels.extend(exemplar_refs.chunks_exact(2).map(|p| (p[0], p[1])));
-                    record.points.push(InputPoint::Exemplar {
-                        labels: start..exemplar_labels.len(),
-                        value,
-                        timestamp,
-                    });
-                }
-                5 => {
-                    let (mut kind, mut help, mut unit) = (0, 0, 0);
-                    for part in Fields::new(inner.bytes()?) {
-                        let part = part?;
-                        match part.number {
-                            1 => kind = part.varint()? as i32,
-                            3 => help = reference(part.varint()?)?,
-                            4 => unit = reference(part.varint()?)?,
-                            _ => {}
-                        }
-                    }
-                    metadata = Some((kind, help, unit));
-                }
-                6 => created_timestamp = inner.varint()? as i64,
-                _ => {}
-            }
-        }
-        if refs.len() % 2 != 0 {
-            return Err(JoinError::OddLabels);
-        }
-        for pair in refs.chunks_exact(2) {
-            record.labels.push((pair[0], pair[1]));
-        }
-        let (labels, name) = record.seal_labels(labels_start);
-        for (name, value) in &record.labels[labels.clone()] {
-            let (name, value) = (record.interner.get(*name), record.interner.get(*value));
-            put_key_label(&mut record.keys, name, value, &mut label_scratch);
-        }
-        record.place_exemplar_labels(points_start, &exemplar_labels);
-        record.series.push(InputSeries {
-            labels,
-            points: points_start..record.points.len(),
-            key: key_start..record.keys.len(),
-            metadata,
-            created_timestamp,
-            name,
-        });
-    }
-    Ok(record)
+    Ok((value, timestamp))
 }
 
 /// Packed (as every sender writes them) or one unpacked reference per field.
@@ -808,6 +572,22 @@ fn read_refs(
         }
     }
     Ok(())
+}
+
+/// A 2.0 record's symbols as the interner's ids, interned as first used.
+struct SymbolIds<'a> {
+    symbols: Vec<&'a str>,
+    ids: Vec<u32>,
+}
+
+impl<'a> SymbolIds<'a> {
+    fn id(&mut self, reference: u32, interner: &mut Interner) -> u32 {
+        let slot = &mut self.ids[reference as usize];
+        if *slot == u32::MAX {
+            *slot = interner.intern(self.symbols[reference as usize]);
+        }
+        *slot
+    }
 }
 
 /// A bound record being gathered: the target and the (series, point) pairs.
@@ -870,6 +650,9 @@ pub struct Joiner {
     rule_names: Vec<Arc<str>>,
     index: TopologyIndex,
     series_cache: SeriesCache,
+    /// The strings of the cached series' labels (and 2.0 metadata).
+    interner: Interner,
+    remap: Remap,
     metadata: MetadataCache,
     pending: PendingBuffer,
     newest_sample_ms: i64,
@@ -891,6 +674,8 @@ impl Joiner {
             rule_names,
             index: TopologyIndex::default(),
             series_cache: SeriesCache::default(),
+            interner: Interner::new(),
+            remap: Remap::default(),
             metadata: MetadataCache::default(),
             pending: PendingBuffer::default(),
             newest_sample_ms: i64::MIN,
@@ -954,45 +739,22 @@ impl Joiner {
         origin: Origin,
         now_ms: i64,
     ) -> Result<Vec<Output>, JoinError> {
-        let record = if content_type == proto::CONTENT_TYPE_V2 {
-            decode_v2(payload)?
+        let tenant: Arc<str> = Arc::from(tenant);
+        if self.interner.len() > self.settings.series_cache_max.max(1 << 16) * 4 {
+            // Cached series hold interner ids: both start over together.
+            self.interner.clear();
+            self.series_cache.clear();
+        }
+        let mut record = RecordView::new();
+        // Each series' rendering, its components and its family's metadata.
+        let mut resolved: Vec<Resolution> = Vec::with_capacity(256);
+        if content_type == proto::CONTENT_TYPE_V2 {
+            self.decode_v2(&tenant, payload, &mut record, &mut resolved)?;
         } else if content_type == proto::CONTENT_TYPE_V1 || content_type == "application/x-protobuf"
         {
-            decode_v1(payload)?
+            self.decode_v1(&tenant, payload, &mut record, &mut resolved)?;
         } else {
             return Err(JoinError::ContentType(content_type.to_string()));
-        };
-        let tenant: Arc<str> = Arc::from(tenant);
-        for (family, kind, help, unit) in &record.families {
-            let metadata = FamilyMetadata {
-                kind: *kind,
-                help: (*help).into(),
-                unit: (*unit).into(),
-            };
-            let max = self.settings.metadata_families_max;
-            self.metadata.remember(&tenant, family, metadata, max);
-        }
-
-        // Each series' rendering, its components and its family's metadata.
-        let generation = self.index.generation_of(&tenant);
-        let mut resolved: Vec<Resolution> = Vec::with_capacity(record.series.len());
-        for series in &record.series {
-            let key = &record.keys[series.key.clone()];
-            let (render, targets) = match self.cached(&tenant, key, generation) {
-                Cached::Fresh(render, targets) => (render, targets),
-                Cached::Stale(render) => self.resolve_and_cache(&tenant, key, render),
-                Cached::Missing => {
-                    self.stats.series_cache_misses += 1;
-                    let render = self.render_labels(&record.label_pairs(series));
-                    self.resolve_and_cache(&tenant, key, render)
-                }
-            };
-            let family = if series.metadata.is_none() && series.name != 0 {
-                self.family_of(&tenant, key, record.interner.get(series.name))
-            } else {
-                None
-            };
-            resolved.push((render, targets, family));
         }
 
         // Every point to its components, its reason, or the pending buffer.
@@ -1057,7 +819,7 @@ impl Joiner {
             .iter()
             .map(|(_, _, family)| family.as_deref())
             .collect();
-        let mut writer = RequestWriter::new(&record.interner);
+        let mut writer = RequestWriter::new(&self.interner, &mut self.remap);
         for group in &groups {
             writer.begin(&component_labels(&self.settings.labels, group.target));
             for run in series_runs(&group.entries) {
@@ -1137,7 +899,14 @@ impl Joiner {
             };
             let owned = owned_series
                 .entry(series_index)
-                .or_insert_with(|| Arc::new(owned_series_of(&record, series, family.as_deref())))
+                .or_insert_with(|| {
+                    Arc::new(owned_series_of(
+                        &record,
+                        &self.interner,
+                        series,
+                        family.as_deref(),
+                    ))
+                })
                 .clone();
             let pending = PendingSample {
                 tenant: tenant.clone(),
@@ -1160,6 +929,352 @@ impl Joiner {
         Ok(outputs)
     }
 
+    /// Decodes a remote-write 1.0 record in place, resolving each series as
+    /// it goes: a series the cache knows costs a walk over its fields and one
+    /// hash of its label bytes; its labels' strings are not looked at.
+    fn decode_v1<'a>(
+        &mut self,
+        tenant: &Arc<str>,
+        payload: &'a [u8],
+        record: &mut RecordView<'a>,
+        resolved: &mut Vec<Resolution>,
+    ) -> Result<(), JoinError> {
+        // Metadata entries first, whatever their place: the series use them.
+        for field in Fields::new(payload) {
+            let field = field?;
+            if field.number == 3 {
+                self.remember_v1_metadata(tenant, field.bytes()?)?;
+            }
+        }
+        let generation = self.index.generation_of(tenant);
+        let mut label_fields: Vec<&[u8]> = Vec::with_capacity(32);
+        let mut scattered_key: Vec<u8> = Vec::new();
+        for field in Fields::new(payload) {
+            let field = field?;
+            if field.number != 1 {
+                continue;
+            }
+            let series = field.bytes()?;
+            let points_start = record.points.len();
+            label_fields.clear();
+            // The label fields' bytes, tags included: the cache key.
+            let mut key_range: Option<(usize, usize)> = None;
+            let mut key_is_one_run = true;
+            for inner in Fields::new(series) {
+                let inner = inner?;
+                match inner.number {
+                    1 => {
+                        label_fields.push(inner.bytes()?);
+                        let start = inner.raw.as_ptr() as usize - series.as_ptr() as usize;
+                        let end = start + inner.raw.len();
+                        key_range = match key_range {
+                            None => Some((start, end)),
+                            Some((first, last)) => {
+                                key_is_one_run &= last == start;
+                                Some((first, end))
+                            }
+                        };
+                    }
+                    2 => {
+                        let bytes = inner.bytes()?;
+                        let timestamp = varint_field(bytes, 2)?;
+                        record.points.push(InputPoint::Sample { bytes, timestamp });
+                    }
+                    3 => {
+                        let start = record.exemplar_labels.len();
+                        let (value, timestamp) =
+                            read_v1_exemplar(inner.bytes()?, &mut record.exemplar_labels)?;
+                        record.points.push(InputPoint::Exemplar {
+                            labels: start..record.exemplar_labels.len(),
+                            value,
+                            timestamp,
+                        });
+                    }
+                    4 => {
+                        let bytes = inner.bytes()?;
+                        let timestamp = varint_field(bytes, 15)?;
+                        record
+                            .points
+                            .push(InputPoint::Histogram { bytes, timestamp });
+                    }
+                    _ => {}
+                }
+            }
+            let key: &[u8] = match key_range {
+                Some((start, end)) if key_is_one_run => &series[start..end],
+                _ => {
+                    scattered_key.clear();
+                    for label in &label_fields {
+                        wire::put_len_field(&mut scattered_key, 1, label);
+                    }
+                    &scattered_key
+                }
+            };
+            let (render, targets, labels, name) =
+                self.resolve_series(tenant, key, generation, |interner| {
+                    label_fields
+                        .iter()
+                        .map(|label| {
+                            let (name, value) = read_label(label)?;
+                            Ok((interner.intern(name), interner.intern(value)))
+                        })
+                        .collect()
+                })?;
+            let family = self.family_of(tenant, key, name);
+            let labels_start = record.labels.len();
+            record.labels.extend_from_slice(&labels);
+            record.series.push(InputSeries {
+                labels: labels_start..record.labels.len(),
+                points: points_start..record.points.len(),
+                metadata: None,
+                created_timestamp: 0,
+            });
+            resolved.push((render, targets, family));
+        }
+        Ok(())
+    }
+
+    fn remember_v1_metadata(&mut self, tenant: &Arc<str>, entry: &[u8]) -> Result<(), JoinError> {
+        let (mut kind, mut family, mut help, mut unit) = (0, "", "", "");
+        for part in Fields::new(entry) {
+            let part = part?;
+            match part.number {
+                1 => kind = part.varint()? as i32,
+                2 => family = utf8(part.bytes()?)?,
+                4 => help = utf8(part.bytes()?)?,
+                5 => unit = utf8(part.bytes()?)?,
+                _ => {}
+            }
+        }
+        if !family.is_empty() {
+            let metadata = FamilyMetadata {
+                kind,
+                help: help.into(),
+                unit: unit.into(),
+            };
+            let max = self.settings.metadata_families_max;
+            self.metadata.remember(tenant, family, metadata, max);
+        }
+        Ok(())
+    }
+
+    /// Decodes a remote-write 2.0 record in place, resolving each series.
+    fn decode_v2<'a>(
+        &mut self,
+        tenant: &Arc<str>,
+        payload: &'a [u8],
+        record: &mut RecordView<'a>,
+        resolved: &mut Vec<Resolution>,
+    ) -> Result<(), JoinError> {
+        // Symbols first: they may come after the series on the wire.
+        let mut symbols = Vec::with_capacity(256);
+        for field in Fields::new(payload) {
+            let field = field?;
+            if field.number == 4 {
+                symbols.push(utf8(field.bytes()?)?);
+            }
+        }
+        match symbols.first() {
+            None => symbols.push(""),
+            Some(first) if !first.is_empty() => return Err(JoinError::FirstSymbol),
+            Some(_) => {}
+        }
+        let symbol_count = symbols.len() as u64;
+        let mut ids = SymbolIds {
+            ids: vec![u32::MAX; symbols.len()],
+            symbols,
+        };
+        let reference = |value: u64| -> Result<u32, JoinError> {
+            if value < symbol_count {
+                Ok(value as u32)
+            } else {
+                Err(JoinError::Symbol(value))
+            }
+        };
+        let generation = self.index.generation_of(tenant);
+        let mut key = Vec::with_capacity(512);
+        let mut label_scratch = Vec::with_capacity(128);
+        let mut refs: Vec<u32> = Vec::with_capacity(64);
+        let mut exemplar_refs: Vec<u32> = Vec::new();
+        for field in Fields::new(payload) {
+            let field = field?;
+            if field.number != 5 {
+                continue;
+            }
+            let points_start = record.points.len();
+            let mut metadata = None;
+            let mut created_timestamp = 0;
+            refs.clear();
+            for inner in Fields::new(field.bytes()?) {
+                let inner = inner?;
+                match inner.number {
+                    1 => read_refs(&inner.value, &mut refs, &reference)?,
+                    2 => {
+                        let bytes = inner.bytes()?;
+                        let timestamp = varint_field(bytes, 2)?;
+                        record.points.push(InputPoint::Sample { bytes, timestamp });
+                    }
+                    3 => {
+                        let bytes = inner.bytes()?;
+                        let timestamp = varint_field(bytes, 15)?;
+                        record
+                            .points
+                            .push(InputPoint::Histogram { bytes, timestamp });
+                    }
+                    4 => {
+                        let (mut value, mut timestamp) = (0.0, 0);
+                        exemplar_refs.clear();
+                        for part in Fields::new(inner.bytes()?) {
+                            let part = part?;
+                            match part.number {
+                                1 => read_refs(&part.value, &mut exemplar_refs, &reference)?,
+                                2 => value = f64::from_bits(part.fixed64()?),
+                                3 => timestamp = part.varint()? as i64,
+                                _ => {}
+                            }
+                        }
+                        if exemplar_refs.len() % 2 != 0 {
+                            return Err(JoinError::OddLabels);
+                        }
+                        let start = record.exemplar_labels.len();
+                        record.exemplar_labels.extend(
+                            exemplar_refs
+                                .chunks_exact(2)
+                                .map(|p| (ids.symbols[p[0] as usize], ids.symbols[p[1] as usize])),
+                        );
+                        record.points.push(InputPoint::Exemplar {
+                            labels: start..record.exemplar_labels.len(),
+                            value,
+                            timestamp,
+                        });
+                    }
+                    5 => {
+                        let (mut kind, mut help, mut unit) = (0, 0, 0);
+                        for part in Fields::new(inner.bytes()?) {
+                            let part = part?;
+                            match part.number {
+                                1 => kind = part.varint()? as i32,
+                                3 => help = reference(part.varint()?)?,
+                                4 => unit = reference(part.varint()?)?,
+                                _ => {}
+                            }
+                        }
+                        metadata = Some((kind, help, unit));
+                    }
+                    6 => created_timestamp = inner.varint()? as i64,
+                    _ => {}
+                }
+            }
+            if refs.len() % 2 != 0 {
+                return Err(JoinError::OddLabels);
+            }
+            // The cache key as 1.0 would encode the labels, in name order.
+            let mut pairs: Vec<(&str, &str)> = refs
+                .chunks_exact(2)
+                .map(|p| (ids.symbols[p[0] as usize], ids.symbols[p[1] as usize]))
+                .collect();
+            if !pairs.windows(2).all(|pair| pair[0].0 <= pair[1].0) {
+                pairs.sort_by(|a, b| a.0.cmp(b.0));
+            }
+            key.clear();
+            for (name, value) in &pairs {
+                put_key_label(&mut key, name, value, &mut label_scratch);
+            }
+            let (render, targets, labels, name) =
+                self.resolve_series(tenant, &key, generation, |interner| {
+                    Ok(pairs
+                        .iter()
+                        .map(|(name, value)| (interner.intern(name), interner.intern(value)))
+                        .collect())
+                })?;
+            let metadata = metadata.map(|(kind, help, unit)| {
+                let help = if help == 0 {
+                    0
+                } else {
+                    ids.id(help, &mut self.interner)
+                };
+                let unit = if unit == 0 {
+                    0
+                } else {
+                    ids.id(unit, &mut self.interner)
+                };
+                (kind, help, unit)
+            });
+            let family = match metadata {
+                Some(_) => None,
+                None => self.family_of(tenant, &key, name),
+            };
+            let labels_start = record.labels.len();
+            record.labels.extend_from_slice(&labels);
+            record.series.push(InputSeries {
+                labels: labels_start..record.labels.len(),
+                points: points_start..record.points.len(),
+                metadata,
+                created_timestamp,
+            });
+            resolved.push((render, targets, family));
+        }
+        Ok(())
+    }
+
+    /// A series' rendering, components, labels (interner ids, by name) and
+    /// name (an id), from the cache when the index has not changed since;
+    /// `labels_of` interns its labels when the cache does not know it.
+    fn resolve_series(
+        &mut self,
+        tenant: &Arc<str>,
+        key: &[u8],
+        generation: u64,
+        labels_of: impl FnOnce(&mut Interner) -> Result<Vec<(u32, u32)>, JoinError>,
+    ) -> Result<KnownSeries, JoinError> {
+        if let Some(entry) = self.series_cache.get(tenant, key) {
+            let (render, labels, name) = (entry.render.clone(), entry.labels.clone(), entry.name);
+            if entry.generation == generation {
+                return Ok((render, entry.targets.clone(), labels, name));
+            }
+            let targets = Arc::new(self.targets_of(tenant, &render));
+            self.stats.series_resolved += 1;
+            let entry = self.series_cache.get_mut(tenant, key).expect("just found");
+            entry.generation = generation;
+            entry.targets = targets.clone();
+            return Ok((render, targets, labels, name));
+        }
+        self.stats.series_cache_misses += 1;
+        let mut labels = labels_of(&mut self.interner)?;
+        sort_labels(&mut labels, &self.interner);
+        let name = labels
+            .iter()
+            .find(|(name, _)| self.interner.get(*name) == "__name__")
+            .map_or(0, |(_, value)| *value);
+        let pairs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(n, v)| (self.interner.get(*n), self.interner.get(*v)))
+            .collect();
+        let render = self.render_labels(&pairs);
+        let targets = Arc::new(self.targets_of(tenant, &render));
+        self.stats.series_resolved += 1;
+        let labels: Arc<[(u32, u32)]> = labels.into();
+        let entry = SeriesEntry {
+            render: render.clone(),
+            generation,
+            targets: targets.clone(),
+            labels: labels.clone(),
+            name,
+            family: None,
+            family_generation: u64::MAX,
+        };
+        self.series_cache
+            .insert(tenant, key, entry, self.settings.series_cache_max);
+        Ok((render, targets, labels, name))
+    }
+
+    fn targets_of(&self, tenant: &str, render: &CachedRender) -> Vec<Target> {
+        match render {
+            CachedRender::Identifiers(identifiers) => self.resolve_targets(tenant, identifiers),
+            CachedRender::Unbound(..) => Vec::new(),
+        }
+    }
+
     /// Rewrites outputs in the JSON encoding when it is the one in force.
     fn apply_encoding(&self, outputs: &mut [Output]) {
         if self.settings.encoding == OutputEncoding::Json {
@@ -1175,9 +1290,9 @@ impl Joiner {
         &mut self,
         tenant: &Arc<str>,
         key: &[u8],
-        name: &str,
+        name: u32,
     ) -> Option<Arc<FamilyMetadata>> {
-        if self.metadata.by_tenant.is_empty() {
+        if self.metadata.by_tenant.is_empty() || name == 0 {
             return None;
         }
         let generation = self.metadata.generation;
@@ -1186,7 +1301,7 @@ impl Joiner {
         {
             return entry.family.clone();
         }
-        let family = self.metadata.lookup(tenant, name);
+        let family = self.metadata.lookup(tenant, self.interner.get(name));
         if let Some(entry) = self.series_cache.get_mut(tenant, key) {
             entry.family = family.clone();
             entry.family_generation = generation;
@@ -1290,7 +1405,7 @@ impl Joiner {
     /// Bound records of released samples: one per component (and rule).
     fn bound_of_waiting(&mut self, released: Vec<(PendingSample, Vec<Reached>)>) -> Vec<Output> {
         let samples: Vec<&PendingSample> = released.iter().map(|(sample, _)| sample).collect();
-        let record = waiting_view(&samples);
+        let record = waiting_view(&samples, &mut self.interner);
         // (tenant, externalId, rule) -> entries, in order of first appearance.
         let mut groups: Vec<(usize, &Arc<IndexedComponent>, usize, Entries)> = Vec::new();
         for (point, (sample, components)) in released.iter().enumerate() {
@@ -1313,7 +1428,7 @@ impl Joiner {
         }
         let labels = &self.settings.labels;
         let mut outputs = Vec::with_capacity(groups.len());
-        let mut writer = RequestWriter::new(&record.view.interner);
+        let mut writer = RequestWriter::new(&self.interner, &mut self.remap);
         for (owner, component, rule, mut entries) in groups {
             entries.sort_unstable();
             let tenant = released[owner].0.tenant.clone();
@@ -1368,7 +1483,7 @@ impl Joiner {
         reason: UnboundReason,
     ) -> Vec<Output> {
         let waiting: Vec<&PendingSample> = samples.iter().map(|(sample, _)| sample).collect();
-        let record = waiting_view(&waiting);
+        let record = waiting_view(&waiting, &mut self.interner);
         let mut tenants: Vec<(Arc<str>, Entries)> = Vec::new();
         for (point, (sample, _)) in samples.iter().enumerate() {
             let entry = (record.series_of[point], point as u32);
@@ -1382,7 +1497,7 @@ impl Joiner {
         }
         let labels = &self.settings.labels;
         let mut outputs = Vec::with_capacity(tenants.len());
-        let mut writer = RequestWriter::new(&record.view.interner);
+        let mut writer = RequestWriter::new(&self.interner, &mut self.remap);
         for (tenant, mut entries) in tenants {
             entries.sort_unstable();
             writer.begin(&[(labels.unbound_reason.as_str(), output::reason_name(reason))]);
@@ -1451,42 +1566,6 @@ impl Joiner {
         }
     }
 
-    /// What the cache holds for the series whose labels encode as `key`.
-    /// `generation`: the tenant's in the index (looked up once per record).
-    fn cached(&self, tenant: &str, key: &[u8], generation: u64) -> Cached {
-        match self.series_cache.get(tenant, key) {
-            Some(entry) if entry.generation == generation => {
-                Cached::Fresh(entry.render.clone(), entry.targets.clone())
-            }
-            Some(entry) => Cached::Stale(entry.render.clone()),
-            None => Cached::Missing,
-        }
-    }
-
-    /// Resolves a rendered series against the index now and caches it.
-    fn resolve_and_cache(
-        &mut self,
-        tenant: &Arc<str>,
-        key: &[u8],
-        render: CachedRender,
-    ) -> (CachedRender, Arc<Vec<Target>>) {
-        let targets = Arc::new(match &render {
-            CachedRender::Identifiers(identifiers) => self.resolve_targets(tenant, identifiers),
-            CachedRender::Unbound(..) => Vec::new(),
-        });
-        self.stats.series_resolved += 1;
-        let entry = SeriesEntry {
-            render: render.clone(),
-            generation: self.index.generation_of(tenant),
-            targets: targets.clone(),
-            family: None,
-            family_generation: u64::MAX,
-        };
-        self.series_cache
-            .insert(tenant, key, entry, self.settings.series_cache_max);
-        (render, targets)
-    }
-
     fn render_labels(&self, labels: &[(&str, &str)]) -> CachedRender {
         match self.bindings.render(labels) {
             Rendered::Identifiers(identifiers) => CachedRender::Identifiers(Arc::new(identifiers)),
@@ -1551,10 +1630,11 @@ impl Joiner {
 /// An owned copy of an input series, for its samples that wait.
 fn owned_series_of(
     record: &RecordView<'_>,
+    interner: &Interner,
     series: &InputSeries,
     family: Option<&FamilyMetadata>,
 ) -> OwnedSeries {
-    let text = |id: u32| record.interner.get(id).to_string();
+    let text = |id: u32| interner.get(id).to_string();
     let metadata = match (series.metadata, family) {
         (Some((kind, help, unit)), _) => Some((kind, text(help), text(unit))),
         (None, Some(family)) => Some((
@@ -1565,10 +1645,9 @@ fn owned_series_of(
         (None, None) => None,
     };
     OwnedSeries {
-        labels: record
-            .label_pairs(series)
-            .into_iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
+        labels: record.labels[series.labels.clone()]
+            .iter()
+            .map(|(name, value)| (text(*name), text(*value)))
             .collect(),
         metadata,
         created_timestamp: series.created_timestamp,
@@ -1590,14 +1669,9 @@ fn owned_point_of(record: &RecordView<'_>, point: usize) -> OwnedPoint {
             value,
             timestamp,
         } => OwnedPoint::Exemplar {
-            labels: record.labels[labels.clone()]
+            labels: record.exemplar_labels[labels.clone()]
                 .iter()
-                .map(|(n, v)| {
-                    (
-                        record.interner.get(*n).to_string(),
-                        record.interner.get(*v).to_string(),
-                    )
-                })
+                .map(|(n, v)| (n.to_string(), v.to_string()))
                 .collect(),
             value: *value,
             timestamp: *timestamp,
@@ -1612,8 +1686,9 @@ struct WaitingView<'a> {
     series_of: Vec<u32>,
 }
 
-fn waiting_view<'a>(samples: &[&'a PendingSample]) -> WaitingView<'a> {
-    let mut view = RecordView::new(Interner::new());
+/// `samples` as a record, their series' strings interned.
+fn waiting_view<'a>(samples: &[&'a PendingSample], interner: &mut Interner) -> WaitingView<'a> {
+    let mut view = RecordView::new();
     let mut series_of = Vec::with_capacity(samples.len());
     let mut known: HashMap<*const OwnedSeries, u32> = HashMap::new();
     for sample in samples {
@@ -1621,23 +1696,18 @@ fn waiting_view<'a>(samples: &[&'a PendingSample]) -> WaitingView<'a> {
         let index = *known.entry(Arc::as_ptr(&sample.series)).or_insert_with(|| {
             let labels_start = view.labels.len();
             for (name, value) in &series.labels {
-                let pair = (view.interner.intern(name), view.interner.intern(value));
+                let pair = (interner.intern(name), interner.intern(value));
                 view.labels.push(pair);
             }
-            let metadata = series.metadata.as_ref().map(|(kind, help, unit)| {
-                (
-                    *kind,
-                    view.interner.intern(help),
-                    view.interner.intern(unit),
-                )
-            });
+            let metadata = series
+                .metadata
+                .as_ref()
+                .map(|(kind, help, unit)| (*kind, interner.intern(help), interner.intern(unit)));
             view.series.push(InputSeries {
                 labels: labels_start..view.labels.len(),
                 points: 0..0,
-                key: 0..0,
                 metadata,
                 created_timestamp: series.created_timestamp,
-                name: 0,
             });
             view.series.len() as u32 - 1
         });
@@ -1656,13 +1726,11 @@ fn waiting_view<'a>(samples: &[&'a PendingSample]) -> WaitingView<'a> {
                 value,
                 timestamp,
             } => {
-                let start = view.labels.len();
-                for (name, value) in labels {
-                    let pair = (view.interner.intern(name), view.interner.intern(value));
-                    view.labels.push(pair);
-                }
+                let start = view.exemplar_labels.len();
+                view.exemplar_labels
+                    .extend(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
                 InputPoint::Exemplar {
-                    labels: start..view.labels.len(),
+                    labels: start..view.exemplar_labels.len(),
                     value: *value,
                     timestamp: *timestamp,
                 }
