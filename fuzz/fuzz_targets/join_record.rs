@@ -1,6 +1,7 @@
 //! A `metrics.samples` record, read as remote-write 1.0 and as 2.0, through
 //! the join: it never panics, and every batch it writes is a remote-write 2.0
-//! request whose every series carries the labels the join adds.
+//! request whose every series carries the labels the join adds, its labels
+//! sorted by name.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -51,7 +52,9 @@ fuzz_target!(|data: &[u8]| {
             for series in &batch {
                 assert!(series.label(added).is_some(), "{series:?}");
                 let names: Vec<&str> = series.labels.iter().map(|(n, _)| n.as_str()).collect();
-                assert!(names.windows(2).all(|pair| pair[0] < pair[1]), "{names:?}");
+                // Sorted; repeated only where the record itself repeated a
+                // name (ingest refuses such series; another writer may not).
+                assert!(names.windows(2).all(|pair| pair[0] <= pair[1]), "{names:?}");
             }
         }
     }
