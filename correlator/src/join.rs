@@ -324,35 +324,8 @@ struct OwnedSeries {
     created_timestamp: i64,
 }
 
-enum OwnedPoint {
-    Sample {
-        bytes: Box<[u8]>,
-        timestamp: i64,
-    },
-    Histogram {
-        bytes: Box<[u8]>,
-        timestamp: i64,
-    },
-    Exemplar {
-        labels: Vec<(String, String)>,
-        value: f64,
-        timestamp: i64,
-    },
-}
-
-impl OwnedPoint {
-    fn timestamp(&self) -> i64 {
-        match self {
-            OwnedPoint::Sample { timestamp, .. }
-            | OwnedPoint::Histogram { timestamp, .. }
-            | OwnedPoint::Exemplar { timestamp, .. } => *timestamp,
-        }
-    }
-
-    fn is_exemplar(&self) -> bool {
-        matches!(self, OwnedPoint::Exemplar { .. })
-    }
-}
+/// A waiting sample's point, owned.
+type OwnedPoint = Point<Box<[u8]>, Vec<(String, String)>>;
 
 struct PendingSample {
     tenant: Arc<str>,
@@ -424,38 +397,42 @@ pub struct JoinStats {
     pub series_resolved: u64,
 }
 
-/// A point of a decoded record, its bytes borrowed from the record.
+/// A point of a series: an encoded sample or histogram (bytes `B`), or an
+/// exemplar (labels `L`).
 #[derive(Debug, Clone)]
-enum InputPoint<'a> {
+enum Point<B, L> {
     Sample {
-        bytes: &'a [u8],
+        bytes: B,
         timestamp: i64,
     },
     Histogram {
-        bytes: &'a [u8],
+        bytes: B,
         timestamp: i64,
     },
-    /// Labels as a range of the record's exemplar labels.
     Exemplar {
-        labels: Range<usize>,
+        labels: L,
         value: f64,
         timestamp: i64,
     },
 }
 
-impl InputPoint<'_> {
+impl<B, L> Point<B, L> {
     fn timestamp(&self) -> i64 {
         match self {
-            InputPoint::Sample { timestamp, .. }
-            | InputPoint::Histogram { timestamp, .. }
-            | InputPoint::Exemplar { timestamp, .. } => *timestamp,
+            Point::Sample { timestamp, .. }
+            | Point::Histogram { timestamp, .. }
+            | Point::Exemplar { timestamp, .. } => *timestamp,
         }
     }
 
     fn is_exemplar(&self) -> bool {
-        matches!(self, InputPoint::Exemplar { .. })
+        matches!(self, Point::Exemplar { .. })
     }
 }
+
+/// A point of a decoded record, its bytes borrowed from the record and its
+/// exemplar labels a range of the record's.
+type InputPoint<'a> = Point<&'a [u8], Range<usize>>;
 
 /// A series of a decoded record.
 #[derive(Debug, Clone)]
@@ -489,9 +466,9 @@ impl<'a> RecordView<'a> {
 
     fn point_bytes(&self, index: usize) -> PointBytes<'_> {
         match &self.points[index] {
-            InputPoint::Sample { bytes, .. } => PointBytes::Sample(bytes),
-            InputPoint::Histogram { bytes, .. } => PointBytes::Histogram(bytes),
-            InputPoint::Exemplar {
+            Point::Sample { bytes, .. } => PointBytes::Sample(bytes),
+            Point::Histogram { bytes, .. } => PointBytes::Histogram(bytes),
+            Point::Exemplar {
                 labels,
                 value,
                 timestamp,
@@ -978,13 +955,13 @@ impl Joiner {
                     2 => {
                         let bytes = inner.bytes()?;
                         let timestamp = varint_field(bytes, 2)?;
-                        record.points.push(InputPoint::Sample { bytes, timestamp });
+                        record.points.push(Point::Sample { bytes, timestamp });
                     }
                     3 => {
                         let start = record.exemplar_labels.len();
                         let (value, timestamp) =
                             read_v1_exemplar(inner.bytes()?, &mut record.exemplar_labels)?;
-                        record.points.push(InputPoint::Exemplar {
+                        record.points.push(Point::Exemplar {
                             labels: start..record.exemplar_labels.len(),
                             value,
                             timestamp,
@@ -993,9 +970,7 @@ impl Joiner {
                     4 => {
                         let bytes = inner.bytes()?;
                         let timestamp = varint_field(bytes, 15)?;
-                        record
-                            .points
-                            .push(InputPoint::Histogram { bytes, timestamp });
+                        record.points.push(Point::Histogram { bytes, timestamp });
                     }
                     _ => {}
                 }
@@ -1112,14 +1087,12 @@ impl Joiner {
                     2 => {
                         let bytes = inner.bytes()?;
                         let timestamp = varint_field(bytes, 2)?;
-                        record.points.push(InputPoint::Sample { bytes, timestamp });
+                        record.points.push(Point::Sample { bytes, timestamp });
                     }
                     3 => {
                         let bytes = inner.bytes()?;
                         let timestamp = varint_field(bytes, 15)?;
-                        record
-                            .points
-                            .push(InputPoint::Histogram { bytes, timestamp });
+                        record.points.push(Point::Histogram { bytes, timestamp });
                     }
                     4 => {
                         let (mut value, mut timestamp) = (0.0, 0);
@@ -1142,7 +1115,7 @@ impl Joiner {
                                 .chunks_exact(2)
                                 .map(|p| (ids.symbols[p[0] as usize], ids.symbols[p[1] as usize])),
                         );
-                        record.points.push(InputPoint::Exemplar {
+                        record.points.push(Point::Exemplar {
                             labels: start..record.exemplar_labels.len(),
                             value,
                             timestamp,
@@ -1656,19 +1629,19 @@ fn owned_series_of(
 
 fn owned_point_of(record: &RecordView<'_>, point: usize) -> OwnedPoint {
     match &record.points[point] {
-        InputPoint::Sample { bytes, timestamp } => OwnedPoint::Sample {
+        Point::Sample { bytes, timestamp } => Point::Sample {
             bytes: (*bytes).into(),
             timestamp: *timestamp,
         },
-        InputPoint::Histogram { bytes, timestamp } => OwnedPoint::Histogram {
+        Point::Histogram { bytes, timestamp } => Point::Histogram {
             bytes: (*bytes).into(),
             timestamp: *timestamp,
         },
-        InputPoint::Exemplar {
+        Point::Exemplar {
             labels,
             value,
             timestamp,
-        } => OwnedPoint::Exemplar {
+        } => Point::Exemplar {
             labels: record.exemplar_labels[labels.clone()]
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.to_string()))
@@ -1712,16 +1685,16 @@ fn waiting_view<'a>(samples: &[&'a PendingSample], interner: &mut Interner) -> W
             view.series.len() as u32 - 1
         });
         series_of.push(index);
-        let point = match &sample.point {
-            OwnedPoint::Sample { bytes, timestamp } => InputPoint::Sample {
+        let point: InputPoint<'a> = match &sample.point {
+            Point::Sample { bytes, timestamp } => Point::Sample {
                 bytes,
                 timestamp: *timestamp,
             },
-            OwnedPoint::Histogram { bytes, timestamp } => InputPoint::Histogram {
+            Point::Histogram { bytes, timestamp } => Point::Histogram {
                 bytes,
                 timestamp: *timestamp,
             },
-            OwnedPoint::Exemplar {
+            Point::Exemplar {
                 labels,
                 value,
                 timestamp,
@@ -1729,7 +1702,7 @@ fn waiting_view<'a>(samples: &[&'a PendingSample], interner: &mut Interner) -> W
                 let start = view.exemplar_labels.len();
                 view.exemplar_labels
                     .extend(labels.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-                InputPoint::Exemplar {
+                Point::Exemplar {
                     labels: start..view.exemplar_labels.len(),
                     value: *value,
                     timestamp: *timestamp,
