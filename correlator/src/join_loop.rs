@@ -53,6 +53,8 @@ struct InFlight {
     consumed: Option<Origin>,
     /// Waiting samples these outputs released: they hold their offsets back until acked.
     released: Vec<Origin>,
+    /// The consumed record's Kafka timestamp, for the end-to-end lag.
+    written_ms: Option<i64>,
 }
 
 /// The join's state between events, for both delivery modes.
@@ -100,6 +102,7 @@ impl JoinLoop {
             .get_or_create(&KindLabels { kind: "samples" })
             .inc();
         let origin = record.origin;
+        let written_ms = record.written_ms;
         let outputs = match self.joiner.process(
             &record.tenant,
             &record.content_type,
@@ -121,7 +124,9 @@ impl JoinLoop {
             }
         };
         // Samples evicted from the pending buffer ride along: hold their offsets too.
-        self.sending(outputs, Some(origin))
+        let (outputs, mut entry) = self.sending(outputs, Some(origin));
+        entry.written_ms = written_ms;
+        (outputs, entry)
     }
 
     /// Topology changes: applied, with whatever else is queued, then the
@@ -154,6 +159,9 @@ impl JoinLoop {
     /// Outputs acknowledged: the samples they released stop holding their
     /// offsets back, and a consumed record's offset is stored where safe.
     fn on_acknowledged(&mut self, entry: &InFlight) {
+        if let Some(written_ms) = entry.written_ms {
+            observe_lag(&self.metrics, now_ms(), written_ms);
+        }
         if let Some((partition, next)) = acknowledged(entry, &self.joiner, &mut self.released_floor)
         {
             self.source.store_next_offset(partition, next);
@@ -175,7 +183,12 @@ impl JoinLoop {
         for origin in &released {
             *self.released_floor.entry(*origin).or_default() += 1;
         }
-        (outputs, InFlight { consumed, released })
+        let entry = InFlight {
+            consumed,
+            released,
+            written_ms: None,
+        };
+        (outputs, entry)
     }
 
     async fn send(&self, outputs: Vec<Output>, shutdown: &watch::Receiver<bool>) -> Acked {
@@ -213,6 +226,12 @@ fn acknowledged(
         safe = safe.min(held.offset);
     }
     Some((origin.partition, safe))
+}
+
+/// One consumed record's end-to-end lag, from its Kafka timestamp to now.
+fn observe_lag(metrics: &Metrics, now_ms: i64, written_ms: i64) {
+    let lag_ms = now_ms.saturating_sub(written_ms).max(0);
+    metrics.end_to_end_lag.observe(lag_ms as f64 / 1000.0);
 }
 
 /// Applies one topology change to the join's index.
@@ -396,6 +415,7 @@ pub async fn run_exactly_once(
         let mut next_offsets: BTreeMap<i32, i64> = BTreeMap::new();
         let batch_end = Instant::now() + Duration::from_millis(100);
         let mut records = 0usize;
+        let mut written: Vec<i64> = Vec::new();
         while Instant::now() < batch_end && records < 5_000 {
             // The transaction covers the outputs: what the handlers book for
             // at-least-once acknowledgements is not needed here.
@@ -412,6 +432,7 @@ pub async fn run_exactly_once(
                     Some(SourceEvent::Record(record)) => {
                         records += 1;
                         let origin = record.origin;
+                        written.extend(record.written_ms);
                         let handled = join.on_record(record);
                         next_offsets.retain(|partition, _| !join.revoked.contains(partition));
                         next_offsets.insert(origin.partition, origin.offset + 1);
@@ -451,6 +472,12 @@ pub async fn run_exactly_once(
                 join.producer.commit_transaction(txn_timeout)
             }),
         };
+        if committed.is_ok() {
+            let now = now_ms();
+            for written_ms in written {
+                observe_lag(&join.metrics, now, written_ms);
+            }
+        }
         if let Err(error) = committed {
             warn!(%error, "transaction failed, aborting and reading the batch again");
             join.metrics.transactions_aborted.inc();
@@ -486,6 +513,7 @@ mod tests {
         let consumed = InFlight {
             consumed: Some(origin(0, 20)),
             released: Vec::new(),
+            written_ms: None,
         };
         assert_eq!(
             acknowledged(&consumed, &joiner, &mut released_floor),
@@ -495,6 +523,7 @@ mod tests {
         let release = InFlight {
             consumed: None,
             released: vec![origin(0, 7)],
+            written_ms: None,
         };
         assert_eq!(acknowledged(&release, &joiner, &mut released_floor), None);
         assert_eq!(

@@ -4,6 +4,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,6 +35,23 @@ pub struct Metrics {
     pub series_cache: Gauge,
     pub open_snapshots: Gauge,
     pub transactions_aborted: Counter,
+    pub end_to_end_lag: Histogram,
+}
+
+/// Buckets of `correlator_end_to_end_lag_seconds`: 1-2-5 steps from 1 ms to 5 min.
+fn lag_buckets() -> Vec<f64> {
+    let mut buckets = Vec::new();
+    let mut decade = 0.001;
+    while decade < 1000.0 {
+        for step in [1.0, 2.0, 5.0] {
+            let bucket: f64 = decade * step;
+            if bucket <= 300.0 {
+                buckets.push((bucket * 1e6).round() / 1e6);
+            }
+        }
+        decade *= 10.0;
+    }
+    buckets
 }
 
 impl Metrics {
@@ -57,6 +75,7 @@ impl Metrics {
             series_cache: Gauge::default(),
             open_snapshots: Gauge::default(),
             transactions_aborted: Counter::default(),
+            end_to_end_lag: Histogram::new(lag_buckets()),
         };
         registry.register(
             "bound_points",
@@ -137,6 +156,11 @@ impl Metrics {
             "transactions_aborted",
             "Aborted transactions (exactly-once mode)",
             metrics.transactions_aborted.clone(),
+        );
+        registry.register(
+            "end_to_end_lag_seconds",
+            "Seconds from a samples record's Kafka timestamp (its write by ingest) to the acknowledgement of the outputs of its arrival (at-least-once) or the commit of their transaction (exactly-once)",
+            metrics.end_to_end_lag.clone(),
         );
         Metrics {
             registry,

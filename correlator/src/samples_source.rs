@@ -29,6 +29,9 @@ pub struct SampleRecord {
     pub tenant: String,
     pub content_type: String,
     pub payload: Vec<u8>,
+    /// The record's Kafka timestamp (when ingest wrote it, or when the broker
+    /// appended it), in ms since the epoch.
+    pub written_ms: Option<i64>,
 }
 
 pub enum SourceEvent {
@@ -233,5 +236,6 @@ fn record_of(message: &BorrowedMessage<'_>) -> SampleRecord {
         tenant,
         content_type,
         payload: message.payload().unwrap_or_default().to_vec(),
+        written_ms: message.timestamp().to_millis(),
     }
 }

@@ -233,6 +233,22 @@ async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
         per_reason,
         BTreeMap::from([("missing_label".to_string(), prometheus_samples)])
     );
+    // Every consumed samples record's lag is observed once its outputs are acknowledged.
+    eventually(Duration::from_secs(30), "end-to-end lag observed", {
+        let url = correlator.url("/metrics");
+        move || {
+            let text = support::curl_get(&url);
+            let value = |name: &str| {
+                text.lines()
+                    .find_map(|line| line.strip_prefix(name))
+                    .and_then(|rest| rest.trim().parse::<f64>().ok())
+            };
+            let consumed = value("correlator_records_consumed_total{kind=\"samples\"}")?;
+            let observed = value("correlator_end_to_end_lag_seconds_count")?;
+            (consumed > 0.0 && observed == consumed).then_some(())
+        }
+    })
+    .await;
     drop(correlator);
 }
 
