@@ -61,6 +61,10 @@ pub struct Options {
     #[arg(long, env = "TOPIC_PARTITIONS")]
     pub topic_partitions: Option<i32>,
 
+    /// Label names, comma separated: a series carrying all of them goes to the partition of their values alone, so a pod's series share one; empty spreads every series by all its labels [default: namespace,pod]
+    #[arg(long, env = "PARTITION_BY_LABELS", value_delimiter = ',')]
+    pub partition_by_labels: Option<Vec<String>>,
+
     /// Replication factor of topics this service creates; -1 takes the broker's default [default: -1]
     #[arg(long, env = "TOPIC_REPLICATION_FACTOR")]
     pub topic_replication_factor: Option<i32>,
@@ -143,6 +147,31 @@ impl LogFormat {
     }
 }
 
+/// `PARTITION_BY_LABELS`, default `namespace,pod`: sorted, empty names
+/// dropped (so an empty value keys every series by all its labels), each a
+/// legacy Prometheus label name.
+fn partition_by_labels(value: Option<Vec<String>>) -> anyhow::Result<Vec<String>> {
+    let mut names: Vec<String> = value
+        .unwrap_or_else(|| vec!["namespace".into(), "pod".into()])
+        .into_iter()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in &names {
+        let mut chars = name.chars();
+        let legal = chars
+            .next()
+            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !legal {
+            bail!("PARTITION_BY_LABELS: {name:?} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)");
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 /// Per-series limits; the keys file may override them per tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesLimits {
@@ -180,6 +209,8 @@ pub struct Settings {
     pub topic_topology_raw: String,
     pub create_topics: bool,
     pub topic_partitions: i32,
+    /// Sorted, without empty names.
+    pub partition_by_labels: Vec<String>,
     pub topic_replication_factor: i32,
     pub max_body_bytes: usize,
     pub max_decoded_bytes: usize,
@@ -255,6 +286,9 @@ impl Settings {
                 .unwrap_or_else(|| "topology.raw".into()),
             create_topics: cli.create_topics.or(file.create_topics).unwrap_or(true),
             topic_partitions: cli.topic_partitions.or(file.topic_partitions).unwrap_or(8),
+            partition_by_labels: partition_by_labels(
+                cli.partition_by_labels.or(file.partition_by_labels),
+            )?,
             topic_replication_factor: cli
                 .topic_replication_factor
                 .or(file.topic_replication_factor)
@@ -368,6 +402,26 @@ mod tests {
         assert_eq!(settings.topic_topology_raw, "topology.raw");
         assert_eq!(settings.kafka_properties["security.protocol"], "SASL_SSL");
         assert_eq!(settings.listen.port(), 8080);
+        assert_eq!(settings.partition_by_labels, ["namespace", "pod"]);
+    }
+
+    #[test]
+    fn partition_labels_are_sorted_may_be_none_and_must_be_label_names() {
+        let with = |value: &str| {
+            let cli = Options::try_parse_from(["ingest", "--partition-by-labels", value]).unwrap();
+            let file = Options {
+                api_keys_file: Some("k.toml".into()),
+                ..Options::default()
+            };
+            Settings::resolve(cli, file).map(|settings| settings.partition_by_labels)
+        };
+        assert_eq!(with("pod,namespace").unwrap(), ["namespace", "pod"]);
+        assert!(with("").unwrap().is_empty());
+        let error = with("pod,k8s.pod").unwrap_err().to_string();
+        assert!(
+            error.contains("PARTITION_BY_LABELS") && error.contains("k8s.pod"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -2,9 +2,13 @@
 //!
 //! A series goes to partition `xxh3_64(series key) % partitions`, where the
 //! series key is the tenant, a 0xff byte, then for each label in name order
-//! its name, a 0xfe byte, its value and a 0xff byte. One series therefore
-//! always lands in one partition. v1 metadata entries go to every partition,
-//! so that whichever consumer joins a family's series also has its metadata.
+//! its name, a 0xfe byte, its value and a 0xff byte. A series that carries
+//! every label of [`Partitioning::by_labels`] (`PARTITION_BY_LABELS`, by
+//! default `namespace` and `pod`) is keyed by those labels only, so a pod's
+//! series share a partition and the join writes one batch per pod and record
+//! rather than a few series each. One series therefore always lands in one
+//! partition. v1 metadata entries go to every partition, so that whichever
+//! consumer joins a family's series also has its metadata.
 //!
 //! Remote-write 1.0 series are copied as the byte ranges they had on the wire
 //! (re-encoded only when their labels arrive unsorted), so values stay
@@ -15,6 +19,8 @@
 mod split_v2;
 
 pub use split_v2::{V2DecodeError, split_v2};
+
+use std::sync::Arc;
 
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
@@ -45,9 +51,47 @@ pub struct PartitionedBatch {
     pub rejected: RejectionReport,
 }
 
-/// The partition of a series whose labels are sorted by name.
+/// How series are spread over the partitions of the samples topic.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Partitioning {
+    pub partitions: u32,
+    /// Label names, sorted: a series that carries all of them is keyed by
+    /// them alone; empty keys every series by all its labels.
+    by_labels: Arc<[String]>,
+}
+
+impl Partitioning {
+    /// `partitions`, keyed by `by_labels` where a series has them all.
+    pub fn new(partitions: u32, by_labels: &[String]) -> Partitioning {
+        let mut by_labels = by_labels.to_vec();
+        by_labels.sort();
+        by_labels.dedup();
+        Partitioning {
+            partitions,
+            by_labels: by_labels.into(),
+        }
+    }
+
+    /// The partition of a series whose labels are sorted by name.
+    pub fn partition_of(&self, tenant: &str, sorted_labels: &[(&[u8], &[u8])]) -> i32 {
+        SeriesHasher::new(tenant.as_bytes(), self).partition(sorted_labels, &[])
+    }
+}
+
+/// Every series keyed by all its labels.
+impl From<u32> for Partitioning {
+    fn from(partitions: u32) -> Partitioning {
+        Partitioning {
+            partitions,
+            by_labels: Arc::from([]),
+        }
+    }
+}
+
+/// The partition of a series whose labels are sorted by name, keyed by all
+/// its labels.
 pub fn partition_of_series(tenant: &str, sorted_labels: &[(&[u8], &[u8])], partitions: u32) -> i32 {
-    SeriesHasher::new(tenant.as_bytes()).partition(sorted_labels, &[], partitions)
+    Partitioning::from(partitions).partition_of(tenant, sorted_labels)
 }
 
 /// How many bytes past the start of a label name or value the series key
@@ -59,17 +103,42 @@ const KEY_WINDOW: usize = 32;
 pub(crate) struct SeriesHasher {
     key: Vec<u8>,
     prefix: usize,
+    partitions: u32,
+    by_labels: Arc<[String]>,
 }
 
 impl SeriesHasher {
-    pub(crate) fn new(tenant: &[u8]) -> Self {
+    pub(crate) fn new(tenant: &[u8], partitioning: &Partitioning) -> Self {
         let mut key = Vec::with_capacity(tenant.len() + 512);
         key.extend_from_slice(tenant);
         key.push(0xff);
         SeriesHasher {
             prefix: key.len(),
             key,
+            partitions: partitioning.partitions.max(1),
+            by_labels: partitioning.by_labels.clone(),
         }
+    }
+
+    /// Whether the series carries every label of `by_labels` (none are set
+    /// when it is empty): then only those make its key.
+    #[inline]
+    fn keyed_by_subset(&self, sorted_labels: &[(&[u8], &[u8])]) -> bool {
+        if self.by_labels.is_empty() {
+            return false;
+        }
+        // Both are sorted by name: one merge walk.
+        let mut wanted = self.by_labels.iter().peekable();
+        for (name, _) in sorted_labels {
+            match wanted.peek() {
+                None => return true,
+                Some(next) if next.as_bytes() == *name => {
+                    wanted.next();
+                }
+                Some(_) => {}
+            }
+        }
+        wanted.peek().is_none()
     }
 
     /// [`partition_of_series`] for this hasher's tenant. The key is hashed in
@@ -79,12 +148,8 @@ impl SeriesHasher {
     /// start are copied as one fixed-size window, the next piece overwriting
     /// what the window brought past their end: no call to `memcpy` per piece.
     #[inline]
-    pub(crate) fn partition(
-        &mut self,
-        sorted_labels: &[(&[u8], &[u8])],
-        source: &[u8],
-        partitions: u32,
-    ) -> i32 {
+    pub(crate) fn partition(&mut self, sorted_labels: &[(&[u8], &[u8])], source: &[u8]) -> i32 {
+        let subset = self.keyed_by_subset(sorted_labels);
         let total = self.prefix
             + sorted_labels
                 .iter()
@@ -93,16 +158,20 @@ impl SeriesHasher {
         if self.key.len() < total + KEY_WINDOW {
             self.key.resize(total + KEY_WINDOW, 0);
         }
+        let by_labels = &self.by_labels;
         let key = self.key.as_mut_slice();
         let mut pos = self.prefix;
         for (name, value) in sorted_labels {
+            if subset && !by_labels.iter().any(|wanted| wanted.as_bytes() == *name) {
+                continue;
+            }
             pos = put_key_piece(key, pos, name, source);
             key[pos] = 0xfe;
             pos = put_key_piece(key, pos + 1, value, source);
             key[pos] = 0xff;
             pos += 1;
         }
-        (xxh3_64(&key[..pos]) % u64::from(partitions.max(1))) as i32
+        (xxh3_64(&key[..pos]) % u64::from(self.partitions)) as i32
     }
 }
 
@@ -131,8 +200,10 @@ pub fn split_v1(
     raw: &[u8],
     tenant: &str,
     limits: &SeriesLimits,
-    partitions: u32,
+    partitioning: impl Into<Partitioning>,
 ) -> Result<PartitionedBatch, WireError> {
+    let partitioning = partitioning.into();
+    let partitions = partitioning.partitions;
     // Each partition's record gets about its share of the request up front:
     // growing them by doubling would copy every byte again, and fault in pages.
     let share = raw.len() / partitions.max(1) as usize;
@@ -142,7 +213,7 @@ pub fn split_v1(
     let mut batch = PartitionedBatch::default();
     let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
     let mut reencoded = Vec::new();
-    let mut hasher = SeriesHasher::new(tenant.as_bytes());
+    let mut hasher = SeriesHasher::new(tenant.as_bytes(), &partitioning);
     for field in Fields::new(raw) {
         let field = field?;
         match field.number {
@@ -171,7 +242,7 @@ pub fn split_v1(
                         });
                     continue;
                 }
-                let partition = hasher.partition(&labels, raw, partitions);
+                let partition = hasher.partition(&labels, raw);
                 let out = &mut buffers[partition as usize];
                 if sorted_on_wire {
                     out.extend_from_slice(field.raw);
@@ -663,6 +734,112 @@ mod tests {
             .map(|i| partition_of_series(&format!("tenant-{i}"), &labels, 8))
             .collect();
         assert!(spread.len() > 4);
+    }
+
+    /// The series of a pod (or of whatever `by_labels` names) share a
+    /// partition, keyed by those labels alone; a series without all of them
+    /// is keyed by all its labels.
+    #[test]
+    fn series_carrying_the_partition_labels_are_keyed_by_them_alone() {
+        let partitioning = Partitioning::new(1000, &["pod".into(), "namespace".into()]);
+        let pod: [(&[u8], &[u8]); 2] = [(b"namespace", b"shop"), (b"pod", b"cart-1")];
+        let pod_key = b"acme\xffnamespace\xfeshop\xffpod\xfecart-1\xff";
+        let expected = (xxh3_64(pod_key) % 1000) as i32;
+        for metric in [&b"up"[..], b"container_cpu_usage_seconds_total", b"x"] {
+            let labels: [(&[u8], &[u8]); 4] = [
+                (b"__name__", metric),
+                (b"container", b"server"),
+                (b"namespace", b"shop"),
+                (b"pod", b"cart-1"),
+            ];
+            assert_eq!(partitioning.partition_of("acme", &labels), expected);
+        }
+        assert_eq!(partitioning.partition_of("acme", &pod), expected);
+        // Only one of the two: the whole series is the key, as without the setting.
+        let node: [(&[u8], &[u8]); 2] = [(b"__name__", b"up"), (b"pod", b"cart-1")];
+        assert_eq!(
+            partitioning.partition_of("acme", &node),
+            partition_of_series("acme", &node, 1000)
+        );
+        // Pods still spread over the partitions.
+        let spread: std::collections::HashSet<i32> = (0..64)
+            .map(|i| {
+                let name = format!("cart-{i}");
+                let labels: [(&[u8], &[u8]); 2] =
+                    [(b"namespace", b"shop"), (b"pod", name.as_bytes())];
+                Partitioning::new(8, &["namespace".into(), "pod".into()])
+                    .partition_of("acme", &labels)
+            })
+            .collect();
+        assert_eq!(spread.len(), 8);
+    }
+
+    #[test]
+    fn both_protocols_put_a_pods_series_in_one_partition() {
+        let by_pod = || Partitioning::new(16, &["namespace".into(), "pod".into()]);
+        let pod_series = |i: usize| {
+            series(
+                &[
+                    ("__name__", &format!("metric_{i}")),
+                    ("namespace", "shop"),
+                    ("pod", "cart-1"),
+                ],
+                i as f64,
+            )
+        };
+        let v1 = WriteRequest {
+            timeseries: (0..50).map(pod_series).collect(),
+            metadata: vec![],
+        };
+        let batch = split_v1(
+            &v1.encode_to_vec(),
+            "acme",
+            &SeriesLimits::default(),
+            by_pod(),
+        )
+        .unwrap();
+        assert_eq!(batch.records.len(), 1);
+        assert_eq!(batch.written.series, 50);
+        let v1_partition = batch.records[0].0;
+
+        let mut symbols = vec![
+            "".to_string(),
+            "namespace".into(),
+            "shop".into(),
+            "pod".into(),
+            "cart-1".into(),
+            "__name__".into(),
+        ];
+        let timeseries = (0..50)
+            .map(|i| {
+                symbols.push(format!("metric_{i}"));
+                v2::TimeSeries {
+                    labels_refs: vec![5, symbols.len() as u32 - 1, 1, 2, 3, 4],
+                    samples: vec![v2::Sample {
+                        value: i as f64,
+                        timestamp: 1000,
+                        start_timestamp: 0,
+                    }],
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let v2 = v2::Request {
+            symbols,
+            timeseries,
+        };
+        let batch = split_v2(
+            &v2.encode_to_vec(),
+            "acme",
+            &SeriesLimits::default(),
+            by_pod(),
+        )
+        .unwrap();
+        assert_eq!(batch.written.series, 50);
+        assert_eq!(
+            batch.records.iter().map(|(p, _)| *p).collect::<Vec<_>>(),
+            vec![v1_partition]
+        );
     }
 
     #[test]

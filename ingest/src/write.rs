@@ -15,7 +15,7 @@ use tracing::{debug, warn};
 use crate::auth::Tenant;
 use crate::decode::{self, Protocol};
 use crate::error::IngestError;
-use crate::partition::{self, PartitionedBatch, Written};
+use crate::partition::{self, PartitionedBatch, Partitioning, Written};
 use crate::rate_limit::Limited;
 use crate::state::AppState;
 
@@ -152,7 +152,17 @@ async fn handle(
     let decode_started = Instant::now();
     let limits = tenant.limits;
     let tenant_name = tenant.name.clone();
-    let split = move || split(protocol, &body, declared, &tenant_name, &limits, partitions);
+    let partitioning = Partitioning::new(partitions, &state.settings.partition_by_labels);
+    let split = move || {
+        split(
+            protocol,
+            &body,
+            declared,
+            &tenant_name,
+            &limits,
+            partitioning,
+        )
+    };
     let batch = if declared <= INLINE_DECODE_MAX_BYTES {
         split()?
     } else {
@@ -302,14 +312,14 @@ fn split(
     declared: usize,
     tenant: &str,
     limits: &crate::config::SeriesLimits,
-    partitions: u32,
+    partitioning: Partitioning,
 ) -> Result<PartitionedBatch, IngestError> {
     let raw = decode::decompress(body, declared)?;
     match protocol {
-        Protocol::V1 => partition::split_v1(&raw, tenant, limits, partitions).map_err(|e| {
+        Protocol::V1 => partition::split_v1(&raw, tenant, limits, partitioning).map_err(|e| {
             IngestError::BadRequest(format!("corrupt remote-write 1.0 protobuf: {e}"))
         }),
-        Protocol::V2 => partition::split_v2(&raw, tenant, limits, partitions).map_err(|e| {
+        Protocol::V2 => partition::split_v2(&raw, tenant, limits, partitioning).map_err(|e| {
             IngestError::BadRequest(format!("corrupt remote-write 2.0 protobuf: {e}"))
         }),
     }

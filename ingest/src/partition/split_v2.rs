@@ -23,7 +23,7 @@ use proto::{Message, v2};
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-use super::{PartitionedBatch, SeriesHasher};
+use super::{PartitionedBatch, Partitioning, SeriesHasher};
 use crate::config::SeriesLimits;
 use crate::validate::{self, Rejection};
 
@@ -533,9 +533,10 @@ pub fn split_v2(
     raw: &[u8],
     tenant: &str,
     limits: &SeriesLimits,
-    partitions: u32,
+    partitioning: impl Into<Partitioning>,
 ) -> Result<PartitionedBatch, V2DecodeError> {
-    let partitions = partitions.max(1);
+    let partitioning = partitioning.into();
+    let partitions = partitioning.partitions.max(1);
     // First the whole request, as prost read it: symbols may follow series,
     // and a corrupt byte anywhere fails everything.
     let mut symbols: Vec<&[u8]> = Vec::new();
@@ -585,7 +586,7 @@ pub fn split_v2(
     let mut sorted_refs: Vec<(u32, u32)> = Vec::with_capacity(16);
     let mut packed_refs: Vec<u8> = Vec::with_capacity(64);
     let mut encoded = Vec::with_capacity(256);
-    let mut hasher = SeriesHasher::new(tenant.as_bytes());
+    let mut hasher = SeriesHasher::new(tenant.as_bytes(), &partitioning);
     for series in all_series {
         batch.total_series += 1;
         fields.read(series)?;
@@ -604,7 +605,7 @@ pub fn split_v2(
                 continue;
             }
         };
-        let partition = hasher.partition(&labels, raw, partitions);
+        let partition = hasher.partition(&labels, raw);
         let record = records[partition as usize]
             .get_or_insert_with(|| PartitionRecord::new(symbol_count, dense, series_capacity));
 
