@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test chaos helm-test fuzz k6 bench-vs-prometheus bench-correlator bench-sustained lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test chaos helm-test fuzz k6 bench-vs-prometheus bench-correlator bench-sustained bench-pipeline lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -68,6 +68,14 @@ bench-correlator: deps
 ## Markdown in target/bench-sustained/report.md.
 bench-sustained: deps
 	bash loadtest/sustained.sh
+
+## The whole pipeline held at a rate: loadtest -> ingest -> Kafka -> correlator (built-in
+## rules) -> Kafka for BENCH_DURATION s (60) at each of BENCH_RATES (highest first) until
+## one is sustained, every acknowledged sample verified out of the join (private Kafka on
+## 39992/39993): rate, latency, end-to-end lag p50/p99, CPU per process; Markdown in
+## target/bench-pipeline/report.md.
+bench-pipeline: deps
+	bash loadtest/pipeline.sh
 
 lint: deps
 	$(CARGO) fmt --all -- --check

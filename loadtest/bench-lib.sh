@@ -75,3 +75,71 @@ start_private_kafka() {
     "$KAFKA_SH" start 8>&- >&2
     kafka_pid="$(cat "$KAFKA_STATE_DIR/kafka.pid")"
 }
+
+now() { date +%s.%N; }
+
+# Sum of the end offsets of every partition of topic $1 (records it holds), on
+# $BROKERS, for the $PARTITIONS partitions the script made it with.
+end_offsets() {
+    local topic="$1" arguments=() partition
+    for ((partition = 0; partition < PARTITIONS; partition++)); do
+        arguments+=(-t "$topic:$partition:-1")
+    done
+    timeout 10 kcat -b "$BROKERS" -Q "${arguments[@]}" 2>/dev/null |
+        awk '/ offset / { sum += $NF; n++ } END { if (n == 0) exit 1; print sum + 0 }'
+}
+
+# SIGTERM to process $1 (if any), and waits for it.
+stop_pid() {
+    local pid="$1"
+    [[ -n "$pid" ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    wait "$pid" 2>/dev/null || true
+}
+
+# One run of the calling script at a time (a second would stop this one's
+# broker and clear its files): fd 8 holds target/$BENCH_NAME.lock; the broker
+# is started with it closed, so a broker left behind by a killed run does not
+# hold it.
+take_run_lock() {
+    mkdir -p "$REPO/target"
+    exec 8>"$REPO/target/$BENCH_NAME.lock"
+    flock -n 8 || die "another $BENCH_NAME run holds $REPO/target/$BENCH_NAME.lock; wait for it to finish"
+}
+
+# The EXIT trap of a script with a private broker: stops the processes whose
+# pids are in $loadtest_pid, $correlator_pid and $ingest_pid, then resets the
+# broker (stop and delete its data: gigabytes of records do not stay behind).
+stop_everything() {
+    local rc=$?
+    trap - EXIT INT TERM
+    local pid
+    for pid in ${loadtest_pid:-} ${correlator_pid:-} ${ingest_pid:-}; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in ${loadtest_pid:-} ${correlator_pid:-} ${ingest_pid:-}; do wait "$pid" 2>/dev/null || true; done
+    if [[ "${kafka_started:-0}" == 1 ]]; then "$KAFKA_SH" reset 8>&- >&2 || true; fi
+    exit "$rc"
+}
+
+# The revision measured: HEAD's short hash, marked when the code differs from it.
+code_revision() {
+    echo "$(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- correlator ingest proto loadtest || echo '+uncommitted changes')"
+}
+
+# $WORK/keys.toml: one tenant, "bench", whose key is $API_KEY.
+write_bench_keys() {
+    cat >"$WORK/keys.toml" <<KEYS
+[[keys]]
+tenant = "bench"
+key = "$API_KEY"
+KEYS
+}
+
+# No process started yet; from here on, stop_everything runs on exit.
+arm_cleanup() {
+    ingest_pid=""
+    correlator_pid=""
+    loadtest_pid=""
+    kafka_started=0
+    trap stop_everything EXIT
+    trap 'exit 130' INT TERM
+}

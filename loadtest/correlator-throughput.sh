@@ -62,6 +62,8 @@
 #   BENCH_RUN_CONFIGS          one --config TOML file per BENCH_CONFIGS entry, or "-"
 #                              for none (to compare [kafka.properties] in a session)  [none]
 #   BENCH_PARTITIONS           partitions of every topic                             [8]
+#   BENCH_PARTITION_BY_LABELS  ingest's PARTITION_BY_LABELS for the fill ("" spreads
+#                              every series by all its labels)                  [ingest's default]
 #   BENCH_TIMEOUT              seconds a measured run may take                       [900]
 #   BENCH_COMMIT_CHECK         restart each run's correlator to check its commits    [1]
 #   KAFKA_PORT, KAFKA_CONTROLLER_PORT                                                [39892, 39893]
@@ -124,18 +126,6 @@ done
 
 # ---------------------------------------------------------------- helpers
 
-now() { date +%s.%N; }
-
-# Sum of the end offsets of every partition of topic $1 (records it holds).
-end_offsets() {
-    local topic="$1" arguments=() partition
-    for ((partition = 0; partition < PARTITIONS; partition++)); do
-        arguments+=(-t "$topic:$partition:-1")
-    done
-    timeout 10 kcat -b "$BROKERS" -Q "${arguments[@]}" 2>/dev/null |
-        awk '/ offset / { sum += $NF; n++ } END { if (n == 0) exit 1; print sum + 0 }'
-}
-
 # The correlator's counters from /metrics on port $1, as
 # "consumed bound released unbound produced_bound produced_unbound components
 # points_bound" (points_bound: samples in the bound records, one per sample
@@ -160,39 +150,10 @@ topic_bytes() {
     du -scb "$KAFKA_STATE_DIR/data/$1"-* 2>/dev/null | awk 'END { print $1 + 0 }'
 }
 
-stop_pid() {
-    local pid="$1"
-    [[ -n "$pid" ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    wait "$pid" 2>/dev/null || true
-}
-
 # ---------------------------------------------------------------- start
 
-# One run at a time: a second one would stop this one's broker (same state dir)
-# and clear its files. fd 8 holds the lock; the broker is started with it
-# closed, so a broker left behind by a killed run does not hold it.
-mkdir -p "$REPO/target"
-exec 8>"$REPO/target/bench-correlator.lock"
-flock -n 8 || die "another bench-correlator run holds $REPO/target/bench-correlator.lock; wait for it to finish"
-
-ingest_pid=""
-correlator_pid=""
-loadtest_pid=""
-kafka_started=0
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    local pid
-    for pid in $loadtest_pid $correlator_pid $ingest_pid; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in $loadtest_pid $correlator_pid $ingest_pid; do wait "$pid" 2>/dev/null || true; done
-    # reset = stop and delete the data: gigabytes of backlog and outputs do not stay behind.
-    if [[ "$kafka_started" == 1 ]]; then "$KAFKA_SH" reset 8>&- >&2 || true; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+take_run_lock
+arm_cleanup
 
 mkdir -p "$WORK/runs"
 rm -f "$WORK"/runs/* "$WORK"/*.log "$WORK/runs.tsv" "$WORK/threads.tsv" "$WORK"/*.threads-*
@@ -210,15 +171,11 @@ if [[ -n "$BASELINE" ]]; then
     cp "$BASELINE" "$WORK/bin/correlator-baseline"
     BASELINE="$WORK/bin/correlator-baseline"
 fi
-revision="$(cd "$REPO" && git rev-parse --short HEAD)$(cd "$REPO" && git diff --quiet HEAD -- correlator ingest proto || echo '+uncommitted changes')"
+revision="$(code_revision)"
 
 start_private_kafka
 
-cat >"$WORK/keys.toml" <<KEYS
-[[keys]]
-tenant = "bench"
-key = "$API_KEY"
-KEYS
+write_bench_keys
 # Only the pod rule of the built-in Kubernetes rules: one binding per sample.
 cat >"$WORK/bindings-pod.toml" <<'RULES'
 [[rules]]
@@ -232,7 +189,10 @@ INGEST_URL="http://127.0.0.1:$ingest_port/receiver/prometheus/api/v1/write"
 
 # start_ingest SAMPLES_TOPIC LOG
 start_ingest() {
-    KAFKA_BROKERS="$BROKERS" INGEST_LISTEN="127.0.0.1:$ingest_port" \
+    # Unset: ingest's own default; set (even empty): passed on.
+    local -a partitioning=()
+    if [[ -n "${BENCH_PARTITION_BY_LABELS+set}" ]]; then partitioning=("PARTITION_BY_LABELS=$BENCH_PARTITION_BY_LABELS"); fi
+    env "${partitioning[@]}" KAFKA_BROKERS="$BROKERS" INGEST_LISTEN="127.0.0.1:$ingest_port" \
         API_KEYS_FILE="$WORK/keys.toml" TOPIC_PARTITIONS="$PARTITIONS" \
         TOPIC_SAMPLES="$1" TOPIC_TOPOLOGY_RAW="$TOPIC_RAW" RUST_LOG="info,librdkafka=warn" \
         "$INGEST" >>"$2" 2>&1 &
@@ -452,10 +412,13 @@ done
 
 # ---------------------------------------------------------------- report
 
+fill_partitioning="${BENCH_PARTITION_BY_LABELS-the default}"
+fill_partitioning="\"${fill_partitioning}\""
+
 {
     echo "Backlog: \`loadtest --max --duration $FILL_SECONDS --connections $CONNECTIONS --series $SERIES" \
         "--samples-per-request $SAMPLES_PER_REQUEST --passes $PASSES\` (remote-write 1.0, 10 labels per series) through ingest" \
-        "into $PARTITIONS partitions with no correlator running: $expected samples in $backlog_records records" \
+        "into $PARTITIONS partitions (PARTITION_BY_LABELS: $fill_partitioning) with no correlator running: $expected samples in $backlog_records records" \
         "(fill at $(printf '%.0f' "$fill_rate") samples/s; ring wrapped: $([[ "$fill_wrapped" == 1 ]] && echo yes || echo no))," \
         "stored as $backlog_bytes bytes ($(awk -v b="$backlog_bytes" -v n="$expected" 'BEGIN { printf "%.1f", b / n }') bytes per sample, lz4)." \
         "Topology: $components components (nodes, pods, containers), materialized in ${materialized_seconds} s." \

@@ -84,11 +84,7 @@ BROKERS="127.0.0.1:$KAFKA_PORT"
 TOPIC="bench.samples.$STAMP"
 
 ingest_port="$(free_port 39694)"
-cat >"$WORK/keys.toml" <<KEYS
-[[keys]]
-tenant = "bench"
-key = "$API_KEY"
-KEYS
+write_bench_keys
 say "starting ingest on 127.0.0.1:$ingest_port (log $WORK/ingest.log)"
 KAFKA_BROKERS="$BROKERS" INGEST_LISTEN="127.0.0.1:$ingest_port" API_KEYS_FILE="$WORK/keys.toml" \
     TOPIC_SAMPLES="$TOPIC" TOPIC_TOPOLOGY_RAW="bench.topology.$STAMP" \
