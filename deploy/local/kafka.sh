@@ -108,20 +108,16 @@ select_node() {
     CONTROLLER_PORT="$(node_controller_port "$NODE")"
 }
 
-# host:port of every node, comma-separated (the clients' bootstrap.servers).
-bootstrap_list() {
+# Comma-separated, one entry per node: "bootstrap" gives host:port (the
+# clients' bootstrap.servers), "voters" id@host:controller-port (the quorum).
+node_list() {
     local node list=()
     for ((node = 1; node <= NODES; node++)); do
-        list+=("$(node_host "$node"):$(node_port "$node")")
-    done
-    local IFS=,
-    echo "${list[*]}"
-}
-
-quorum_voters() {
-    local node list=()
-    for ((node = 1; node <= NODES; node++)); do
-        list+=("$node@$(node_host "$node"):$(node_controller_port "$node")")
+        if [[ "$1" == voters ]]; then
+            list+=("$node@$(node_host "$node"):$(node_controller_port "$node")")
+        else
+            list+=("$(node_host "$node"):$(node_port "$node")")
+        fi
     done
     local IFS=,
     echo "${list[*]}"
@@ -210,7 +206,7 @@ write_config() {
     mkdir -p "$NODE_DIR"
     tpl="$(cat "$HERE/server.properties.template")"
     tpl="${tpl//@NODE_ID@/"$NODE"}"
-    tpl="${tpl//@QUORUM_VOTERS@/"$(quorum_voters)"}"
+    tpl="${tpl//@QUORUM_VOTERS@/"$(node_list voters)"}"
     tpl="${tpl//@KAFKA_HOST@/"$HOST"}"
     tpl="${tpl//@KAFKA_PORT@/"$PORT"}"
     tpl="${tpl//@KAFKA_CONTROLLER_PORT@/"$CONTROLLER_PORT"}"
@@ -427,7 +423,7 @@ stop_nodes() {
 cmd_start() {
     # shellcheck disable=SC2046
     start_nodes $(all_nodes)
-    say "bootstrap servers: $(bootstrap_list)"
+    say "bootstrap servers: $(node_list bootstrap)"
 }
 
 cmd_stop() {
