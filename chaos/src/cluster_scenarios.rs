@@ -177,7 +177,9 @@ pub fn run(
                 ));
             }
         }
-        ClusterScenario::TwoNodesDown => two_nodes_down(cluster, &pipeline, outage, &mut record)?,
+        ClusterScenario::TwoNodesDown => {
+            two_nodes_down(cluster, &pipeline, settings, outage, &mut record)?
+        }
         ClusterScenario::SlowLossyLink => {
             let leader = cluster.busiest_leader(&samples)?;
             let slowed = Instant::now();
@@ -245,6 +247,7 @@ fn note_leaders_moved(
 fn two_nodes_down(
     cluster: &Cluster,
     pipeline: &Pipeline,
+    settings: &Settings,
     outage: Duration,
     record: &mut Record,
 ) -> anyhow::Result<()> {
@@ -260,12 +263,15 @@ fn two_nodes_down(
     ));
     // Requests that were waiting on the last acks when the second node went
     // may still be answered 204; from a request timeout on, none may be.
-    std::thread::sleep(Duration::from_millis(
-        crate::scenarios::REQUEST_TIMEOUT_MS + 1_000,
-    ));
+    std::thread::sleep(Duration::from_millis(settings.request_timeout_ms + 1_000));
     let before = ingest_answers(pipeline)?;
     let window = Instant::now();
-    std::thread::sleep(outage.saturating_sub(stopping.elapsed()));
+    // At least a few requests' worth, however long the stops took.
+    std::thread::sleep(
+        outage
+            .saturating_sub(stopping.elapsed())
+            .max(Duration::from_secs(10)),
+    );
     let after = ingest_answers(pipeline)?;
     let acknowledged = after.acknowledged - before.acknowledged;
     let unavailable = after.unavailable - before.unavailable;

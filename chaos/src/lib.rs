@@ -120,6 +120,7 @@ pub fn short_settings(work_dir: &str, seconds: u64) -> anyhow::Result<Settings> 
         seconds,
         rate: 2_000,
         series: 1_000,
+        request_timeout_ms: scenarios::REQUEST_TIMEOUT_MS,
     })
 }
 

@@ -32,6 +32,9 @@ struct Options {
     /// Samples per second of load.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     rate: u64,
+    /// ingest's REQUEST_TIMEOUT_MS: how long a write may wait for Kafka's acks.
+    #[arg(long, default_value_t = chaos::scenarios::REQUEST_TIMEOUT_MS)]
+    request_timeout_ms: u64,
     /// Distinct series of the load.
     #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     series: u64,
@@ -73,6 +76,7 @@ fn run(options: Options) -> anyhow::Result<bool> {
         seconds: options.seconds,
         rate: options.rate,
         series: options.series,
+        request_timeout_ms: options.request_timeout_ms,
     };
     let print = |outcome: &chaos::scenarios::Outcome| eprint!("{}", details(outcome));
     let outcomes = if options.cluster {

@@ -23,8 +23,9 @@ use crate::processes::{Broker, Service, free_port};
 const SAMPLES_PER_REQUEST: u64 = 500;
 /// Labels per synthetic series (loadtest's default).
 const LABELS_PER_SERIES: usize = 10;
-/// ingest answers 503 after this when Kafka does not acknowledge.
-pub(crate) const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// ingest answers 503 after this when Kafka does not acknowledge (unless
+/// the settings say otherwise).
+pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// How long a stopped component stays stopped.
 const DOWNTIME: Duration = Duration::from_secs(3);
 /// How long the broker is frozen: past its 9 s session timeout
@@ -95,6 +96,8 @@ pub struct Settings {
     pub rate: u64,
     /// Distinct series (the ring holds enough passes that no sample repeats).
     pub series: u64,
+    /// ingest's `REQUEST_TIMEOUT_MS`: how long a write may wait for Kafka.
+    pub request_timeout_ms: u64,
 }
 
 /// What one scenario did and found.
@@ -218,7 +221,7 @@ impl Pipeline {
             ),
             (
                 "REQUEST_TIMEOUT_MS".to_string(),
-                REQUEST_TIMEOUT_MS.to_string(),
+                settings.request_timeout_ms.to_string(),
             ),
             ("INGEST_WORKERS".to_string(), "2".to_string()),
             ("RUST_LOG".to_string(), "info,librdkafka=warn".to_string()),
