@@ -2,7 +2,7 @@
 CARGO ?= cargo
 KAFKA := deploy/local/kafka.sh
 
-.PHONY: all deps build test chaos helm-test fuzz k6 bench-vs-prometheus bench-correlator bench-sustained bench-pipeline lint fmt run kafka-start kafka-stop clean
+.PHONY: all deps build test chaos chaos-cluster helm-test fuzz k6 bench-vs-prometheus bench-correlator bench-sustained bench-pipeline lint fmt run kafka-start kafka-stop clean
 
 all: build
 
@@ -32,6 +32,24 @@ chaos: deps
 	mkdir -p target/chaos
 	target/release/chaos --seconds $(CHAOS_SECONDS) --rate $(CHAOS_RATE) \
 		--json target/chaos/outcomes.json | tee target/chaos/report.md
+
+## The fault scenarios of a replicated cluster (chaos/src/cluster_scenarios.rs):
+## three KRaft nodes (replication factor 3, min.insync.replicas=2), each in a
+## network namespace of its own (rwk-<pid>-*, 10.219.0.0/16; needs root), with
+## a partition leader or the controller killed, a node cut off, a rolling
+## restart, two nodes down, a slow lossy link; each ends with
+## loadtest --verify --verify-outputs. CHAOS_CLUSTER_SECONDS of load at
+## CHAOS_CLUSTER_RATE samples/s per scenario; a node stays cut off, slowed or
+## down for CHAOS_OUTAGE_SECONDS.
+CHAOS_CLUSTER_SECONDS ?= 60
+CHAOS_CLUSTER_RATE ?= 10000
+CHAOS_OUTAGE_SECONDS ?= 30
+chaos-cluster: deps
+	$(CARGO) build --release --bin ingest --bin correlator --bin loadtest --bin chaos
+	mkdir -p target/chaos-cluster
+	target/release/chaos --cluster --seconds $(CHAOS_CLUSTER_SECONDS) --rate $(CHAOS_CLUSTER_RATE) \
+		--outage-seconds $(CHAOS_OUTAGE_SECONDS) --work-dir target/chaos-cluster \
+		--json target/chaos-cluster/outcomes.json | tee target/chaos-cluster/report.md
 
 ## The Helm chart: lint, render, validate against the Kubernetes and Strimzi schemas.
 helm-test:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing need beyond the Rust, Java and Maven the
 # machine has: cmake and libcurl/openssl headers for librdkafka's build, and
-# Debian's prometheus for the end-to-end test. Installs only what is missing.
+# Debian's prometheus for the end-to-end test, iproute2 and nftables for the
+# cluster chaos tests. Installs only what is missing.
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,10 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+# The cluster chaos tests put each Kafka node in a network namespace (ip) and
+# make its link slow (tc) or cut and lossy (nft).
+{ command -v ip && command -v tc; } >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -28,7 +28,7 @@ pub fn markdown_table(outcomes: &[Outcome]) -> String {
             .collect();
         table.push_str(&format!(
             "| {} | {} / {} | {} | {} / {} / {} | {} / {} / {} / {} | {} |\n",
-            outcome.scenario.name(),
+            outcome.scenario,
             thousands(outcome.samples_sent),
             thousands(outcome.samples_acknowledged),
             responses.join(", "),
@@ -47,7 +47,7 @@ pub fn markdown_table(outcomes: &[Outcome]) -> String {
 
 /// The fault's timeline and every check of one scenario.
 pub fn details(outcome: &Outcome) -> String {
-    let mut text = format!("{}:\n", outcome.scenario.name());
+    let mut text = format!("{}:\n", outcome.scenario);
     for step in &outcome.fault {
         text.push_str(&format!("  - {step}\n"));
     }

@@ -23,8 +23,9 @@ use crate::processes::{Broker, Service, free_port};
 const SAMPLES_PER_REQUEST: u64 = 500;
 /// Labels per synthetic series (loadtest's default).
 const LABELS_PER_SERIES: usize = 10;
-/// ingest answers 503 after this when Kafka does not acknowledge.
-const REQUEST_TIMEOUT_MS: u64 = 5_000;
+/// ingest answers 503 after this when Kafka does not acknowledge (unless
+/// the settings say otherwise).
+pub const REQUEST_TIMEOUT_MS: u64 = 5_000;
 /// How long a stopped component stays stopped.
 const DOWNTIME: Duration = Duration::from_secs(3);
 /// How long the broker is frozen: past its 9 s session timeout
@@ -95,12 +96,15 @@ pub struct Settings {
     pub rate: u64,
     /// Distinct series (the ring holds enough passes that no sample repeats).
     pub series: u64,
+    /// ingest's `REQUEST_TIMEOUT_MS`: how long a write may wait for Kafka.
+    pub request_timeout_ms: u64,
 }
 
 /// What one scenario did and found.
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
-    pub scenario: Scenario,
+    /// The scenario's name.
+    pub scenario: String,
     /// The fault as it happened, with its timings.
     pub fault: Vec<String>,
     pub samples_sent: u64,
@@ -129,12 +133,12 @@ pub struct Outcome {
 }
 
 /// The topics of one scenario, fresh each time.
-struct Topics {
-    samples: String,
+pub(crate) struct Topics {
+    pub(crate) samples: String,
     topology_raw: String,
-    topology: String,
-    bound: String,
-    unbound: String,
+    pub(crate) topology: String,
+    pub(crate) bound: String,
+    pub(crate) unbound: String,
 }
 
 impl Topics {
@@ -164,12 +168,14 @@ impl Topics {
 }
 
 /// The pipeline of one scenario.
-struct Pipeline {
-    ingest: Service,
-    correlator: Service,
+pub(crate) struct Pipeline {
+    name: String,
+    exactly_once: bool,
+    pub(crate) ingest: Service,
+    pub(crate) correlator: Service,
     api_key: String,
-    ingest_port: u16,
-    topics: Topics,
+    pub(crate) ingest_port: u16,
+    pub(crate) topics: Topics,
     group: String,
     cluster: String,
     directory: PathBuf,
@@ -179,9 +185,16 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::Result<Pipeline> {
+    /// ingest and a correlator (exactly-once or not) for scenario `name`,
+    /// on fresh topics of the cluster at `brokers`.
+    pub(crate) fn new(
+        name: &str,
+        exactly_once: bool,
+        settings: &Settings,
+        brokers: String,
+    ) -> anyhow::Result<Pipeline> {
         let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
-        let id = format!("{}-{stamp}", scenario.name());
+        let id = format!("{name}-{stamp}");
         let directory = settings.work_dir.join(&id);
         std::fs::create_dir_all(&directory)?;
         let api_key = format!("chaos-key-{stamp:x}-{}", std::process::id());
@@ -197,7 +210,6 @@ impl Pipeline {
             "[kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"1000\"\n",
         )?;
         let topics = Topics::new(&format!("chaos.{id}"));
-        let brokers = broker.bootstrap();
 
         let ingest_port = free_port()?;
         let mut ingest_env = vec![
@@ -209,7 +221,7 @@ impl Pipeline {
             ),
             (
                 "REQUEST_TIMEOUT_MS".to_string(),
-                REQUEST_TIMEOUT_MS.to_string(),
+                settings.request_timeout_ms.to_string(),
             ),
             ("INGEST_WORKERS".to_string(), "2".to_string()),
             ("RUST_LOG".to_string(), "info,librdkafka=warn".to_string()),
@@ -234,11 +246,13 @@ impl Pipeline {
             ("PENDING_GRACE_MS".to_string(), "30000".to_string()),
             ("RUST_LOG".to_string(), "info,librdkafka=warn".to_string()),
         ];
-        if scenario.exactly_once() {
+        if exactly_once {
             correlator_env.push(("EXACTLY_ONCE".to_string(), "true".to_string()));
         }
         correlator_env.extend(topics.env());
         let mut pipeline = Pipeline {
+            name: name.to_string(),
+            exactly_once,
             ingest,
             correlator: Service::new("correlator", PathBuf::new(), vec![], PathBuf::new(), 0),
             api_key,
@@ -270,7 +284,7 @@ impl Pipeline {
         ))
     }
 
-    fn start(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn start(&mut self) -> anyhow::Result<()> {
         self.ingest.start()?;
         self.ingest.wait_ready(Duration::from_secs(60))?;
         self.correlator.start()?;
@@ -394,16 +408,67 @@ fn wait_for_line(log: &Path, needle: &str, within: Duration) -> anyhow::Result<(
     )
 }
 
-fn seconds(since: Instant) -> String {
+pub(crate) fn seconds(since: Instant) -> String {
     format!("{:.1} s", since.elapsed().as_secs_f64())
+}
+
+/// The load of one scenario: the generator running, until it has verified.
+pub(crate) struct Load {
+    child: Child,
+    summary: PathBuf,
+    log: PathBuf,
+    started: Instant,
+}
+
+/// Starts `loadtest` on `pipeline` and returns once it sends (and, with
+/// `post_topology`, once it has posted the topology the series bind to).
+pub(crate) fn start_load(
+    settings: &Settings,
+    pipeline: &Pipeline,
+    post_topology: bool,
+) -> anyhow::Result<Load> {
+    let (child, summary, log) = spawn_loadtest(settings, pipeline, post_topology)?;
+    wait_for_line(&log, "pre-encoded", Duration::from_secs(300))?;
+    if post_topology {
+        wait_for_line(&log, "posted", Duration::from_secs(120))?;
+    }
+    Ok(Load {
+        child,
+        summary,
+        log,
+        started: Instant::now(),
+    })
+}
+
+/// What a scenario did to the pipeline and what it checked on the way.
+#[derive(Default)]
+pub(crate) struct Record {
+    pub(crate) fault: Vec<String>,
+    pub(crate) checks: Vec<(String, bool)>,
+}
+
+impl Record {
+    pub(crate) fn step(&mut self, step: impl Into<String>) {
+        let step = step.into();
+        eprintln!("chaos:   {step}");
+        self.fault.push(step);
+    }
+
+    pub(crate) fn check(&mut self, check: impl Into<String>, ok: bool) {
+        self.checks.push((check.into(), ok));
+    }
 }
 
 /// Runs one scenario from start to verdict.
 pub fn run(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::Result<Outcome> {
-    let mut pipeline = Pipeline::new(scenario, settings, broker)?;
+    let mut pipeline = Pipeline::new(
+        scenario.name(),
+        scenario.exactly_once(),
+        settings,
+        broker.bootstrap(),
+    )?;
     pipeline.start()?;
-    let mut fault = Vec::new();
-    let mut checks = Vec::new();
+    let mut record = Record::default();
 
     // The materializer scenario posts the topology itself, as two snapshots:
     // the first with a decoy component the second leaves out.
@@ -423,14 +488,10 @@ pub fn run(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::
         }
     }
 
-    let (mut loadtest, summary_path, loadtest_log) =
-        spawn_loadtest(settings, &pipeline, !materializer)?;
-    wait_for_line(&loadtest_log, "pre-encoded", Duration::from_secs(300))?;
-    if !materializer {
-        wait_for_line(&loadtest_log, "posted", Duration::from_secs(120))?;
-    }
-    let load_started = Instant::now();
+    let load = start_load(settings, &pipeline, !materializer)?;
     std::thread::sleep(Duration::from_secs(settings.seconds / 3));
+    let fault = &mut record.fault;
+    let checks = &mut record.checks;
 
     match scenario {
         Scenario::BrokerRestart => {
@@ -543,49 +604,60 @@ pub fn run(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::
         }
     }
 
+    conclude(settings, pipeline, load, record, |pipeline, record| {
+        if materializer {
+            let (present, decoy_deleted) =
+                wait_for_snapshot(pipeline, &all_components, &decoy.external_id)?;
+            record.check(
+                format!(
+                    "every component of the completed snapshot is in {} ({present} of {})",
+                    pipeline.topics.topology,
+                    all_components.len()
+                ),
+                present == all_components.len(),
+            );
+            record.check(
+                "the component the snapshot left out is deleted",
+                decoy_deleted,
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Waits for the load to end (its verification included), runs
+/// `after_load`, stops the services with SIGTERM and gives the verdict.
+pub(crate) fn conclude(
+    settings: &Settings,
+    mut pipeline: Pipeline,
+    mut load: Load,
+    mut record: Record,
+    after_load: impl FnOnce(&Pipeline, &mut Record) -> anyhow::Result<()>,
+) -> anyhow::Result<Outcome> {
     let deadline = Duration::from_secs(settings.seconds + 120 + 180 + 300);
-    let status = wait_child(&mut loadtest, deadline)?;
-    fault.push(format!(
+    let status = wait_child(&mut load.child, deadline)?;
+    record.fault.push(format!(
         "load ran {} in all (sending, draining, verifying)",
-        seconds(load_started)
+        seconds(load.started)
     ));
     let ingest_peak_rss_bytes = pipeline.ingest.peak_rss_bytes();
-    let summary: Value =
-        serde_json::from_slice(&std::fs::read(&summary_path).with_context(|| {
-            format!("loadtest wrote no summary; see {}", loadtest_log.display())
-        })?)?;
-    checks.push((
-        "loadtest's verification passed (exit 0)".to_string(),
-        status.success(),
-    ));
-
-    if materializer {
-        let (present, decoy_deleted) =
-            wait_for_snapshot(&pipeline, &all_components, &decoy.external_id)?;
-        checks.push((
-            format!(
-                "every component of the completed snapshot is in {} ({present} of {})",
-                pipeline.topics.topology,
-                all_components.len()
-            ),
-            present == all_components.len(),
-        ));
-        checks.push((
-            "the component the snapshot left out is deleted".to_string(),
-            decoy_deleted,
-        ));
-    }
+    let summary: Value = serde_json::from_slice(
+        &std::fs::read(&load.summary)
+            .with_context(|| format!("loadtest wrote no summary; see {}", load.log.display()))?,
+    )?;
+    record.check("loadtest's verification passed (exit 0)", status.success());
+    after_load(&pipeline, &mut record)?;
 
     let correlator_exit = pipeline.correlator.terminate()?;
-    checks.push((
-        "the correlator exits 0 on SIGTERM".to_string(),
+    record.check(
+        "the correlator exits 0 on SIGTERM",
         correlator_exit.is_some_and(|status| status.success()),
-    ));
+    );
     let ingest_exit = pipeline.ingest.terminate()?;
-    checks.push((
-        "ingest exits 0 on SIGTERM".to_string(),
+    record.check(
+        "ingest exits 0 on SIGTERM",
         ingest_exit.is_some_and(|status| status.success()),
-    ));
+    );
 
     let number = |path: &[&str]| -> u64 {
         let mut value = &summary;
@@ -600,22 +672,22 @@ pub fn run(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::
     let outputs_missing = output_counts("missing");
     let outputs_duplicated = output_counts("duplicated");
     let acknowledged = number(&["totals", "samples_acknowledged"]);
-    checks.push(("samples were acknowledged".to_string(), acknowledged > 0));
-    checks.push((
-        "no acknowledged sample is missing from the samples topic".to_string(),
+    record.check("samples were acknowledged", acknowledged > 0);
+    record.check(
+        "no acknowledged sample is missing from the samples topic",
         summary["verify"]["counts"]["missing"].is_u64() && missing == 0,
-    ));
-    checks.push((
-        "every sample of the samples topic came out of the join".to_string(),
+    );
+    record.check(
+        "every sample of the samples topic came out of the join",
         summary["verify"]["outputs"]["counts"]["missing"].is_u64()
             && outputs_missing == 0
             && number(&["verify", "outputs", "settled", "lag"]) == 0,
-    ));
-    if scenario.exactly_once() {
-        checks.push((
-            "exactly-once: no sample came out of the join twice".to_string(),
+    );
+    if pipeline.exactly_once {
+        record.check(
+            "exactly-once: no sample came out of the join twice",
             outputs_duplicated == 0,
-        ));
+        );
     }
     let responses_by_status = summary["totals"]["responses_by_status"]
         .as_object()
@@ -626,10 +698,10 @@ pub fn run(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::
                 .collect()
         })
         .unwrap_or_default();
-    let passed = checks.iter().all(|(_, ok)| *ok);
+    let passed = record.checks.iter().all(|(_, ok)| *ok);
     Ok(Outcome {
-        scenario,
-        fault,
+        scenario: pipeline.name.clone(),
+        fault: record.fault,
         samples_sent: number(&["totals", "samples_sent"]),
         samples_acknowledged: acknowledged,
         requests_acknowledged: number(&["totals", "requests_acknowledged"]),
@@ -651,7 +723,7 @@ pub fn run(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::
             .as_f64()
             .unwrap_or(0.0),
         ingest_peak_rss_bytes,
-        checks,
+        checks: record.checks,
         passed,
         directory: pipeline.directory.clone(),
     })

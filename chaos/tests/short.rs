@@ -2,19 +2,11 @@
 //! seconds of load each at a low rate, every check as in `make chaos`.
 
 use chaos::report::{details, markdown_table};
-use chaos::scenarios::{Scenario, Settings};
+use chaos::scenarios::Scenario;
 
 #[test]
 fn every_fault_loses_nothing_acknowledged() {
-    let bin_dir = chaos::binaries_beside_this_one().unwrap();
-    let work_dir = chaos::processes::repository_root().join("target/chaos-short");
-    let settings = Settings {
-        bin_dir,
-        work_dir,
-        seconds: 12,
-        rate: 2_000,
-        series: 1_000,
-    };
+    let settings = chaos::short_settings("chaos-short", 12).unwrap();
     let port = std::env::var("CHAOS_KAFKA_PORT")
         .ok()
         .and_then(|port| port.parse().ok())
@@ -24,10 +16,6 @@ fn every_fault_loses_nothing_acknowledged() {
     })
     .unwrap();
     eprint!("{}", markdown_table(&outcomes));
-    let failed: Vec<&str> = outcomes
-        .iter()
-        .filter(|outcome| !outcome.passed)
-        .map(|outcome| outcome.scenario.name())
-        .collect();
+    let failed = chaos::failed(&outcomes);
     assert!(failed.is_empty(), "scenarios failed: {failed:?}");
 }

@@ -466,10 +466,14 @@ pub async fn run_exactly_once(
             None => tokio::task::block_in_place(|| {
                 if offsets.count() > 0 {
                     let group = join.source.group_metadata().ok_or(KafkaError::Canceled)?;
-                    join.producer
-                        .send_offsets_to_transaction(&offsets, &group, txn_timeout)?;
+                    resume_while_retriable(TRANSACTION_ATTEMPTS, retriable, || {
+                        join.producer
+                            .send_offsets_to_transaction(&offsets, &group, txn_timeout)
+                    })?;
                 }
-                join.producer.commit_transaction(txn_timeout)
+                resume_while_retriable(TRANSACTION_ATTEMPTS, retriable, || {
+                    join.producer.commit_transaction(txn_timeout)
+                })
             }),
         };
         if committed.is_ok() {
@@ -492,9 +496,72 @@ pub async fn run_exactly_once(
     Ok(())
 }
 
+/// Calls of a transaction step made at most, each waiting up to its timeout.
+const TRANSACTION_ATTEMPTS: u32 = 5;
+
+/// A transaction step that timed out (as while the transaction coordinator's
+/// node is cut off and its partition gets a new leader) is still under way:
+/// librdkafka resumes it when the same call is made again, and refuses to
+/// abort meanwhile ("Conflicting commit_transaction API call is already in
+/// progress"), which stopped the join.
+fn retriable(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(error) if error.is_retriable())
+}
+
+/// Runs `step` again while it fails with an error `is_retriable` accepts, at
+/// most `attempts` times in all; returns the last outcome.
+fn resume_while_retriable<T, E: std::fmt::Display>(
+    attempts: u32,
+    is_retriable: impl Fn(&E) -> bool,
+    mut step: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let mut attempt = 1;
+    loop {
+        match step() {
+            Err(error) if attempt < attempts && is_retriable(&error) => {
+                warn!(%error, attempt, "transaction step not finished, resuming it");
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step that times out is called again until it finishes; one that
+    /// fails otherwise, or keeps timing out, is given up at once or after the
+    /// attempts.
+    #[test]
+    fn a_timed_out_transaction_step_is_resumed_not_abandoned() {
+        let timed_out = |error: &&str| *error == "timed out";
+        let mut calls = 0;
+        let outcome = resume_while_retriable(5, timed_out, || {
+            calls += 1;
+            if calls < 3 {
+                Err("timed out")
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(outcome, Ok(3));
+
+        let mut calls = 0;
+        let outcome: Result<(), &str> = resume_while_retriable(5, timed_out, || {
+            calls += 1;
+            Err("fenced")
+        });
+        assert_eq!((outcome, calls), (Err("fenced"), 1));
+
+        let mut calls = 0;
+        let outcome: Result<(), &str> = resume_while_retriable(5, timed_out, || {
+            calls += 1;
+            Err("timed out")
+        });
+        assert_eq!((outcome, calls), (Err("timed out"), 5));
+    }
     use crate::bindings::Bindings;
     use crate::config::Options;
 
