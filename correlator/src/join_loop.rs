@@ -416,6 +416,10 @@ pub async fn run_exactly_once(
         let batch_end = Instant::now() + Duration::from_millis(100);
         let mut records = 0usize;
         let mut written: Vec<i64> = Vec::new();
+        // A partition of this batch taken away (revoked, or lost with the
+        // group session): the outputs of its records must not commit, or its
+        // new owner, reading from the committed offsets, joins them again.
+        let mut revoked_in_batch: Vec<i32> = Vec::new();
         while Instant::now() < batch_end && records < 5_000 {
             // The transaction covers the outputs: what the handlers book for
             // at-least-once acknowledgements is not needed here.
@@ -434,7 +438,7 @@ pub async fn run_exactly_once(
                         let origin = record.origin;
                         written.extend(record.written_ms);
                         let handled = join.on_record(record);
-                        next_offsets.retain(|partition, _| !join.revoked.contains(partition));
+                        revoked_in_batch.extend_from_slice(&join.revoked);
                         next_offsets.insert(origin.partition, origin.offset + 1);
                         handled
                     }
@@ -453,6 +457,12 @@ pub async fn run_exactly_once(
                 failed = Some(error);
             }
         }
+        let revoked = join.source.take_revoked();
+        if !revoked.is_empty() {
+            join.joiner.forget_partitions(&revoked);
+            revoked_in_batch.extend(revoked);
+        }
+        let lost_partition = holds_any(&next_offsets, &revoked_in_batch);
         let mut offsets = TopicPartitionList::new();
         let floor = join.joiner.pending_floor();
         for (partition, next) in &next_offsets {
@@ -463,6 +473,7 @@ pub async fn run_exactly_once(
         }
         let committed = match failed {
             Some(error) => Err(error),
+            None if lost_partition => Err(KafkaError::Canceled),
             None => tokio::task::block_in_place(|| {
                 if offsets.count() > 0 {
                     let group = join.source.group_metadata().ok_or(KafkaError::Canceled)?;
@@ -483,7 +494,13 @@ pub async fn run_exactly_once(
             }
         }
         if let Err(error) = committed {
-            warn!(%error, "transaction failed, aborting and reading the batch again");
+            if lost_partition {
+                warn!(
+                    "partitions of this batch were taken away before its commit: aborting it; their new owner joins their records from the committed offsets"
+                );
+            } else {
+                warn!(%error, "transaction failed, aborting and reading the batch again");
+            }
             join.metrics.transactions_aborted.inc();
             tokio::task::block_in_place(|| join.producer.abort_transaction(txn_timeout))
                 .context("abort_transaction")?;
@@ -494,6 +511,13 @@ pub async fn run_exactly_once(
         }
     }
     Ok(())
+}
+
+/// Whether the batch read records of any of `revoked`'s partitions.
+fn holds_any(next_offsets: &BTreeMap<i32, i64>, revoked: &[i32]) -> bool {
+    revoked
+        .iter()
+        .any(|partition| next_offsets.contains_key(partition))
 }
 
 /// Calls of a transaction step made at most, each waiting up to its timeout.
@@ -534,6 +558,16 @@ mod tests {
     /// A step that times out is called again until it finishes; one that
     /// fails otherwise, or keeps timing out, is given up at once or after the
     /// attempts.
+    /// A batch that read a partition taken away during it must not commit;
+    /// one whose records are all of partitions still held may.
+    #[test]
+    fn a_batch_holding_a_revoked_partition_is_not_committed() {
+        let batch = BTreeMap::from([(0, 10), (3, 7)]);
+        assert!(holds_any(&batch, &[5, 3]));
+        assert!(!holds_any(&batch, &[1, 2]));
+        assert!(!holds_any(&batch, &[]));
+    }
+
     #[test]
     fn a_timed_out_transaction_step_is_resumed_not_abandoned() {
         let timed_out = |error: &&str| *error == "timed out";
