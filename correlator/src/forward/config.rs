@@ -79,7 +79,12 @@ pub struct ForwardOptions {
     #[arg(long, env = "FORWARD_TIMEOUT_MS")]
     pub timeout_ms: Option<u64>,
     /// Headers sent with every request, "Name: value", comma-separated (e.g. X-Scope-OrgID: acme)
-    #[arg(long = "header", env = "FORWARD_HEADERS", value_delimiter = ',')]
+    #[arg(
+        long = "header",
+        env = "FORWARD_HEADERS",
+        value_delimiter = ',',
+        value_name = "NAME: VALUE"
+    )]
     pub headers: Option<Vec<String>>,
     /// Basic auth user name
     #[arg(long, env = "FORWARD_BASIC_AUTH_USERNAME")]

@@ -163,6 +163,15 @@ async fn forward_topic(
         shards.push(sender);
     }
     drop(answered_tx);
+    // Every counter shows from the start, refusals at 0 too.
+    let nothing = batch::PointCounts::default();
+    for family in [
+        &context.metrics.sent,
+        &context.metrics.failed,
+        &context.metrics.retried,
+    ] {
+        ForwardMetrics::count(family, context.topic, nothing);
+    }
     let mut state = TopicLoop {
         topic: context.topic,
         source,
