@@ -1,7 +1,7 @@
 //! `correlator forward` against a real Prometheus 2.42 receiver: the
-//! fixtures bound through the whole pipeline (real broker, ingest, the
-//! correlator's own process) arrive sample for sample, through an endpoint
-//! that first answers 500; an endpoint that answers 400 has them dropped,
+//! fixtures bound (and unbound) through the whole pipeline (real broker,
+//! ingest, the correlator's own process) arrive sample for sample, through
+//! an endpoint that first answers 500; an endpoint that answers 400 has them dropped,
 //! counted, and their offsets committed. Remote-write 2.0 over TLS with
 //! basic auth and a custom header, into a receiver of the test's own,
 //! carries every sample, histogram, exemplar and metadata bit for bit.
@@ -174,17 +174,18 @@ fn serve(
     port
 }
 
-/// What the bound topic holds: per component, the samples a store keeps
-/// (stale markers are not counted by PromQL), and the latest timestamp.
-struct BoundFacts {
+/// What an output topic holds: per value of a label (the component, the
+/// unbound reason), the samples a store keeps (PromQL counts no stale
+/// markers), and the first and last timestamps.
+struct TopicFacts {
     samples: usize,
     countable: BTreeMap<String, usize>,
     latest_ms: i64,
     earliest_ms: i64,
 }
 
-fn bound_facts(topic: &str) -> BoundFacts {
-    let mut facts = BoundFacts {
+fn topic_facts(topic: &str, by_label: &str) -> TopicFacts {
+    let mut facts = TopicFacts {
         samples: 0,
         countable: BTreeMap::new(),
         latest_ms: i64::MIN,
@@ -193,7 +194,7 @@ fn bound_facts(topic: &str) -> BoundFacts {
     let mut points = BTreeSet::new();
     for record in support::read_all(topic) {
         for series in support::batch_of(&record) {
-            let component = series.label("component_external_id").unwrap().to_string();
+            let key = series.label(by_label).unwrap().to_string();
             for sample in &series.samples {
                 facts.samples += 1;
                 facts.latest_ms = facts.latest_ms.max(sample.timestamp);
@@ -203,7 +204,7 @@ fn bound_facts(topic: &str) -> BoundFacts {
                 }
                 // A store keeps one sample per series and timestamp.
                 if points.insert((series.labels.clone(), sample.timestamp)) {
-                    *facts.countable.entry(component.clone()).or_default() += 1;
+                    *facts.countable.entry(key.clone()).or_default() += 1;
                 }
             }
         }
@@ -260,22 +261,24 @@ fn without_colours(log: &str) -> String {
     text
 }
 
-fn forwarder(dir: &TempDir, topics: &Topics, group: &str, url: &str) -> Correlator {
-    Correlator::spawn_with(
-        dir,
-        topics,
-        group,
-        &["forward"],
-        &[
-            ("FORWARD_URL", url),
-            ("FORWARD_PROTOCOL", "1.0"),
-            ("FORWARD_GROUP", group),
-            ("FORWARD_MIN_BACKOFF_MS", "50"),
-            ("FORWARD_MAX_BACKOFF_MS", "400"),
-            ("FORWARD_BATCH_DEADLINE_MS", "200"),
-            ("FORWARD_MAX_POINTS_PER_REQUEST", "500"),
-        ],
-    )
+fn forwarder(
+    dir: &TempDir,
+    topics: &Topics,
+    group: &str,
+    url: &str,
+    extra_env: &[(&str, &str)],
+) -> Correlator {
+    let mut env = extra_env.to_vec();
+    env.extend([
+        ("FORWARD_URL", url),
+        ("FORWARD_PROTOCOL", "1.0"),
+        ("FORWARD_GROUP", group),
+        ("FORWARD_MIN_BACKOFF_MS", "50"),
+        ("FORWARD_MAX_BACKOFF_MS", "400"),
+        ("FORWARD_BATCH_DEADLINE_MS", "200"),
+        ("FORWARD_MAX_POINTS_PER_REQUEST", "500"),
+    ]);
+    Correlator::spawn_with(dir, topics, group, &["forward"], &env)
 }
 
 /// A forwarder metric once it reaches `wanted`, polled for up to a minute.
@@ -307,26 +310,44 @@ async fn bound_fixtures_reach_prometheus_sample_for_sample_through_500s_and_a_40
         Duration::from_secs(90),
         "every node sample bound twice",
         move || {
-            let facts = bound_facts(&bound);
+            let facts = topic_facts(&bound, "component_external_id");
             (facts.samples >= 2 * node_samples).then_some(facts)
         },
     )
     .await;
     assert_eq!(facts.samples, 2 * node_samples);
     assert_eq!(facts.countable.len(), 2, "{:?}", facts.countable.keys());
+    let unbound = topics.unbound.clone();
+    let prometheus_samples = per_job["prometheus"];
+    let unbound_facts = eventually(
+        Duration::from_secs(30),
+        "every other sample unbound",
+        move || {
+            let facts = topic_facts(&unbound, "unbound_reason");
+            (facts.samples >= prometheus_samples).then_some(facts)
+        },
+    )
+    .await;
 
     // Into a real Prometheus, through an endpoint that answers 500 six times.
     let prometheus = Prometheus::start(&dir);
     let (url, endpoint) = start_faulty_endpoint(6, 500, Some(prometheus.url("/api/v1/write")));
     let group = support::unique("forward");
-    let mut forwarding = forwarder(&dir, &topics, &group, &url);
+    let mut forwarding = forwarder(&dir, &topics, &group, &url, &[("FORWARD_UNBOUND", "true")]);
     forwarding.wait_ready(Duration::from_secs(30));
     let samples = facts.samples as f64;
     metric_reaches(
         &forwarding,
         "correlator_forward_sent_total",
-        "kind=\"sample\"",
+        "topic=\"bound\",kind=\"sample\"",
         samples,
+    )
+    .await;
+    metric_reaches(
+        &forwarding,
+        "correlator_forward_sent_total",
+        "topic=\"unbound\",kind=\"sample\"",
+        unbound_facts.samples as f64,
     )
     .await;
     assert_eq!(
@@ -349,26 +370,35 @@ async fn bound_fixtures_reach_prometheus_sample_for_sample_through_500s_and_a_40
         0.0,
     )
     .await;
-    let window_s = (facts.latest_ms - facts.earliest_ms) / 1000 + 60;
+    let latest_ms = facts.latest_ms.max(unbound_facts.latest_ms);
+    let earliest_ms = facts.earliest_ms.min(unbound_facts.earliest_ms);
+    let window_s = (latest_ms - earliest_ms) / 1000 + 60;
     let mut per_component = BTreeMap::new();
     for component in [POD, CONTAINER] {
         let selector = format!("{{component_external_id=\"{component}\"}}[{window_s}s]");
         per_component.insert(
             component.to_string(),
-            prometheus.samples_in(&selector, facts.latest_ms),
+            prometheus.samples_in(&selector, latest_ms),
         );
     }
     assert_eq!(per_component, facts.countable);
+    // The unbound series too, by their reason.
+    let unbound_selector = format!("{{unbound_reason=\"missing_label\"}}[{window_s}s]");
+    assert_eq!(
+        prometheus.samples_in(&unbound_selector, latest_ms),
+        unbound_facts.countable["missing_label"]
+    );
     eprintln!(
-        "{} bound samples in {} requests (6 answered 500), in Prometheus per component: {per_component:?}",
+        "{} bound and {} unbound samples in {} requests (6 answered 500), in Prometheus per component: {per_component:?}",
         facts.samples,
+        unbound_facts.samples,
         endpoint.requests.load(Ordering::SeqCst)
     );
     // The component's type and name are labels to query by too.
     let by_name =
         format!("{{component_type=\"pod\", component_name=\"node-exporter-x7k2p\"}}[{window_s}s]");
     assert_eq!(
-        prometheus.samples_in(&by_name, facts.latest_ms),
+        prometheus.samples_in(&by_name, latest_ms),
         facts.countable[POD]
     );
     // Offsets committed once everything was answered (on SIGTERM at the latest).
@@ -383,7 +413,7 @@ async fn bound_fixtures_reach_prometheus_sample_for_sample_through_500s_and_a_40
     // An endpoint that refuses every request with 400: dropped, counted, committed past.
     let (refusing_url, refusing) = start_faulty_endpoint(usize::MAX, 400, None);
     let refused_group = support::unique("forward");
-    let mut refused = forwarder(&dir, &topics, &refused_group, &refusing_url);
+    let mut refused = forwarder(&dir, &topics, &refused_group, &refusing_url, &[]);
     refused.wait_ready(Duration::from_secs(30));
     metric_reaches(
         &refused,

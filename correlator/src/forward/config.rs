@@ -291,6 +291,18 @@ mod tests {
     }
 
     #[test]
+    fn the_correlator_file_holds_them_in_a_forward_table() {
+        let file: crate::config::Options = toml::from_str(
+            "kafka_brokers = \"k:9092\"\n[forward]\nurl = \"https://m/api/v1/push\"\nmax_points_per_request = 500\n",
+        )
+        .unwrap();
+        let settings = ForwardSettings::resolve(ForwardOptions::default(), file.forward).unwrap();
+        assert_eq!(settings.url, "https://m/api/v1/push");
+        assert_eq!(settings.limits.max_points, 500);
+        assert!(toml::from_str::<crate::config::Options>("[forward]\nshard = 2\n").is_err());
+    }
+
+    #[test]
     fn invalid_settings_say_which() {
         let error = |options: ForwardOptions| {
             ForwardSettings::resolve(options, ForwardOptions::default())

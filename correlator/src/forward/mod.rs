@@ -55,7 +55,7 @@ fn shard_of(series: &BatchSeries, shards: usize) -> usize {
 }
 
 /// A record's series, split by shard (shards that get none are left out).
-fn split_by_shard(series: Vec<BatchSeries>, shards: usize) -> Vec<(usize, Vec<BatchSeries>)> {
+pub fn split_by_shard(series: Vec<BatchSeries>, shards: usize) -> Vec<(usize, Vec<BatchSeries>)> {
     let mut by_shard: Vec<Vec<BatchSeries>> = vec![Vec::new(); shards];
     for one in series {
         by_shard[shard_of(&one, shards)].push(one);

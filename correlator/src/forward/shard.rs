@@ -17,6 +17,7 @@ use crate::forward::metrics::{ForwardMetrics, OutcomeLabels, TopicLabels};
 use crate::forward::offsets::Ticket;
 use crate::forward::request;
 use crate::forward::retry::{Backoff, Verdict, verdict};
+use crate::output::BatchSeries;
 
 /// What every shard of a topic shares.
 pub struct ShardContext {
@@ -65,15 +66,31 @@ pub async fn run(
             return;
         };
         batcher.push(piece);
+        let mut sent_full = false;
         while let Some(batch) = batcher.take_ready() {
             send(&context, &mut backoff, batch, &answered).await;
+            sent_full = true;
         }
+        // What is left started filling now if a full batch just left.
         filling_since = match (batcher.is_empty(), filling_since) {
             (true, _) => None,
-            (false, Some(since)) => Some(since),
-            (false, None) => Some(Instant::now()),
+            (false, Some(since)) if !sent_full => Some(since),
+            (false, _) => Some(Instant::now()),
         };
     }
+}
+
+/// The snappy-compressed request of `series` in `protocol`.
+pub fn request_body(protocol: Protocol, series: &[BatchSeries]) -> bytes::Bytes {
+    let body = match protocol {
+        Protocol::V1 => request::encode_v1(series),
+        Protocol::V2 => request::encode_v2(series),
+    };
+    bytes::Bytes::from(
+        snap::raw::Encoder::new()
+            .compress_vec(&body)
+            .expect("snappy compresses any buffer"),
+    )
 }
 
 /// Sends `batch` until it is answered for good, then hands its tickets back.
@@ -84,15 +101,7 @@ async fn send(
     answered: &mpsc::UnboundedSender<Vec<Ticket>>,
 ) {
     if !batch.series.is_empty() {
-        let body = match context.settings.protocol {
-            Protocol::V1 => request::encode_v1(&batch.series),
-            Protocol::V2 => request::encode_v2(&batch.series),
-        };
-        let body = bytes::Bytes::from(
-            snap::raw::Encoder::new()
-                .compress_vec(&body)
-                .expect("snappy compresses any buffer"),
-        );
+        let body = request_body(context.settings.protocol, &batch.series);
         send_until_answered(context, backoff, &batch, body).await;
     }
     // The receiving end is gone only when the topic loop stopped: nothing to store then.
