@@ -83,7 +83,8 @@ pub struct ForwardOptions {
         long = "header",
         env = "FORWARD_HEADERS",
         value_delimiter = ',',
-        value_name = "NAME: VALUE"
+        value_name = "NAME: VALUE",
+        hide_env_values = true
     )]
     pub headers: Option<Vec<String>>,
     /// Basic auth user name
