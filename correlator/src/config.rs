@@ -10,6 +10,7 @@ use anyhow::bail;
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::forward::config::{ForwardOptions, ForwardSettings};
 use crate::index::AsOf;
 use crate::join::{JoinSettings, OutputLabels};
 use crate::output::OutputEncoding;
@@ -38,6 +39,16 @@ pub enum Command {
         #[arg(long)]
         from_beginning: bool,
     },
+    /// Sends bound (and optionally unbound) series to a remote-write endpoint: Prometheus, Mimir, VictoriaMetrics, ...
+    Forward(Box<ForwardOptions>),
+}
+
+/// What to run, with its settings resolved.
+#[derive(Debug)]
+pub enum Run {
+    Correlator,
+    Tail { unbound: bool, from_beginning: bool },
+    Forward(Box<ForwardSettings>),
 }
 
 /// Every setting is optional here so that the file, the environment and the
@@ -145,6 +156,9 @@ pub struct Options {
     /// Extra librdkafka properties, applied last (TOML `[kafka.properties]` only).
     #[arg(skip)]
     pub kafka: KafkaSection,
+    /// Settings of `correlator forward` (TOML `[forward]`, keys as its options' names with `_`).
+    #[arg(skip)]
+    pub forward: ForwardOptions,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -403,13 +417,27 @@ impl Settings {
 }
 
 /// Parses the command line and environment and reads `--config` if given.
-pub fn load() -> anyhow::Result<(Option<Command>, Settings)> {
+pub fn load() -> anyhow::Result<(Run, Settings)> {
     let cli = Cli::parse();
     let file = match &cli.options.config {
         Some(path) => read_file(path)?,
         None => Options::default(),
     };
-    Ok((cli.command, Settings::resolve(cli.options, file)?))
+    let run = match cli.command {
+        None => Run::Correlator,
+        Some(Command::Tail {
+            unbound,
+            from_beginning,
+        }) => Run::Tail {
+            unbound,
+            from_beginning,
+        },
+        Some(Command::Forward(options)) => Run::Forward(Box::new(ForwardSettings::resolve(
+            *options,
+            file.forward.clone(),
+        )?)),
+    };
+    Ok((run, Settings::resolve(cli.options, file)?))
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Options> {

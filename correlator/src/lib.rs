@@ -6,13 +6,15 @@
 //! [`samples_source`]) into `metrics.bound` and `metrics.unbound` (batches
 //! written by [`batch`] in the encodings of [`output`], produced by
 //! [`delivery`]). [`topology_feed`] loads the topology first; the Kafka
-//! clients' shared settings are in [`kafka`].
+//! clients' shared settings are in [`kafka`]. [`forward`] sends the bound
+//! series on to a remote-write endpoint.
 
 pub mod allocator;
 pub mod batch;
 pub mod bindings;
 pub mod config;
 pub mod delivery;
+pub mod forward;
 pub mod index;
 pub mod join;
 pub mod join_loop;

@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use correlator::config::Command;
+use correlator::config::Run;
 
 // The join allocates an output buffer per bound series and frees it once
 // Kafka has it: glibc's allocator gives such churn back to the kernel and
@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     correlator::allocator::keep_freed_memory_longer();
-    let (command, settings) = match correlator::config::load() {
+    let (run, settings) = match correlator::config::load() {
         Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("correlator: {error:#}");
@@ -26,12 +26,13 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let result = match command {
-        None => runtime.block_on(correlator::server::run(settings)),
-        Some(Command::Tail {
+    let result = match run {
+        Run::Correlator => runtime.block_on(correlator::server::run(settings)),
+        Run::Tail {
             unbound,
             from_beginning,
-        }) => correlator::tail::run(&settings, unbound, from_beginning),
+        } => correlator::tail::run(&settings, unbound, from_beginning),
+        Run::Forward(forward) => runtime.block_on(correlator::forward::run(settings, *forward)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

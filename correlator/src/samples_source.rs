@@ -1,8 +1,9 @@
 //! The join's consumer of `metrics.samples` (consumer group `KAFKA_GROUP_ID`),
-//! polled on a thread of its own: librdkafka runs rebalance callbacks (and
-//! the commit before partitions move) inside `poll`, which must not block the
-//! async runtime. Records come out of a bounded channel, so a join that falls
-//! behind stops the polling, and the backlog stays in Kafka.
+//! also the forwarder's of the output topics, polled on a thread of its own:
+//! librdkafka runs rebalance callbacks (and the commit before partitions
+//! move) inside `poll`, which must not block the async runtime. Records come
+//! out of a bounded channel, so a join that falls behind stops the polling,
+//! and the backlog stays in Kafka.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
@@ -55,14 +56,31 @@ pub struct SamplesSource {
 }
 
 impl SamplesSource {
-    /// Subscribes and starts polling.
+    /// Subscribes the join's group to `metrics.samples` and starts polling.
     pub fn start(settings: &Settings) -> anyhow::Result<SamplesSource> {
+        SamplesSource::subscribe(
+            settings,
+            &settings.topics.samples,
+            &settings.group_id,
+            settings.exactly_once,
+        )
+    }
+
+    /// Subscribes `group` to `topic` (the forwarder reads the output topics
+    /// so) and starts polling; `transactional`: offsets go with a producer's
+    /// transaction instead of being committed every second.
+    pub fn subscribe(
+        settings: &Settings,
+        topic: &str,
+        group: &str,
+        transactional: bool,
+    ) -> anyhow::Result<SamplesSource> {
         let mut config = kafka_config(settings, &SAMPLES_FETCH);
         config
-            .set("group.id", &settings.group_id)
+            .set("group.id", group)
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.offset.store", "false");
-        if settings.exactly_once {
+        if transactional {
             config
                 .set("enable.auto.commit", "false")
                 .set("isolation.level", "read_committed");
@@ -76,8 +94,8 @@ impl SamplesSource {
             .create_with_context(RebalanceContext {
                 revoked: revoked.clone(),
             })
-            .context("creating the samples consumer")?;
-        consumer.subscribe(&[&settings.topics.samples])?;
+            .with_context(|| format!("creating the consumer of {topic}"))?;
+        consumer.subscribe(&[topic])?;
         let consumer = Arc::new(consumer);
         let (sender, events) = mpsc::channel(READ_AHEAD_RECORDS);
         let (commands, command_receiver) = std_mpsc::channel();
@@ -87,9 +105,10 @@ impl SamplesSource {
             .spawn({
                 let consumer = consumer.clone();
                 let stop = stop.clone();
-                move || poll_until_stopped(&consumer, &sender, &command_receiver, &stop)
+                let topic = topic.to_string();
+                move || poll_until_stopped(&consumer, &topic, &sender, &command_receiver, &stop)
             })
-            .context("starting the samples consumer's thread")?;
+            .with_context(|| format!("starting the thread of the consumer of {topic}"))?;
         Ok(SamplesSource {
             consumer,
             events,
@@ -97,7 +116,7 @@ impl SamplesSource {
             stop,
             thread: Some(thread),
             revoked,
-            topic: settings.topics.samples.clone(),
+            topic: topic.to_string(),
         })
     }
 
@@ -114,6 +133,25 @@ impl SamplesSource {
     /// Stores `next` as the offset to resume `partition` from.
     pub fn store_next_offset(&self, partition: i32, next: i64) {
         store_next_offset(&*self.consumer, &self.topic, partition, next);
+    }
+
+    /// The end offsets of `partitions`, asked of the brokers on a blocking
+    /// thread; those that could not be had are left out.
+    pub async fn end_offsets(&self, partitions: Vec<i32>) -> Vec<(i32, i64)> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        let asked = tokio::task::spawn_blocking(move || {
+            partitions
+                .into_iter()
+                .filter_map(|partition| {
+                    let (_, high) = consumer
+                        .fetch_watermarks(&topic, partition, Duration::from_secs(2))
+                        .ok()?;
+                    Some((partition, high))
+                })
+                .collect()
+        });
+        asked.await.unwrap_or_default()
     }
 
     /// Commits the stored offsets now.
@@ -156,6 +194,7 @@ impl Drop for SamplesSource {
 
 fn poll_until_stopped(
     consumer: &BaseConsumer<RebalanceContext>,
+    topic: &str,
     events: &mpsc::Sender<SourceEvent>,
     commands: &std_mpsc::Receiver<Command>,
     stop: &AtomicBool,
@@ -172,7 +211,7 @@ fn poll_until_stopped(
         let message = match consumer.poll(Duration::from_millis(100)) {
             None => continue,
             Some(Err(error)) => {
-                warn!(%error, "reading metrics.samples");
+                warn!(%error, topic, "reading");
                 continue;
             }
             Some(Ok(message)) => message,

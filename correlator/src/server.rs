@@ -228,7 +228,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     result.and(materializer_result).and(feed_result)
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT handler");

@@ -6,14 +6,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use proto::Message;
-use proto::prometheus::WriteRequest;
 use support::kafka::TempDir;
-use support::{Correlator, Topics, eventually, ingest_app};
-
-const POD: &str = "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p";
-const CONTAINER: &str =
-    "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p:container/node-exporter";
+use support::{CONTAINER, Correlator, POD, Topics, eventually, ingest_app};
 
 /// The Java clients' murmur2 (Kafka's `Utils.murmur2`).
 fn java_murmur2(data: &[u8]) -> i32 {
@@ -68,102 +62,11 @@ fn java_murmur2_matches_kafkas_own_cases() {
     }
 }
 
-fn component(id: &str, kind: &str, name: &str) -> serde_json::Value {
-    serde_json::json!({"externalId": id, "type": {"name": kind}, "data": {"name": name, "tags": {"cluster-name": "demo-cluster"}}})
-}
-
-/// The demo cluster's snapshot in three parts, as the agent splits one.
-fn demo_snapshot(collection_timestamp: i64) -> serde_json::Value {
-    let instance = serde_json::json!({"type": "kubernetes", "url": "demo-cluster"});
-    serde_json::json!({
-        "collection_timestamp": collection_timestamp,
-        "internalHostname": "agent",
-        "topologies": [
-            {"start_snapshot": true, "stop_snapshot": false, "instance": instance,
-             "components": [component("urn:cluster:/kubernetes:demo-cluster", "cluster", "demo-cluster"),
-                            component("urn:kubernetes:/demo-cluster:node/demo-node-1", "node", "demo-node-1")]},
-            {"start_snapshot": false, "stop_snapshot": false, "instance": instance,
-             "components": [component(POD, "pod", "node-exporter-x7k2p")]},
-            {"start_snapshot": false, "stop_snapshot": true, "instance": instance,
-             "components": [component(CONTAINER, "container", "node-exporter")]}
-        ]
-    })
-}
-
-/// Samples per job in the fixtures, and the earliest timestamp.
-fn fixture_facts() -> (BTreeMap<String, usize>, i64) {
-    let mut per_job = BTreeMap::new();
-    let mut earliest = i64::MAX;
-    for (_, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-        for series in WriteRequest::decode(raw.as_slice()).unwrap().timeseries {
-            let job = series
-                .labels
-                .iter()
-                .find(|l| l.name == "job")
-                .map(|l| l.value.clone())
-                .unwrap_or_default();
-            *per_job.entry(job).or_default() += series.samples.len();
-            earliest = earliest.min(
-                series
-                    .samples
-                    .iter()
-                    .map(|s| s.timestamp)
-                    .min()
-                    .unwrap_or(i64::MAX),
-            );
-        }
-    }
-    (per_job, earliest)
-}
-
 #[actix_web::test]
 async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
     let dir = TempDir::new();
     let topics = Topics::fresh();
-    let state = support::ingest(&dir, &topics, 4).await;
-    let app = ingest_app!(state);
-    let correlator = Correlator::start(
-        &dir,
-        &topics,
-        &support::unique("group"),
-        &[("PENDING_GRACE_MS", "5000")],
-    );
-
-    let (per_job, earliest) = fixture_facts();
-    support::post_topology(&app, &demo_snapshot(earliest / 1000 - 60)).await;
-    let topology = topics.topology.clone();
-    eventually(
-        Duration::from_secs(60),
-        "4 components materialized",
-        move || {
-            (support::compacted_view(&topology)
-                .values()
-                .flatten()
-                .count()
-                == 4)
-                .then_some(())
-        },
-    )
-    .await;
-    // The join has the components before the samples come.
-    eventually(Duration::from_secs(30), "join index", {
-        let url = correlator.url("/metrics");
-        move || {
-            let out = std::process::Command::new("curl")
-                .args(["-fs", &url])
-                .output()
-                .ok()?;
-            String::from_utf8_lossy(&out.stdout)
-                .contains("correlator_topology_components 4")
-                .then_some(())
-        }
-    })
-    .await;
-
-    for (_, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
-        support::post_samples(&app, body).await;
-    }
+    let (correlator, per_job) = support::fixtures_posted(&dir, &topics).await;
 
     let node_samples = per_job["node"];
     let prometheus_samples = per_job["prometheus"];

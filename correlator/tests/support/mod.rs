@@ -80,6 +80,7 @@ macro_rules! ingest_app {
         .await
     };
 }
+#[allow(unused_imports)]
 pub(crate) use ingest_app;
 
 /// Posts a topology payload the way the agent does (api_key in the query).
@@ -136,14 +137,28 @@ impl Correlator {
         group: &str,
         extra_env: &[(&str, &str)],
     ) -> Correlator {
+        Correlator::spawn_with(dir, topics, group, &[], extra_env)
+    }
+
+    /// The binary with `args` (a subcommand such as `forward`), listening on
+    /// a port of its own, on the test's topics.
+    pub fn spawn_with(
+        dir: &TempDir,
+        topics: &Topics,
+        group: &str,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> Correlator {
         let port = kafka::free_port();
         let log = dir.0.join(format!("correlator-{port}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_correlator"));
         command
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KAFKA_BROKERS", kafka::brokers())
             .env("CORRELATOR_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FORWARD_LISTEN", format!("127.0.0.1:{port}"))
             .env("KAFKA_GROUP_ID", group)
             .env("TOPIC_SAMPLES", &topics.samples)
             .env("TOPIC_TOPOLOGY_RAW", &topics.topology_raw)
@@ -206,6 +221,115 @@ impl Drop for Correlator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The pod and the container of the demo topology that the fixtures' node exporter binds to.
+pub const POD: &str = "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p";
+pub const CONTAINER: &str =
+    "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p:container/node-exporter";
+
+pub fn component(id: &str, kind: &str, name: &str) -> serde_json::Value {
+    serde_json::json!({"externalId": id, "type": {"name": kind}, "data": {"name": name, "tags": {"cluster-name": "demo-cluster"}}})
+}
+
+/// The demo cluster's snapshot in three parts, as the agent splits one.
+pub fn demo_snapshot(collection_timestamp: i64) -> serde_json::Value {
+    let instance = serde_json::json!({"type": "kubernetes", "url": "demo-cluster"});
+    serde_json::json!({
+        "collection_timestamp": collection_timestamp,
+        "internalHostname": "agent",
+        "topologies": [
+            {"start_snapshot": true, "stop_snapshot": false, "instance": instance,
+             "components": [component("urn:cluster:/kubernetes:demo-cluster", "cluster", "demo-cluster"),
+                            component("urn:kubernetes:/demo-cluster:node/demo-node-1", "node", "demo-node-1")]},
+            {"start_snapshot": false, "stop_snapshot": false, "instance": instance,
+             "components": [component(POD, "pod", "node-exporter-x7k2p")]},
+            {"start_snapshot": false, "stop_snapshot": true, "instance": instance,
+             "components": [component(CONTAINER, "container", "node-exporter")]}
+        ]
+    })
+}
+
+/// Samples per job in the fixtures, and the earliest timestamp.
+pub fn fixture_facts() -> (BTreeMap<String, usize>, i64) {
+    use proto::Message;
+    let mut per_job = BTreeMap::new();
+    let mut earliest = i64::MAX;
+    for (_, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        for series in proto::prometheus::WriteRequest::decode(raw.as_slice())
+            .unwrap()
+            .timeseries
+        {
+            let job = series
+                .labels
+                .iter()
+                .find(|l| l.name == "job")
+                .map(|l| l.value.clone())
+                .unwrap_or_default();
+            *per_job.entry(job).or_default() += series.samples.len();
+            earliest = earliest.min(
+                series
+                    .samples
+                    .iter()
+                    .map(|s| s.timestamp)
+                    .min()
+                    .unwrap_or(i64::MAX),
+            );
+        }
+    }
+    (per_job, earliest)
+}
+
+/// Posts the demo snapshot (taken before `earliest`, the fixtures' first
+/// sample) and waits until the correlator's join holds its four components.
+pub async fn demo_topology_joined(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+    topics: &Topics,
+    correlator: &Correlator,
+    earliest: i64,
+) {
+    post_topology(app, &demo_snapshot(earliest / 1000 - 60)).await;
+    let topology = topics.topology.clone();
+    eventually(
+        Duration::from_secs(60),
+        "4 components materialized",
+        move || (compacted_view(&topology).values().flatten().count() == 4).then_some(()),
+    )
+    .await;
+    // The join has the components before the samples come.
+    eventually(Duration::from_secs(30), "join index", {
+        let url = correlator.url("/metrics");
+        move || {
+            curl_get(&url)
+                .contains("correlator_topology_components 4")
+                .then_some(())
+        }
+    })
+    .await;
+}
+
+/// Ingest (in-process) and the correlator on `topics`, the demo topology
+/// joined, then every fixture request posted: returns the correlator and
+/// the fixtures' samples per job.
+pub async fn fixtures_posted(
+    dir: &TempDir,
+    topics: &Topics,
+) -> (Correlator, BTreeMap<String, usize>) {
+    let state = ingest(dir, topics, 4).await;
+    let app = ingest_app!(state);
+    let correlator = Correlator::start(
+        dir,
+        topics,
+        &unique("group"),
+        &[("PENDING_GRACE_MS", "5000")],
+    );
+    let (per_job, earliest) = fixture_facts();
+    demo_topology_joined(&app, topics, &correlator, earliest).await;
+    for (_, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
+        post_samples(&app, body).await;
+    }
+    (correlator, per_job)
 }
 
 /// The latest value per key of a compacted topic (None for a tombstone).

@@ -1,0 +1,124 @@
+//! The forwarder's CPU per sample: a bound record read back, its series
+//! hashed to shards, gathered into requests and encoded (remote-write 1.0 or
+//! 2.0) and snappy-compressed, on the batches the join makes of the real
+//! Prometheus 2.42 traffic in `testdata/`. Run: `cargo bench -p correlator --bench forward`.
+
+use correlator::bindings::Bindings;
+use correlator::forward::batch::{Batcher, Piece};
+use correlator::forward::config::{
+    BatchLimits, DEFAULT_MAX_POINTS_PER_REQUEST, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_SHARDS,
+    Protocol,
+};
+use correlator::forward::offsets::Ticket;
+use correlator::forward::shard::request_body;
+use correlator::forward::split_by_shard;
+use correlator::join::{Destination, JoinSettings, Joiner, Origin};
+use correlator::output::read_batch;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use proto::Message;
+use proto::prometheus::WriteRequest;
+use proto::records::Component;
+
+// As in the correlator binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const POD: &str = "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p";
+const CONTAINER: &str =
+    "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p:container/node-exporter";
+
+/// The bound records the join writes of the fixtures, bound to their pod and container.
+fn bound_payloads() -> Vec<Vec<u8>> {
+    let settings = JoinSettings {
+        // The captures are from 2023: nothing of them is late.
+        history_ms: i64::MAX / 4,
+        ..JoinSettings::default()
+    };
+    let mut joiner = Joiner::new(Bindings::kubernetes_defaults(), settings);
+    for (id, kind) in [(POD, "pod"), (CONTAINER, "container")] {
+        let component = Component {
+            tenant: "alpha".into(),
+            external_id: id.into(),
+            type_name: kind.into(),
+            name: id.rsplit('/').next().unwrap().into(),
+            identifiers: vec![id.into()],
+            ..Default::default()
+        };
+        joiner.upsert_component(&format!("alpha/kubernetes/demo-cluster/{id}"), component);
+    }
+    let mut payloads = Vec::new();
+    for (offset, (_, body)) in proto::fixtures::prometheus_2_42_bodies()
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let request = WriteRequest::decode(raw.as_slice())
+            .unwrap()
+            .encode_to_vec();
+        let origin = Origin {
+            partition: 0,
+            offset: offset as i64,
+        };
+        for output in joiner
+            .process("alpha", proto::CONTENT_TYPE_V1, &request, origin, 0)
+            .unwrap()
+        {
+            if output.destination == Destination::Bound {
+                payloads.push(output.payload);
+            }
+        }
+    }
+    payloads
+}
+
+/// Everything a forwarder does with `payloads` short of the network; returns the bytes sent.
+fn forward_all(payloads: &[Vec<u8>], protocol: Protocol) -> usize {
+    let limits = BatchLimits {
+        max_points: DEFAULT_MAX_POINTS_PER_REQUEST,
+        max_bytes: DEFAULT_MAX_REQUEST_BYTES,
+    };
+    let mut shards: Vec<Batcher> = (0..DEFAULT_SHARDS).map(|_| Batcher::new(limits)).collect();
+    let mut sent = 0;
+    for (offset, payload) in payloads.iter().enumerate() {
+        let series = read_batch(proto::CONTENT_TYPE_V2, payload).unwrap();
+        let ticket = Ticket {
+            partition: 0,
+            offset: offset as i64,
+            generation: 0,
+        };
+        for (shard, series) in split_by_shard(series, DEFAULT_SHARDS) {
+            shards[shard].push(Piece { ticket, series });
+            while let Some(batch) = shards[shard].take_ready() {
+                sent += request_body(protocol, &batch.series).len();
+            }
+        }
+    }
+    for shard in &mut shards {
+        while let Some(batch) = shard.take_any() {
+            sent += request_body(protocol, &batch.series).len();
+        }
+    }
+    sent
+}
+
+fn forward(c: &mut Criterion) {
+    let payloads = bound_payloads();
+    let samples: usize = payloads
+        .iter()
+        .flat_map(|payload| read_batch(proto::CONTENT_TYPE_V2, payload).unwrap())
+        .map(|series| series.samples.len())
+        .sum();
+    let mut group = c.benchmark_group("forward");
+    group.throughput(Throughput::Elements(samples as u64));
+    for (name, protocol) in [
+        ("bound_fixtures_to_1.0", Protocol::V1),
+        ("bound_fixtures_to_2.0", Protocol::V2),
+    ] {
+        group.bench_function(name, |b| b.iter(|| forward_all(&payloads, protocol)));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, forward);
+criterion_main!(benches);
