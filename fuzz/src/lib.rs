@@ -79,7 +79,7 @@ fn check_series_home(
 pub fn check_v1_batch(batch: &PartitionedBatch, partitions: u32) {
     check_record_partitions(batch, partitions);
     let mut homes = HashMap::new();
-    let (mut series, mut samples, mut histograms, mut exemplars, mut metadata) = (0, 0, 0, 0, 0);
+    let (mut series, mut samples, mut histograms, mut exemplars) = (0, 0, 0, 0);
     for (partition, record) in &batch.records {
         let request = WriteRequest::decode(record.as_slice()).unwrap_or_else(|error| {
             panic!("the record of partition {partition} is no WriteRequest: {error}")
@@ -105,13 +105,17 @@ pub fn check_v1_batch(batch: &PartitionedBatch, partitions: u32) {
         for entry in &request.metadata {
             assert!(!entry.metric_family_name.is_empty());
         }
-        metadata += request.metadata.len();
+        // A request's metadata entries go to every partition's record.
+        assert_eq!(
+            request.metadata.len(),
+            batch.written.metadata,
+            "metadata of partition {partition}"
+        );
     }
     assert_eq!(series, batch.written.series, "written.series");
     assert_eq!(samples, batch.written.samples, "written.samples");
     assert_eq!(histograms, batch.written.histograms, "written.histograms");
     assert_eq!(exemplars, batch.written.exemplars, "written.exemplars");
-    assert_eq!(metadata, batch.written.metadata, "written.metadata");
 }
 
 /// A remote-write 2.0 split: every record is a `Request` prost reads, with
