@@ -14,8 +14,11 @@ build: deps
 	$(CARGO) build --workspace --all-targets
 
 ## Every test of the workspace, unit and integration, against a real local Kafka
-## (started here if it is not running, and stopped again afterwards).
+## (started here if it is not running, and stopped again afterwards). Prometheus 3
+## for ingest/tests/prometheus3.rs is installed first (built from the Go module
+## proxy into a cache on first use: several minutes, once per pinned version).
 test: build
+	scripts/prometheus3.sh >/dev/null
 	deploy/local/with-kafka.sh $(CARGO) test --workspace --no-fail-fast
 	cd loadtest/k6/xk6-remotewrite && go test -mod=readonly ./wire/
 	bash deploy/helm/test.sh

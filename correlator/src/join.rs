@@ -2267,6 +2267,39 @@ mod tests {
         assert_eq!(outputs[0].points, 0);
     }
 
+    /// What Prometheus 3 sends over 2.0 with exemplars on: the exemplar in a
+    /// series of its own, which ingest accepts.
+    #[test]
+    fn a_remote_write_2_exemplar_only_series_binds_as_of_its_exemplar() {
+        let mut joiner = joiner_with_p1();
+        let mut symbols = vec![String::new()];
+        for label in pod_labels("rpc_seconds_bucket", "p1") {
+            symbols.extend([label.name, label.value]);
+        }
+        let labels_refs = (1..symbols.len() as u32).collect();
+        symbols.extend(["trace_id".to_string(), "abc".to_string()]);
+        let trace_refs = vec![symbols.len() as u32 - 2, symbols.len() as u32 - 1];
+        let request = v2::Request {
+            symbols,
+            timeseries: vec![v2::TimeSeries {
+                labels_refs,
+                exemplars: vec![v2::Exemplar {
+                    labels_refs: trace_refs,
+                    value: 0.2,
+                    timestamp: 10_000,
+                }],
+                ..Default::default()
+            }],
+        };
+        let outputs = send(&mut joiner, "acme", proto::CONTENT_TYPE_V2, &request);
+        assert_eq!(bound_ids(&outputs), [CONTAINER, POD]);
+        assert_eq!(
+            batch(&outputs[0])[0].exemplars,
+            [(vec![("trace_id".into(), "abc".into())], 0.2, 10_000)]
+        );
+        assert_eq!(outputs[0].points, 0);
+    }
+
     #[test]
     fn json_batches_say_the_same() {
         let mut joiner = Joiner::new(

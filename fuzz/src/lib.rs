@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use ingest::partition::{PartitionedBatch, partition_of_series};
+use ingest::partition::{PartitionedBatch, carries_metadata, partition_of_series};
+use ingest::validate::Items;
 use prost::Message;
 use proto::prometheus::WriteRequest;
 use proto::v2;
@@ -78,12 +79,18 @@ fn check_series_home(
 pub fn check_v1_batch(batch: &PartitionedBatch, partitions: u32) {
     check_record_partitions(batch, partitions);
     let mut homes = HashMap::new();
-    let (mut series, mut samples, mut histograms, mut exemplars, mut metadata) = (0, 0, 0, 0, 0);
+    let (mut series, mut samples, mut histograms, mut exemplars) = (0, 0, 0, 0);
     for (partition, record) in &batch.records {
         let request = WriteRequest::decode(record.as_slice()).unwrap_or_else(|error| {
             panic!("the record of partition {partition} is no WriteRequest: {error}")
         });
         for timeseries in request.timeseries {
+            assert!(
+                !timeseries.samples.is_empty()
+                    || !timeseries.histograms.is_empty()
+                    || !timeseries.exemplars.is_empty(),
+                "series written with neither samples, histograms nor exemplars"
+            );
             series += 1;
             samples += timeseries.samples.len();
             histograms += timeseries.histograms.len();
@@ -98,13 +105,17 @@ pub fn check_v1_batch(batch: &PartitionedBatch, partitions: u32) {
         for entry in &request.metadata {
             assert!(!entry.metric_family_name.is_empty());
         }
-        metadata += request.metadata.len();
+        // A request's metadata entries go to every partition's record.
+        assert_eq!(
+            request.metadata.len(),
+            batch.written.metadata,
+            "metadata of partition {partition}"
+        );
     }
     assert_eq!(series, batch.written.series, "written.series");
     assert_eq!(samples, batch.written.samples, "written.samples");
     assert_eq!(histograms, batch.written.histograms, "written.histograms");
     assert_eq!(exemplars, batch.written.exemplars, "written.exemplars");
-    assert_eq!(metadata, batch.written.metadata, "written.metadata");
 }
 
 /// A remote-write 2.0 split: every record is a `Request` prost reads, with
@@ -112,7 +123,7 @@ pub fn check_v1_batch(batch: &PartitionedBatch, partitions: u32) {
 pub fn check_v2_batch(batch: &PartitionedBatch, partitions: u32) {
     check_record_partitions(batch, partitions);
     let mut homes = HashMap::new();
-    let (mut series, mut samples, mut histograms, mut exemplars) = (0, 0, 0, 0);
+    let (mut series, mut samples, mut histograms, mut exemplars, mut metadata) = (0, 0, 0, 0, 0);
     for (partition, record) in &batch.records {
         let request = v2::Request::decode(record.as_slice()).unwrap_or_else(|error| {
             panic!("the record of partition {partition} is no v2 Request: {error}")
@@ -146,9 +157,16 @@ pub fn check_v2_batch(batch: &PartitionedBatch, partitions: u32) {
                 assert!(in_range(metadata.help_ref) && in_range(metadata.unit_ref));
             }
             assert!(
-                timeseries.samples.is_empty() != timeseries.histograms.is_empty(),
-                "series written with both or neither samples and histograms"
+                timeseries.samples.is_empty() || timeseries.histograms.is_empty(),
+                "series written with both samples and histograms"
             );
+            assert!(
+                !timeseries.samples.is_empty()
+                    || !timeseries.histograms.is_empty()
+                    || !timeseries.exemplars.is_empty(),
+                "series written with neither samples, histograms nor exemplars"
+            );
+            metadata += usize::from(carries_metadata(timeseries.metadata.as_ref()));
             let labels = timeseries
                 .labels_refs
                 .chunks_exact(2)
@@ -166,5 +184,46 @@ pub fn check_v2_batch(batch: &PartitionedBatch, partitions: u32) {
     assert_eq!(samples, batch.written.samples, "written.samples");
     assert_eq!(histograms, batch.written.histograms, "written.histograms");
     assert_eq!(exemplars, batch.written.exemplars, "written.exemplars");
-    assert_eq!(batch.written.metadata, 0, "v2 metadata rides on series");
+    assert_eq!(metadata, batch.written.metadata, "written.metadata");
+}
+
+/// Nothing of a request goes uncounted: what its series (and 1.0 metadata
+/// entries) carry is either written or refused, kind by kind. `sent` is what
+/// prost reads in the request.
+fn check_counts_conserved(batch: &PartitionedBatch, sent: Items) {
+    let mut accounted = batch.written.items();
+    for (_, _, refused) in batch.rejected.counts() {
+        accounted.add(refused);
+    }
+    assert_eq!(accounted, sent, "written plus refused is not what was sent");
+}
+
+/// [`check_counts_conserved`] for a 1.0 request prost reads.
+pub fn check_v1_counts(data: &[u8], batch: &PartitionedBatch) {
+    let Ok(request) = WriteRequest::decode(data) else {
+        return;
+    };
+    let mut sent = Items {
+        metadata: request.metadata.len(),
+        ..Items::default()
+    };
+    for timeseries in &request.timeseries {
+        sent.samples += timeseries.samples.len();
+        sent.histograms += timeseries.histograms.len();
+        sent.exemplars += timeseries.exemplars.len();
+    }
+    check_counts_conserved(batch, sent);
+}
+
+/// [`check_counts_conserved`] for a 2.0 request (split_v2 reads what prost reads).
+pub fn check_v2_counts(data: &[u8], batch: &PartitionedBatch) {
+    let request = v2::Request::decode(data).expect("split_v2 took what prost refuses");
+    let mut sent = Items::default();
+    for timeseries in &request.timeseries {
+        sent.samples += timeseries.samples.len();
+        sent.histograms += timeseries.histograms.len();
+        sent.exemplars += timeseries.exemplars.len();
+        sent.metadata += usize::from(carries_metadata(timeseries.metadata.as_ref()));
+    }
+    check_counts_conserved(batch, sent);
 }

@@ -37,6 +37,18 @@ pub enum AuthError {
     UnknownKey,
 }
 
+impl AuthError {
+    /// A short, closed-set name for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::WrongUsername => "wrong_username",
+            AuthError::Malformed => "malformed",
+            AuthError::UnknownKey => "unknown_key",
+        }
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum KeysFileError {
     #[error("reading {path}")]
@@ -281,6 +293,30 @@ fn read(path: &Path) -> Result<String, KeysFileError> {
     })
 }
 
+/// Which credential form [`extract_key`] takes a request's key from, named
+/// for logs and metrics (`header`, `basic`, `authorization` for another
+/// scheme, `query`, or `none`).
+pub fn credential_form(
+    api_key_header: Option<&[u8]>,
+    authorization: Option<&[u8]>,
+    query_key: Option<&str>,
+) -> &'static str {
+    if api_key_header.is_some_and(|key| !key.trim_ascii().is_empty()) {
+        return "header";
+    }
+    if let Some(header) = authorization {
+        let header = header.trim_ascii();
+        let basic = header
+            .get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "));
+        return if basic { "basic" } else { "authorization" };
+    }
+    if query_key.is_some_and(|key| !key.is_empty()) {
+        return "query";
+    }
+    "none"
+}
+
 /// The key a request presents, from the first credential form it carries.
 pub fn extract_key(
     api_key_header: Option<&[u8]>,
@@ -412,5 +448,24 @@ mod tests {
         );
         assert_eq!(extract_key(None, None, Some("k3")), Ok(b"k3".to_vec()));
         assert_eq!(extract_key(None, None, None), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn the_credential_form_is_the_one_the_key_is_taken_from() {
+        assert_eq!(
+            credential_form(Some(b"k"), Some(b"Basic eA=="), None),
+            "header"
+        );
+        assert_eq!(
+            credential_form(Some(b" "), Some(b"basic eA=="), None),
+            "basic"
+        );
+        assert_eq!(
+            credential_form(None, Some(b"Bearer x"), Some("k")),
+            "authorization"
+        );
+        assert_eq!(credential_form(None, None, Some("k")), "query");
+        assert_eq!(credential_form(None, None, Some("")), "none");
+        assert_eq!(credential_form(None, None, None), "none");
     }
 }

@@ -4,17 +4,20 @@
 //!
 //! A write flows through the modules in this order:
 //! [`auth`] → [`decode`] → [`validate`] and [`partition`] → [`rate_limit`] → [`publish`],
-//! driven by the handler in [`write`]; [`routes`] is the route table, served
+//! driven by the handler in [`write`], which counts and logs what it refuses
+//! through [`refusals`]; [`routes`] is the route table, served
 //! over plain HTTP or, with a certificate, over HTTPS ([`tls`]).
 
 pub mod auth;
 pub mod config;
 pub mod decode;
 pub mod error;
+pub mod log_limit;
 pub mod metrics;
 pub mod partition;
 pub mod publish;
 pub mod rate_limit;
+pub mod refusals;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -30,6 +30,21 @@ pub struct TenantLabels {
     pub tenant: String,
 }
 
+/// What a tenant had refused: `kind` is sample, histogram, exemplar or metadata.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub tenant: String,
+    pub reason: &'static str,
+    pub kind: &'static str,
+}
+
+/// A 401: the credential form tried and what was wrong with it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnauthorizedLabels {
+    pub form: &'static str,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: &'static str,
@@ -47,6 +62,8 @@ pub struct Metrics {
     pub accepted: Family<KindLabels, Counter>,
     pub rejected_samples: Family<ReasonLabels, Counter>,
     pub rejected_series: Family<ReasonLabels, Counter>,
+    pub refused: Family<RefusedLabels, Counter>,
+    pub unauthorized: Family<UnauthorizedLabels, Counter>,
     pub received_bytes: Family<KindLabels, Counter>,
     pub decode_duration: Histogram,
     pub kafka_publish_duration: Histogram,
@@ -75,6 +92,8 @@ impl Metrics {
             accepted: Family::default(),
             rejected_samples: Family::default(),
             rejected_series: Family::default(),
+            refused: Family::default(),
+            unauthorized: Family::default(),
             received_bytes: Family::default(),
             decode_duration: latency_histogram(),
             kafka_publish_duration: latency_histogram(),
@@ -112,6 +131,16 @@ impl Metrics {
             "series_rejected",
             "Series left out of a request as invalid, by reason",
             metrics.rejected_series.clone(),
+        );
+        registry.register(
+            "refused",
+            "Samples, histograms, exemplars and metadata entries refused, by tenant, reason and kind",
+            metrics.refused.clone(),
+        );
+        registry.register(
+            "unauthorized_requests",
+            "Requests refused with 401, by credential form tried and reason",
+            metrics.unauthorized.clone(),
         );
         registry.register(
             "received_bytes",

@@ -18,7 +18,7 @@
 
 mod split_v2;
 
-pub use split_v2::{V2DecodeError, split_v2};
+pub use split_v2::{V2DecodeError, carries_metadata, split_v2};
 
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ use proto::{Message, v2};
 use xxhash_rust::xxh3::xxh3_64;
 
 use crate::config::SeriesLimits;
-use crate::validate::{self, Rejection, RejectionReport};
+use crate::validate::{self, Items, Rejection, RejectionReport};
 
 /// What a request writes: exact counts for the v2 `Written` headers and metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,19 @@ pub struct Written {
     pub samples: usize,
     pub histograms: usize,
     pub exemplars: usize,
+    /// v1: metadata entries; v2: series that carry metadata (a type, help or unit).
     pub metadata: usize,
+}
+
+impl Written {
+    pub fn items(&self) -> Items {
+        Items {
+            samples: self.samples,
+            histograms: self.histograms,
+            exemplars: self.exemplars,
+            metadata: self.metadata,
+        }
+    }
 }
 
 /// One request split into one uncompressed remote-write message per partition.
@@ -223,23 +235,24 @@ pub fn split_v1(
                 let contents = read_v1_series(series, &mut labels)?;
                 let checked = validate::check_labels(&mut labels, limits, contents.labels_ascii);
                 let sorted_on_wire = matches!(checked, Ok(true));
+                let items = contents.items();
                 let rejection = match (&contents.invalid_histogram, checked) {
                     (_, Err(reason)) => Some(reason),
                     (Some(_), Ok(_)) => Some(Rejection::InvalidHistogram),
                     (None, Ok(_)) if !contents.exemplar_labels_utf8 => Some(Rejection::InvalidUtf8),
+                    // Exemplars alone are data (Prometheus sends each in a series of its own).
+                    (None, Ok(_)) if items == Items::default() => Some(Rejection::Empty),
                     (None, Ok(_)) => None,
                 };
                 if let Some(reason) = rejection {
                     let detail = contents.invalid_histogram.clone();
-                    batch
-                        .rejected
-                        .reject(reason, contents.samples + contents.histograms, || {
-                            let described = validate::describe_labels(&labels);
-                            match detail {
-                                Some(detail) => format!("{described}: {detail}"),
-                                None => described,
-                            }
-                        });
+                    batch.rejected.reject(reason, items, || {
+                        let described = validate::describe_labels(&labels);
+                        match detail {
+                            Some(detail) => format!("{described}: {detail}"),
+                            None => described,
+                        }
+                    });
                     continue;
                 }
                 let partition = hasher.partition(&labels, raw);
@@ -258,15 +271,19 @@ pub fn split_v1(
             3 => {
                 let (family, utf8) = read_metadata(field.bytes()?)?;
                 if !utf8 {
-                    batch.rejected.reject(Rejection::InvalidUtf8, 0, || {
-                        "metadata with a string that is not UTF-8".into()
-                    });
+                    batch
+                        .rejected
+                        .reject(Rejection::InvalidUtf8, Items::ONE_METADATA, || {
+                            "metadata with a string that is not UTF-8".into()
+                        });
                     continue;
                 }
                 if family.is_empty() {
-                    batch.rejected.reject(Rejection::MissingMetricName, 0, || {
-                        "metadata without metric_family_name".into()
-                    });
+                    batch.rejected.reject(
+                        Rejection::MissingMetricName,
+                        Items::ONE_METADATA,
+                        || "metadata without metric_family_name".into(),
+                    );
                     continue;
                 }
                 // Every partition's consumer needs its families' metadata.
@@ -293,6 +310,17 @@ struct V1SeriesContents {
     invalid_histogram: Option<String>,
     /// Whether every exemplar label name and value is UTF-8.
     exemplar_labels_utf8: bool,
+}
+
+impl V1SeriesContents {
+    fn items(&self) -> Items {
+        Items {
+            samples: self.samples,
+            histograms: self.histograms,
+            exemplars: self.exemplars,
+            metadata: 0,
+        }
+    }
 }
 
 /// Reads a v1 `TimeSeries`: its labels into `labels` (borrowed), the rest counted.
@@ -710,6 +738,141 @@ mod tests {
         wire::put_len_field(&mut metadata, 1, b"x");
         wire::put_len_field(&mut metadata, 2, b"up");
         assert!(split(&request(&[(2, good_sample)], Some(metadata))).is_err());
+    }
+
+    fn exemplar(trace: &str) -> proto::prometheus::Exemplar {
+        proto::prometheus::Exemplar {
+            labels: vec![Label {
+                name: "trace_id".into(),
+                value: trace.into(),
+            }],
+            value: 0.5,
+            timestamp: 1000,
+        }
+    }
+
+    /// Prometheus sends each exemplar in a series of its own, with no sample:
+    /// such a series is data; one with nothing in it is not.
+    #[test]
+    fn v1_exemplar_only_series_are_written_and_empty_ones_rejected() {
+        let mut exemplar_only = series(&[("__name__", "rpc_seconds_bucket")], 0.0);
+        exemplar_only.samples.clear();
+        exemplar_only.exemplars = vec![exemplar("a"), exemplar("b")];
+        let mut empty = series(&[("__name__", "up"), ("job", "empty")], 0.0);
+        empty.samples.clear();
+        let request = WriteRequest {
+            timeseries: vec![exemplar_only, empty, series(&[("__name__", "up")], 1.0)],
+            ..Default::default()
+        };
+        let limits = SeriesLimits::default();
+        let batch = split_v1(&request.encode_to_vec(), "acme", &limits, 4).unwrap();
+        assert_eq!(
+            batch.written,
+            Written {
+                series: 2,
+                samples: 1,
+                exemplars: 2,
+                ..Written::default()
+            }
+        );
+        let out = decode_all(&batch);
+        let written = out.iter().find(|s| s.samples.is_empty()).unwrap();
+        assert_eq!(written.exemplars.len(), 2);
+        let rejected: Vec<_> = batch.rejected.counts().collect();
+        assert_eq!(rejected, [(Rejection::Empty, 1, Items::default())]);
+        assert_eq!(
+            batch.rejected.message(3),
+            "1 of 3 series rejected; 1 with neither samples, histograms nor exemplars (first: {__name__=\"up\", job=\"empty\"})"
+        );
+    }
+
+    #[test]
+    fn v2_exemplar_only_series_are_written_and_empty_ones_rejected_with_what_they_carried() {
+        let metadata = v2::Metadata {
+            r#type: v2::metadata::MetricType::Histogram as i32,
+            help_ref: 5,
+            unit_ref: 6,
+        };
+        let request = v2::Request {
+            symbols: [
+                "",
+                "__name__",
+                "rpc_seconds_bucket",
+                "trace_id",
+                "abc",
+                "RPC.",
+                "seconds",
+            ]
+            .map(String::from)
+            .to_vec(),
+            timeseries: vec![
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2],
+                    exemplars: vec![
+                        v2::Exemplar {
+                            labels_refs: vec![3, 4],
+                            value: 0.2,
+                            timestamp: 1,
+                        };
+                        3
+                    ],
+                    metadata: Some(metadata),
+                    ..Default::default()
+                },
+                // What Prometheus sends for a series without metadata: the field, empty.
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 4],
+                    samples: vec![v2::Sample::default()],
+                    metadata: Some(v2::Metadata::default()),
+                    ..Default::default()
+                },
+                // Metadata alone is not data.
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 5],
+                    metadata: Some(metadata),
+                    ..Default::default()
+                },
+                v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 6],
+                    ..Default::default()
+                },
+            ],
+        };
+        let limits = SeriesLimits::default();
+        let batch = split_v2(&request.encode_to_vec(), "acme", &limits, 2).unwrap();
+        // Metadata counts only on the series whose metadata says something.
+        assert_eq!(
+            batch.written,
+            Written {
+                series: 2,
+                samples: 1,
+                exemplars: 3,
+                metadata: 1,
+                ..Written::default()
+            }
+        );
+        let rejected: Vec<_> = batch.rejected.counts().collect();
+        assert_eq!(
+            rejected,
+            [(
+                Rejection::Empty,
+                2,
+                Items {
+                    metadata: 1,
+                    ..Items::default()
+                }
+            )]
+        );
+        let mut exemplars = 0;
+        for (_, record) in &batch.records {
+            for series in v2::Request::decode(record.as_slice()).unwrap().timeseries {
+                if series.samples.is_empty() {
+                    exemplars += series.exemplars.len();
+                    assert!(series.histograms.is_empty());
+                }
+            }
+        }
+        assert_eq!(exemplars, 3);
     }
 
     #[test]

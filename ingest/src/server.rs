@@ -43,6 +43,7 @@ pub fn build_state(settings: Settings) -> anyhow::Result<AppState> {
         keys,
         publisher,
         metrics,
+        refusal_logs: Default::default(),
         draining: Default::default(),
     })
 }

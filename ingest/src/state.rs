@@ -7,12 +7,14 @@ use crate::auth::ApiKeys;
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
+use crate::refusals::RefusalLogs;
 
 pub struct AppState {
     pub settings: Settings,
     pub keys: ApiKeys,
     pub publisher: Publisher,
     pub metrics: Metrics,
+    pub refusal_logs: RefusalLogs,
     pub inflight: InflightBytes,
     /// Set on SIGTERM: `/readyz` answers 503 so load balancers stop sending.
     pub draining: AtomicBool,

@@ -58,7 +58,7 @@ async fn handle(
         .map(web::Query::into_inner)
         .ok();
     let query_key = query.as_ref().and_then(|q| q.api_key.as_deref());
-    let tenant = authenticate(headers, query_key, state)?;
+    let tenant = authenticate(request, "intake", query_key, state)?;
     if let Some(content_type) = header_str(headers, header::CONTENT_TYPE.as_str()) {
         let media_type = content_type.split(';').next().unwrap_or_default().trim();
         if !media_type.eq_ignore_ascii_case("application/json") {

@@ -8,7 +8,8 @@ use proto::v2;
 use crate::config::SeriesLimits;
 
 /// Why a series (or a metadata entry) was left out of a request. Also the
-/// `reason` label of `ingest_samples_rejected_total`, so the set is closed.
+/// `reason` label of `ingest_series_rejected_total` and `ingest_refused_total`,
+/// so the set is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Rejection {
     NoLabels,
@@ -21,7 +22,7 @@ pub enum Rejection {
     LabelValueTooLong,
     SymbolOutOfRange,
     SamplesAndHistograms,
-    NoSamples,
+    Empty,
     InvalidHistogram,
 }
 
@@ -37,7 +38,7 @@ impl Rejection {
         Rejection::LabelValueTooLong,
         Rejection::SymbolOutOfRange,
         Rejection::SamplesAndHistograms,
-        Rejection::NoSamples,
+        Rejection::Empty,
         Rejection::InvalidHistogram,
     ];
 
@@ -54,7 +55,7 @@ impl Rejection {
             Rejection::LabelValueTooLong => "label_value_too_long",
             Rejection::SymbolOutOfRange => "symbol_out_of_range",
             Rejection::SamplesAndHistograms => "samples_and_histograms",
-            Rejection::NoSamples => "no_samples",
+            Rejection::Empty => "empty_series",
             Rejection::InvalidHistogram => "invalid_histogram",
         }
     }
@@ -72,51 +73,113 @@ impl Rejection {
             Rejection::LabelValueTooLong => "with a label value over the length limit",
             Rejection::SymbolOutOfRange => "with a symbol reference out of range",
             Rejection::SamplesAndHistograms => "with both samples and histograms",
-            Rejection::NoSamples => "with neither samples nor histograms",
+            Rejection::Empty => "with neither samples, histograms nor exemplars",
             Rejection::InvalidHistogram => "with an invalid native histogram",
         }
     }
 }
 
-/// The series of a request that were left out, by reason, with the first
-/// offender of each reason for the error message.
+/// What a series or metadata entry carries, counted by kind: what a request
+/// had refused (the `kind` label of `ingest_refused_total`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Items {
+    pub samples: usize,
+    pub histograms: usize,
+    pub exemplars: usize,
+    pub metadata: usize,
+}
+
+impl Items {
+    /// What a rejected 1.0 metadata entry takes with it.
+    pub const ONE_METADATA: Items = Items {
+        samples: 0,
+        histograms: 0,
+        exemplars: 0,
+        metadata: 1,
+    };
+
+    pub fn add(&mut self, other: Items) {
+        self.samples += other.samples;
+        self.histograms += other.histograms;
+        self.exemplars += other.exemplars;
+        self.metadata += other.metadata;
+    }
+
+    /// (kind, count) in the order the metrics list them.
+    pub fn by_kind(&self) -> [(&'static str, usize); 4] {
+        [
+            ("sample", self.samples),
+            ("histogram", self.histograms),
+            ("exemplar", self.exemplars),
+            ("metadata", self.metadata),
+        ]
+    }
+}
+
+/// The series (and metadata entries) of a request that were left out, by
+/// reason, with the first offender of each reason for the error message.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RejectionReport {
-    /// (reason, series count, samples count, first example)
-    entries: Vec<(Rejection, usize, usize, String)>,
+    entries: Vec<RejectedEntries>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct RejectedEntries {
+    reason: Rejection,
+    /// Series or metadata entries.
+    count: usize,
+    items: Items,
+    first: String,
 }
 
 impl RejectionReport {
-    pub fn reject(&mut self, reason: Rejection, samples: usize, example: impl FnOnce() -> String) {
-        if let Some(entry) = self.entries.iter_mut().find(|entry| entry.0 == reason) {
-            entry.1 += 1;
-            entry.2 += samples;
+    pub fn reject(&mut self, reason: Rejection, items: Items, example: impl FnOnce() -> String) {
+        if let Some(entry) = self.entries.iter_mut().find(|entry| entry.reason == reason) {
+            entry.count += 1;
+            entry.items.add(items);
             return;
         }
-        self.entries.push((reason, 1, samples, example()));
+        self.entries.push(RejectedEntries {
+            reason,
+            count: 1,
+            items,
+            first: example(),
+        });
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
+    /// Series and metadata entries rejected.
     pub fn series(&self) -> usize {
-        self.entries.iter().map(|entry| entry.1).sum()
+        self.entries.iter().map(|entry| entry.count).sum()
     }
 
-    /// (reason, series, samples) for the metrics.
-    pub fn counts(&self) -> impl Iterator<Item = (Rejection, usize, usize)> + '_ {
-        self.entries.iter().map(|entry| (entry.0, entry.1, entry.2))
+    /// (reason, series or entries, what they carried) for the metrics.
+    pub fn counts(&self) -> impl Iterator<Item = (Rejection, usize, Items)> + '_ {
+        self.entries
+            .iter()
+            .map(|entry| (entry.reason, entry.count, entry.items))
+    }
+
+    /// The first reason and its first offender, for the log line.
+    pub fn first(&self) -> Option<(Rejection, &str)> {
+        self.entries
+            .first()
+            .map(|entry| (entry.reason, entry.first.as_str()))
     }
 
     /// The 400 body: how many were rejected of how many, why, and an example each.
     pub fn message(&self, total_series: usize) -> String {
         let mut message = format!("{} of {} series rejected", self.series(), total_series);
-        for (reason, count, _, example) in &self.entries {
+        for entry in &self.entries {
             let _ = write!(
                 message,
-                "; {count} {} (first: {example})",
-                reason.describe()
+                "; {} {} (first: {})",
+                entry.count,
+                entry.reason.describe(),
+                entry.first
             );
         }
         message
@@ -395,12 +458,30 @@ mod tests {
     #[test]
     fn a_rejection_message_counts_and_shows_an_example() {
         let mut report = RejectionReport::default();
-        report.reject(Rejection::MissingMetricName, 1, || "{job=\"a\"}".into());
-        report.reject(Rejection::MissingMetricName, 2, || unreachable!());
-        report.reject(Rejection::NoLabels, 1, || "{}".into());
+        let samples = |samples| Items {
+            samples,
+            ..Items::default()
+        };
+        report.reject(Rejection::MissingMetricName, samples(1), || {
+            "{job=\"a\"}".into()
+        });
+        report.reject(Rejection::MissingMetricName, samples(2), || unreachable!());
+        report.reject(Rejection::NoLabels, samples(1), || "{}".into());
         assert_eq!(
             report.message(10),
             "3 of 10 series rejected; 2 without a __name__ label (first: {job=\"a\"}); 1 without labels (first: {})"
+        );
+        let counts: Vec<_> = report.counts().collect();
+        assert_eq!(
+            counts,
+            [
+                (Rejection::MissingMetricName, 2, samples(3)),
+                (Rejection::NoLabels, 1, samples(1))
+            ]
+        );
+        assert_eq!(
+            report.first(),
+            Some((Rejection::MissingMetricName, "{job=\"a\"}"))
         );
     }
 

@@ -10,14 +10,15 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use bytes::BytesMut;
 use futures::StreamExt;
-use tracing::{debug, warn};
 
-use crate::auth::Tenant;
+use crate::auth::{Tenant, credential_form};
 use crate::decode::{self, Protocol};
 use crate::error::IngestError;
 use crate::partition::{self, PartitionedBatch, Partitioning, Written};
 use crate::rate_limit::Limited;
+use crate::refusals::{self, RefusedRequest};
 use crate::state::AppState;
+use crate::validate::{Items, Rejection};
 
 /// Bodies above this are decoded on the blocking pool, so one large request
 /// never stalls the other connections of its worker.
@@ -38,16 +39,29 @@ pub async fn write(
     let mut response = match result {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(error) => {
-            if error.status_code().is_server_error() {
-                warn!(tenant = %outcome.tenant.as_deref().unwrap_or("-"), error = %error, "write failed");
-            } else {
-                debug!(tenant = %outcome.tenant.as_deref().unwrap_or("-"), error = %error, "write refused");
-            }
+            let refused = outcome.decoded;
             state
                 .metrics
                 .rejected_samples
                 .get_or_create(&reason_labels(error.reason()))
-                .inc_by(outcome.decoded_samples as u64);
+                .inc_by((refused.samples + refused.histograms) as u64);
+            // A 401 is logged where it is known (no tenant then).
+            if let Some(tenant) = &outcome.tenant {
+                refusals::count_refused(&state.metrics, tenant, error.reason(), refused);
+                let (reason, first_series) = match &outcome.first_rejection {
+                    Some((reason, first)) => (reason.as_str(), Some(first.as_str())),
+                    None => (error.reason(), None),
+                };
+                let refused_request = RefusedRequest {
+                    endpoint: "write",
+                    tenant,
+                    status: error.status_code(),
+                    reason,
+                    first_series,
+                    message: &error,
+                };
+                state.refusal_logs.refused(&refused_request, Instant::now());
+            }
             error.error_response()
         }
     };
@@ -101,8 +115,10 @@ struct WriteOutcome {
     tenant: Option<Arc<str>>,
     /// Acknowledged counts (zero unless Kafka took the records).
     written: Written,
-    /// Samples decoded, counted as rejected if the request fails after decoding.
-    decoded_samples: usize,
+    /// What was decoded, counted as refused if the request fails after decoding.
+    decoded: Items,
+    /// The first reason a series was rejected for, and that series.
+    first_rejection: Option<(Rejection, String)>,
 }
 
 /// Time to write the answer after the last wait.
@@ -124,7 +140,7 @@ async fn handle(
     started: Instant,
 ) -> Result<(), IngestError> {
     let headers = request.headers();
-    let tenant = authenticate(headers, None, state)?;
+    let tenant = authenticate(request, "write", None, state)?;
     outcome.tenant = Some(tenant.name.clone());
     let protocol = decode::protocol_of(header_str(headers, header::CONTENT_TYPE.as_str()))?;
     outcome.protocol = Some(protocol);
@@ -179,7 +195,7 @@ async fn handle(
         .received_bytes
         .get_or_create(&kind_labels("decompressed"))
         .inc_by(declared as u64);
-    for (reason, series, samples) in batch.rejected.counts() {
+    for (reason, series, items) in batch.rejected.counts() {
         state
             .metrics
             .rejected_series
@@ -189,10 +205,11 @@ async fn handle(
             .metrics
             .rejected_samples
             .get_or_create(&reason_labels(reason.as_str()))
-            .inc_by(samples as u64);
+            .inc_by((items.samples + items.histograms) as u64);
+        refusals::count_refused(&state.metrics, &tenant.name, reason.as_str(), items);
     }
     let charged = batch.written.samples + batch.written.histograms;
-    outcome.decoded_samples = charged;
+    outcome.decoded = batch.written.items();
 
     if let Some(limiter) = &tenant.limiter {
         match limiter.charge(charged) {
@@ -225,7 +242,7 @@ async fn handle(
 
     publish(state, protocol, &tenant, &batch, remaining(state, started)).await?;
     outcome.written = batch.written;
-    outcome.decoded_samples = 0;
+    outcome.decoded = Items::default();
     let accepted = &state.metrics.accepted;
     accepted
         .get_or_create(&kind_labels("sample"))
@@ -240,7 +257,8 @@ async fn handle(
         .get_or_create(&kind_labels("metadata"))
         .inc_by(batch.written.metadata as u64);
 
-    if !batch.rejected.is_empty() {
+    if let Some((reason, first)) = batch.rejected.first() {
+        outcome.first_rejection = Some((reason, first.to_string()));
         return Err(IngestError::BadRequest(
             batch.rejected.message(batch.total_series),
         ));
@@ -256,16 +274,35 @@ pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
+/// The tenant of a request's credentials; a 401 is counted and logged here,
+/// with where the request came from and the credential form it tried.
 pub(crate) fn authenticate(
-    headers: &HeaderMap,
+    request: &HttpRequest,
+    endpoint: &'static str,
     query_key: Option<&str>,
     state: &AppState,
 ) -> Result<Arc<Tenant>, IngestError> {
+    let headers = request.headers();
     let api_key = headers.get("sts-api-key").map(|value| value.as_bytes());
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|value| value.as_bytes());
-    Ok(state.keys.authenticate(api_key, authorization, query_key)?)
+    match state.keys.authenticate(api_key, authorization, query_key) {
+        Ok(tenant) => Ok(tenant),
+        Err(error) => {
+            let form = credential_form(api_key, authorization, query_key);
+            refusals::count_unauthorized(&state.metrics, form, &error);
+            state.refusal_logs.unauthorized(
+                endpoint,
+                request.peer_addr(),
+                header_str(headers, "x-forwarded-for"),
+                form,
+                &error,
+                Instant::now(),
+            );
+            Err(error.into())
+        }
+    }
 }
 
 /// Reads the body, refusing it as soon as it is over the limit, and giving up

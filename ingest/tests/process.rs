@@ -116,6 +116,23 @@ async fn a_real_prometheus_writes_with_basic_auth() {
         .await
         .unwrap();
     assert_eq!(refused.status().as_u16(), 401);
+    let empty = proto::prometheus::TimeSeries {
+        labels: vec![proto::prometheus::Label {
+            name: "__name__".into(),
+            value: "nothing".into(),
+        }],
+        ..Default::default()
+    };
+    let body = snap::raw::Encoder::new()
+        .compress_vec(
+            &proto::prometheus::WriteRequest {
+                timeseries: vec![empty],
+                metadata: vec![],
+            }
+            .encode_to_vec(),
+        )
+        .unwrap();
+    assert_eq!(send(&client(), &ingest, body).await.unwrap(), 400);
     let metrics = client()
         .get(ingest.url("/metrics"))
         .send()
@@ -126,6 +143,20 @@ async fn a_real_prometheus_writes_with_basic_auth() {
         .unwrap();
     assert!(metrics.contains("ingest_samples_accepted_total"));
     let log = ingest.log_text();
+    // Each refusal has its line: who, what and why (a 401: from where and how).
+    let refusal = |needles: &[&str]| {
+        log.lines().any(|line| {
+            line.contains("request refused") && needles.iter().all(|n| line.contains(n))
+        })
+    };
+    assert!(
+        refusal(&["401", "unknown_key", "header", "127.0.0.1", "suppressed"]),
+        "{log}"
+    );
+    assert!(
+        refusal(&["alpha", "400", "empty_series", "nothing", "suppressed"]),
+        "{log}"
+    );
     for secret in [common::KEY_A, common::KEY_B, "wrong-key-0000"] {
         assert!(!log.contains(secret), "a key in the log");
         assert!(!metrics.contains(secret), "a key in the metrics");

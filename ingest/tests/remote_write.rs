@@ -315,6 +315,19 @@ fn v2_headers(key: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The samples, histograms and exemplars Written headers of an answer.
+fn written_headers(headers: &actix_web::http::header::HeaderMap) -> [Option<u64>; 3] {
+    ["samples", "histograms", "exemplars"].map(|kind| {
+        headers
+            .get(format!("x-prometheus-remote-write-{kind}-written"))
+            .map(|value| value.to_str().unwrap().parse().unwrap())
+    })
+}
+
+fn v2_body(request: &v2::Request) -> Vec<u8> {
+    snappy(&request.encode_to_vec())
+}
+
 fn snappy(raw: &[u8]) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(raw).unwrap()
 }
@@ -325,17 +338,9 @@ async fn remote_write_2_is_acknowledged_with_exact_counts_and_stored_losslessly(
     let state = common::ready_state(common::settings(common::keys_file(&dir, ""), |_| {})).await;
     let app = app!(state);
     let request = v2_request();
-    let (status, headers, text) = post(
-        &app,
-        &v2_headers(common::KEY_A),
-        snappy(&request.encode_to_vec()),
-    )
-    .await;
+    let (status, headers, text) = post(&app, &v2_headers(common::KEY_A), v2_body(&request)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
-    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_string();
-    assert_eq!(header("x-prometheus-remote-write-samples-written"), "5");
-    assert_eq!(header("x-prometheus-remote-write-histograms-written"), "2");
-    assert_eq!(header("x-prometheus-remote-write-exemplars-written"), "2");
+    assert_eq!(written_headers(&headers), [Some(5), Some(2), Some(2)]);
 
     let mut stored = BTreeMap::new();
     for record in common::read_all(&state.settings.topic_samples) {
@@ -621,4 +626,243 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// The value of one series in `/metrics`, if it is there.
+async fn metric_value(
+    app: &impl actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+    >,
+    series: &str,
+) -> Option<u64> {
+    let request = test::TestRequest::get().uri("/metrics").to_request();
+    let text = String::from_utf8(
+        test::read_body(test::call_service(app, request).await)
+            .await
+            .to_vec(),
+    )
+    .unwrap();
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+}
+
+/// What Prometheus 3 sends with exemplars on: each exemplar in a series of
+/// its own, beside the series of its sample.
+fn v2_exemplar_only_request() -> v2::Request {
+    let symbols = [
+        "",
+        "__name__",
+        "rpc_seconds_bucket",
+        "le",
+        "0.5",
+        "trace_id",
+        "a",
+        "b",
+        "RPC.",
+        "seconds",
+    ];
+    let exemplar = |trace: u32, timestamp: i64| v2::Exemplar {
+        labels_refs: vec![5, trace],
+        value: 0.2,
+        timestamp,
+    };
+    let metadata = Some(v2::Metadata {
+        r#type: v2::metadata::MetricType::Histogram as i32,
+        help_ref: 8,
+        unit_ref: 9,
+    });
+    v2::Request {
+        symbols: symbols.map(String::from).to_vec(),
+        timeseries: vec![
+            v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4],
+                samples: vec![v2::Sample {
+                    value: 3.0,
+                    timestamp: 1_700_000_000_000,
+                    start_timestamp: 0,
+                }],
+                metadata,
+                ..Default::default()
+            },
+            v2::TimeSeries {
+                labels_refs: vec![1, 2, 3, 4],
+                exemplars: vec![
+                    exemplar(6, 1_700_000_000_000),
+                    exemplar(7, 1_700_000_000_001),
+                ],
+                metadata,
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+#[actix_web::test]
+async fn exemplar_only_series_are_written_and_counted_and_every_refusal_is_counted() {
+    let dir = common::TempDir::new();
+    let quota = "[[keys]]\ntenant = \"limited\"\nkey = \"limited-key-000000000000\"\nsamples_per_second = 1\nburst_samples = 1\n";
+    let state = common::ready_state(common::settings(common::keys_file(&dir, quota), |_| {})).await;
+    let app = app!(state);
+    // 2.0: the exemplar-only series is written and its exemplars counted.
+    let request = v2_exemplar_only_request();
+    let (status, headers, text) = post(&app, &v2_headers(common::KEY_A), v2_body(&request)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(written_headers(&headers), [Some(1), Some(0), Some(2)]);
+
+    // 2.0 with a series that carries nothing but metadata, and one with nothing:
+    // 400, the rest written and counted exactly.
+    let mut with_empty = v2_exemplar_only_request();
+    with_empty.timeseries.push(v2::TimeSeries {
+        labels_refs: vec![1, 2, 3, 6],
+        metadata: with_empty.timeseries[0].metadata,
+        ..Default::default()
+    });
+    with_empty.timeseries.push(v2::TimeSeries {
+        labels_refs: vec![1, 2, 3, 7],
+        ..Default::default()
+    });
+    let (status, headers, text) =
+        post(&app, &v2_headers(common::KEY_A), v2_body(&with_empty)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("2 of 4 series rejected; 2 with neither samples, histograms nor exemplars (first: {__name__=\"rpc_seconds_bucket\", le=\"a\"})"),
+        "{text}"
+    );
+    assert_eq!(written_headers(&headers), [Some(1), Some(0), Some(2)]);
+
+    // 1.0: the same decision.
+    let mut exemplar_only = series(&[("__name__", "rpc_seconds_bucket"), ("le", "0.5")]);
+    exemplar_only.samples.clear();
+    exemplar_only.exemplars = vec![proto::prometheus::Exemplar {
+        labels: vec![proto::prometheus::Label {
+            name: "trace_id".into(),
+            value: "c".into(),
+        }],
+        value: 0.2,
+        timestamp: 1_700_000_000_000,
+    }];
+    let v1 = |key: &str| {
+        vec![
+            ("sts-api-key", key.to_string()),
+            ("content-type", "application/x-protobuf".to_string()),
+            ("content-encoding", "snappy".to_string()),
+        ]
+    };
+    let (status, headers, text) = post(
+        &app,
+        &v1(common::KEY_B),
+        v1_body(vec![exemplar_only.clone()]),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    assert_eq!(
+        written_headers(&headers),
+        [None, None, None],
+        "no Written headers for 1.0"
+    );
+    let mut empty = exemplar_only.clone();
+    empty.exemplars.clear();
+    let (status, _, text) = post(&app, &v1(common::KEY_B), v1_body(vec![empty])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("1 of 1 series rejected; 1 with neither samples, histograms nor exemplars"),
+        "{text}"
+    );
+
+    // Kafka holds every exemplar acknowledged: 2 + 2 (2.0, alpha) and 1 (1.0, beta).
+    let mut exemplars = BTreeMap::<String, usize>::new();
+    for record in common::read_all(&state.settings.topic_samples) {
+        let tenant = record.headers["tenant"].clone();
+        let count = if record.headers["content-type"] == proto::CONTENT_TYPE_V2 {
+            let part = v2::Request::decode(record.payload.as_slice()).unwrap();
+            part.timeseries
+                .iter()
+                .map(|s| s.exemplars.len())
+                .sum::<usize>()
+        } else {
+            let part = WriteRequest::decode(record.payload.as_slice()).unwrap();
+            part.timeseries.iter().map(|s| s.exemplars.len()).sum()
+        };
+        *exemplars.entry(tenant).or_default() += count;
+    }
+    assert_eq!(
+        exemplars,
+        BTreeMap::from([("alpha".to_string(), 4), ("beta".to_string(), 1)])
+    );
+
+    // Over the rate: what the request carried is counted as refused for the tenant.
+    let limited = "limited-key-000000000000";
+    let one = v1_body(vec![series(&[("__name__", "a")])]);
+    assert_eq!(
+        post(&app, &v1(limited), one.clone()).await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        post(&app, &v1(limited), one).await.0,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // 401s, by the credential form tried.
+    let mut basic = v1(common::KEY_A)[1..].to_vec();
+    basic.push((
+        "authorization",
+        format!("Basic {}", base64_of("admin:secret")),
+    ));
+    assert_eq!(post(&app, &basic, vec![]).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        post(&app, &v1("no-such-key"), vec![]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let refused = |tenant: &str, reason: &str, kind: &str| {
+        format!("ingest_refused_total{{tenant=\"{tenant}\",reason=\"{reason}\",kind=\"{kind}\"}}")
+    };
+    assert_eq!(
+        metric_value(&app, &refused("alpha", "empty_series", "metadata")).await,
+        Some(1)
+    );
+    assert_eq!(
+        metric_value(&app, &refused("alpha", "empty_series", "sample")).await,
+        None
+    );
+    assert_eq!(
+        metric_value(&app, &refused("beta", "empty_series", "sample")).await,
+        None
+    );
+    assert_eq!(
+        metric_value(&app, &refused("limited", "rate_limited", "sample")).await,
+        Some(1)
+    );
+    assert_eq!(
+        metric_value(
+            &app,
+            "ingest_series_rejected_total{reason=\"empty_series\"}"
+        )
+        .await,
+        Some(3)
+    );
+    assert_eq!(
+        metric_value(
+            &app,
+            "ingest_unauthorized_requests_total{form=\"basic\",reason=\"wrong_username\"}"
+        )
+        .await,
+        Some(1)
+    );
+    assert_eq!(
+        metric_value(
+            &app,
+            "ingest_unauthorized_requests_total{form=\"header\",reason=\"unknown_key\"}"
+        )
+        .await,
+        Some(1)
+    );
+    assert_eq!(
+        metric_value(&app, "ingest_samples_accepted_total{kind=\"exemplar\"}").await,
+        Some(5)
+    );
 }

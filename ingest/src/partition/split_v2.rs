@@ -25,7 +25,7 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::{PartitionedBatch, Partitioning, SeriesHasher};
 use crate::config::SeriesLimits;
-use crate::validate::{self, Rejection};
+use crate::validate::{self, Items, Rejection};
 
 /// Why a buffer is not an `io.prometheus.write.v2.Request` (as prost reads it).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -590,11 +590,16 @@ pub fn split_v2(
     for series in all_series {
         batch.total_series += 1;
         fields.read(series)?;
-        let samples = fields.samples.len() + fields.histograms.len();
+        let items = Items {
+            samples: fields.samples.len(),
+            histograms: fields.histograms.len(),
+            exemplars: fields.exemplars.len(),
+            metadata: usize::from(carries_metadata(fields.metadata.as_ref())),
+        };
         let sorted_on_wire = match check_series(&fields, &request_symbols, limits, &mut labels) {
             Ok(sorted) => sorted,
             Err((reason, detail)) => {
-                batch.rejected.reject(reason, samples, || {
+                batch.rejected.reject(reason, items, || {
                     let described = validate::describe_labels(&labels);
                     if detail.is_empty() {
                         described
@@ -640,9 +645,10 @@ pub fn split_v2(
         wire::put_len_field(&mut record.series, 5, &encoded);
 
         batch.written.series += 1;
-        batch.written.samples += fields.samples.len();
-        batch.written.histograms += fields.histograms.len();
-        batch.written.exemplars += fields.exemplars.len();
+        batch.written.samples += items.samples;
+        batch.written.histograms += items.histograms;
+        batch.written.exemplars += items.exemplars;
+        batch.written.metadata += items.metadata;
     }
     batch.records = records
         .into_iter()
@@ -708,7 +714,11 @@ fn check_series<'a>(
         validate::check_labels(labels, limits, true).map_err(|reason| (reason, String::new()))?;
     match (series.samples.is_empty(), series.histograms.is_empty()) {
         (false, false) => return Err((Rejection::SamplesAndHistograms, String::new())),
-        (true, true) => return Err((Rejection::NoSamples, String::new())),
+        // Exemplars alone are data: Prometheus 3 sends each exemplar in a
+        // series of its own, without the sample it came with.
+        (true, true) if series.exemplars.is_empty() => {
+            return Err((Rejection::Empty, String::new()));
+        }
         _ => {}
     }
     for histogram in &series.histograms {
@@ -716,6 +726,14 @@ fn check_series<'a>(
             .map_err(|detail| (Rejection::InvalidHistogram, detail))?;
     }
     Ok(sorted)
+}
+
+/// Whether a series' metadata says anything: a type, a help or a unit
+/// (Prometheus sends the field empty when it has no metadata to send).
+pub fn carries_metadata(metadata: Option<&v2::Metadata>) -> bool {
+    metadata.is_some_and(|metadata| {
+        metadata.r#type != 0 || metadata.help_ref != 0 || metadata.unit_ref != 0
+    })
 }
 
 #[inline]

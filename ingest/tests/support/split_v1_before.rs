@@ -1,14 +1,15 @@
 //! The remote-write 1.0 split as it was before the hot path was reworked
 //! (commit 57933ab), label check included so that the whole of it compiles
 //! and inlines within one crate as it did in the library (metadata entries
-//! go to every partition, as they do since): for the v1
+//! go to every partition, as they do since, and a series with nothing in it
+//! is rejected, as it is since): for the v1
 //! differential test and the same-run comparison in `benches/decode.rs`.
 
 #![allow(dead_code)]
 
 use ingest::config::SeriesLimits;
 use ingest::partition::PartitionedBatch;
-use ingest::validate::{self, Rejection};
+use ingest::validate::{self, Items, Rejection};
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
 use xxhash_rust::xxh3::xxh3_64;
@@ -60,23 +61,28 @@ pub fn split_v1_before(
                 let contents = read_v1_series(series, &mut labels)?;
                 let checked = check_labels(&mut labels, limits, contents.labels_ascii);
                 let sorted_on_wire = matches!(checked, Ok(true));
+                let items = Items {
+                    samples: contents.samples,
+                    histograms: contents.histograms,
+                    exemplars: contents.exemplars,
+                    metadata: 0,
+                };
                 let rejection = match (&contents.invalid_histogram, checked) {
                     (_, Err(reason)) => Some(reason),
                     (Some(_), Ok(_)) => Some(Rejection::InvalidHistogram),
                     (None, Ok(_)) if !contents.exemplar_labels_utf8 => Some(Rejection::InvalidUtf8),
+                    (None, Ok(_)) if items == Items::default() => Some(Rejection::Empty),
                     (None, Ok(_)) => None,
                 };
                 if let Some(reason) = rejection {
                     let detail = contents.invalid_histogram.clone();
-                    batch
-                        .rejected
-                        .reject(reason, contents.samples + contents.histograms, || {
-                            let described = validate::describe_labels(&labels);
-                            match detail {
-                                Some(detail) => format!("{described}: {detail}"),
-                                None => described,
-                            }
-                        });
+                    batch.rejected.reject(reason, items, || {
+                        let described = validate::describe_labels(&labels);
+                        match detail {
+                            Some(detail) => format!("{described}: {detail}"),
+                            None => described,
+                        }
+                    });
                     continue;
                 }
                 let partition = partition_of_series(tenant, &labels, partitions);
@@ -95,15 +101,19 @@ pub fn split_v1_before(
             3 => {
                 let (family, utf8) = read_metadata(field.bytes()?)?;
                 if !utf8 {
-                    batch.rejected.reject(Rejection::InvalidUtf8, 0, || {
-                        "metadata with a string that is not UTF-8".into()
-                    });
+                    batch
+                        .rejected
+                        .reject(Rejection::InvalidUtf8, Items::ONE_METADATA, || {
+                            "metadata with a string that is not UTF-8".into()
+                        });
                     continue;
                 }
                 if family.is_empty() {
-                    batch.rejected.reject(Rejection::MissingMetricName, 0, || {
-                        "metadata without metric_family_name".into()
-                    });
+                    batch.rejected.reject(
+                        Rejection::MissingMetricName,
+                        Items::ONE_METADATA,
+                        || "metadata without metric_family_name".into(),
+                    );
                     continue;
                 }
                 // Every partition's consumer needs its families' metadata.

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use ingest::config::SeriesLimits;
-use ingest::partition::{PartitionedBatch, partition_of_series};
-use ingest::validate::{self, Rejection};
+use ingest::partition::{PartitionedBatch, carries_metadata, partition_of_series};
+use ingest::validate::{self, Items, Rejection};
 use proto::{Message, v2};
 
 /// A v2 message under construction for one partition, with its own symbols.
@@ -64,9 +64,14 @@ pub fn split_v2_prost(
     let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
     for mut series in timeseries {
         batch.total_series += 1;
-        let samples = series.samples.len() + series.histograms.len();
+        let items = Items {
+            samples: series.samples.len(),
+            histograms: series.histograms.len(),
+            exemplars: series.exemplars.len(),
+            metadata: usize::from(carries_metadata(series.metadata.as_ref())),
+        };
         if let Err((reason, detail)) = check_v2_series(&series, symbols, limits, &mut labels) {
-            batch.rejected.reject(reason, samples, || {
+            batch.rejected.reject(reason, items, || {
                 let described = validate::describe_labels(&labels);
                 if detail.is_empty() {
                     described
@@ -101,6 +106,7 @@ pub fn split_v2_prost(
         batch.written.samples += series.samples.len();
         batch.written.histograms += series.histograms.len();
         batch.written.exemplars += series.exemplars.len();
+        batch.written.metadata += items.metadata;
         builder.series.push(series);
     }
     batch.records = builders
@@ -165,7 +171,9 @@ fn check_v2_series<'a>(
     validate::check_labels(labels, limits, false).map_err(|reason| (reason, String::new()))?;
     match (series.samples.is_empty(), series.histograms.is_empty()) {
         (false, false) => return Err((Rejection::SamplesAndHistograms, String::new())),
-        (true, true) => return Err((Rejection::NoSamples, String::new())),
+        (true, true) if series.exemplars.is_empty() => {
+            return Err((Rejection::Empty, String::new()));
+        }
         _ => {}
     }
     for histogram in &series.histograms {
