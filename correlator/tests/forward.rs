@@ -30,7 +30,14 @@ struct Prometheus {
 impl Prometheus {
     fn start(dir: &TempDir) -> Prometheus {
         let port = support::kafka::free_port();
-        let config = dir.write("prometheus.yml", "global:\n  scrape_interval: 1m\n");
+        // At-least-once replays (a rebalance of the correlator or of the
+        // forwarder under load) resend older samples after newer ones: with
+        // an out-of-order window Prometheus drops them as duplicates instead
+        // of refusing the request, as a receiver of such streams should be set.
+        let config = dir.write(
+            "prometheus.yml",
+            "global:\n  scrape_interval: 1m\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
+        );
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(

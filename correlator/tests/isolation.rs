@@ -623,8 +623,10 @@ fn no_key_in_any_log_line_or_metrics_of_either_process() {
     let _ = ingest.child.wait();
     let ingest_log = ingest.log_text();
     let correlator_log = correlator.log_text();
+    // Refusals are logged at WARN (one line per tenant and reason a second),
+    // so debug lines are fewer; the scan above must still have seen some.
     assert!(
-        ingest_log.lines().filter(|l| l.contains("DEBUG")).count() > 10,
+        ingest_log.lines().any(|l| l.contains("DEBUG")) && ingest_log.lines().count() > 10,
         "ingest logged at debug:\n{ingest_log}"
     );
     assert!(
