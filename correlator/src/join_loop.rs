@@ -92,11 +92,17 @@ impl JoinLoop {
     }
 
     /// A consumed record: its outputs, and what their acknowledgement completes.
-    fn on_record(&mut self, record: SampleRecord) -> (Vec<Output>, InFlight) {
+    /// Partitions taken away since the last call: the join forgets their
+    /// waiting samples, and `revoked` names them.
+    fn forget_revoked(&mut self) {
         self.revoked = self.source.take_revoked();
         if !self.revoked.is_empty() {
             self.joiner.forget_partitions(&self.revoked);
         }
+    }
+
+    fn on_record(&mut self, record: SampleRecord) -> (Vec<Output>, InFlight) {
+        self.forget_revoked();
         self.metrics
             .records_consumed
             .get_or_create(&KindLabels { kind: "samples" })
@@ -457,11 +463,8 @@ pub async fn run_exactly_once(
                 failed = Some(error);
             }
         }
-        let revoked = join.source.take_revoked();
-        if !revoked.is_empty() {
-            join.joiner.forget_partitions(&revoked);
-            revoked_in_batch.extend(revoked);
-        }
+        join.forget_revoked();
+        revoked_in_batch.extend_from_slice(&join.revoked);
         let lost_partition = holds_any(&next_offsets, &revoked_in_batch);
         let mut offsets = TopicPartitionList::new();
         let floor = join.joiner.pending_floor();

@@ -209,8 +209,8 @@ pub struct Settings {
     pub topic_topology_raw: String,
     pub create_topics: bool,
     pub topic_partitions: i32,
-    /// Sorted, without empty names.
-    pub partition_by_labels: Vec<String>,
+    /// Sorted, without empty names or repeats; shared by every request.
+    pub partition_by_labels: std::sync::Arc<[String]>,
     pub topic_replication_factor: i32,
     pub max_body_bytes: usize,
     pub max_decoded_bytes: usize,
@@ -288,7 +288,8 @@ impl Settings {
             topic_partitions: cli.topic_partitions.or(file.topic_partitions).unwrap_or(8),
             partition_by_labels: partition_by_labels(
                 cli.partition_by_labels.or(file.partition_by_labels),
-            )?,
+            )?
+            .into(),
             topic_replication_factor: cli
                 .topic_replication_factor
                 .or(file.topic_replication_factor)
@@ -402,7 +403,7 @@ mod tests {
         assert_eq!(settings.topic_topology_raw, "topology.raw");
         assert_eq!(settings.kafka_properties["security.protocol"], "SASL_SSL");
         assert_eq!(settings.listen.port(), 8080);
-        assert_eq!(settings.partition_by_labels, ["namespace", "pod"]);
+        assert_eq!(&*settings.partition_by_labels, &["namespace", "pod"]);
     }
 
     #[test]
@@ -413,7 +414,7 @@ mod tests {
                 api_keys_file: Some("k.toml".into()),
                 ..Options::default()
             };
-            Settings::resolve(cli, file).map(|settings| settings.partition_by_labels)
+            Settings::resolve(cli, file).map(|settings| settings.partition_by_labels.to_vec())
         };
         assert_eq!(with("pod,namespace").unwrap(), ["namespace", "pod"]);
         assert!(with("").unwrap().is_empty());

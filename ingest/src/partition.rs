@@ -78,9 +78,16 @@ impl Partitioning {
         let mut by_labels = by_labels.to_vec();
         by_labels.sort();
         by_labels.dedup();
+        Partitioning::of_sorted(partitions, by_labels.into())
+    }
+
+    /// [`Partitioning::new`] for names already sorted and without repeats
+    /// (as the settings hold them): no copy per request.
+    pub fn of_sorted(partitions: u32, by_labels: Arc<[String]>) -> Partitioning {
+        debug_assert!(by_labels.windows(2).all(|pair| pair[0] < pair[1]));
         Partitioning {
             partitions,
-            by_labels: by_labels.into(),
+            by_labels,
         }
     }
 

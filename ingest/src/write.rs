@@ -168,7 +168,8 @@ async fn handle(
     let decode_started = Instant::now();
     let limits = tenant.limits;
     let tenant_name = tenant.name.clone();
-    let partitioning = Partitioning::new(partitions, &state.settings.partition_by_labels);
+    let partitioning =
+        Partitioning::of_sorted(partitions, state.settings.partition_by_labels.clone());
     let split = move || {
         split(
             protocol,
