@@ -1,7 +1,10 @@
 //! Wire formats of the pipeline: Prometheus remote-write 1.0 and 2.0 as senders
-//! put them on the wire, the pipeline's own records, and a zero-copy protobuf
-//! field reader for the hot paths that must not allocate per label.
+//! put them on the wire, the pipeline's own records, a zero-copy protobuf
+//! field reader for the hot paths that must not allocate per label, and the
+//! shard of partitions a tenant writes to (which ingest and the correlator
+//! must compute alike).
 
+pub mod shard;
 pub mod wire;
 
 /// Remote-write 1.0: `prometheus.WriteRequest`.
