@@ -21,6 +21,9 @@ pub struct Tenant {
     pub name: Arc<str>,
     pub limits: SeriesLimits,
     pub limiter: Option<TenantLimiter>,
+    /// Partitions of the samples topic its series are spread over (its
+    /// shard, `proto::shard`); 0: every partition.
+    pub shard_size: u32,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -91,6 +94,10 @@ struct KeyEntry {
     max_labels_per_series: Option<usize>,
     max_label_name_length: Option<usize>,
     max_label_value_length: Option<usize>,
+    /// Partitions of the samples topic the tenant's series are spread over,
+    /// chosen from its name (docs/scaling.md); every partition when absent
+    /// or at least the partition count.
+    shard_size: Option<u32>,
 }
 
 type KeyDigest = [u8; 32];
@@ -160,6 +167,11 @@ impl KeyStore {
                 }
                 None => None,
             };
+            let shard_size = match entry.shard_size {
+                Some(0) => return Err(problem("shard_size must be positive".into())),
+                Some(size) => size,
+                None => 0,
+            };
             // Several keys may share a tenant; they must then agree on its settings.
             let tenant = match tenants.get(&entry.tenant) {
                 Some(existing) => {
@@ -168,6 +180,11 @@ impl KeyStore {
                     {
                         return Err(problem(
                             "another key of this tenant sets other limits".into(),
+                        ));
+                    }
+                    if existing.shard_size != shard_size {
+                        return Err(problem(
+                            "another key of this tenant sets another shard_size".into(),
                         ));
                     }
                     existing.clone()
@@ -179,6 +196,7 @@ impl KeyStore {
                         name,
                         limits,
                         limiter,
+                        shard_size,
                     });
                     tenants.insert(entry.tenant.clone(), tenant.clone());
                     tenant
@@ -380,6 +398,27 @@ mod tests {
         assert_eq!(&*globex.name, "globex");
         assert!(globex.limiter.is_some());
         assert!(keys.tenant_of(b"other").is_none());
+    }
+
+    #[test]
+    fn a_tenant_has_a_shard_size_that_all_its_keys_agree_on() {
+        let keys = store(
+            "[[keys]]\ntenant = \"acme\"\nkey = \"k1\"\nshard_size = 3\n[[keys]]\ntenant = \"acme\"\nkey = \"k2\"\nshard_size = 3\n[[keys]]\ntenant = \"globex\"\nkey = \"k3\"\n",
+        )
+        .unwrap();
+        assert_eq!(keys.tenant_of(b"k2").unwrap().shard_size, 3);
+        // No entry: every partition.
+        assert_eq!(keys.tenant_of(b"k3").unwrap().shard_size, 0);
+        let error = store(
+            "[[keys]]\ntenant = \"acme\"\nkey = \"k1\"\nshard_size = 3\n[[keys]]\ntenant = \"acme\"\nkey = \"k2\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("another shard_size"), "{error}");
+        let error = store("[[keys]]\ntenant = \"acme\"\nkey = \"k1\"\nshard_size = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("shard_size must be positive"), "{error}");
     }
 
     #[test]

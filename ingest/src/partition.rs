@@ -10,6 +10,12 @@
 //! partition. v1 metadata entries go to every partition, so that whichever
 //! consumer joins a family's series also has its metadata.
 //!
+//! A tenant with a shard ([`Partitioning::with_shard`], `shard_size` in the
+//! keys file) writes only to the partitions of its shard (`proto::shard`): a
+//! series goes to `shard[xxh3_64(series key) % shard size]`, and v1 metadata
+//! to every partition of the shard. The shard of every partition is the
+//! plain modulo above.
+//!
 //! Remote-write 1.0 series are copied as the byte ranges they had on the wire
 //! (re-encoded only when their labels arrive unsorted), so values stay
 //! bit-exact and nothing is allocated per label or sample. Remote-write 2.0
@@ -22,6 +28,7 @@ pub use split_v2::{V2DecodeError, carries_metadata, split_v2};
 
 use std::sync::Arc;
 
+use proto::shard::TenantShard;
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
 use xxhash_rust::xxh3::xxh3_64;
@@ -70,6 +77,8 @@ pub struct Partitioning {
     /// Label names, sorted: a series that carries all of them is keyed by
     /// them alone; empty keys every series by all its labels.
     by_labels: Arc<[String]>,
+    /// The tenant's shard when it is not every partition.
+    shard: Option<Arc<TenantShard>>,
 }
 
 impl Partitioning {
@@ -88,7 +97,30 @@ impl Partitioning {
         Partitioning {
             partitions,
             by_labels,
+            shard: None,
         }
+    }
+
+    /// Only the partitions of the tenant's shard of `shard_size` (0, or the
+    /// partition count or more: every partition, as without).
+    pub fn with_shard(self, tenant: &str, shard_size: u32) -> Partitioning {
+        let shard = (shard_size != 0 && shard_size < self.partitions)
+            .then(|| Arc::new(TenantShard::new(tenant, shard_size, self.partitions)));
+        Partitioning { shard, ..self }
+    }
+
+    /// Whether the tenant writes to `partition`.
+    pub fn writes_to(&self, partition: i32) -> bool {
+        self.shard
+            .as_ref()
+            .is_none_or(|shard| shard.contains(partition))
+    }
+
+    /// How many partitions the tenant writes to.
+    pub fn partitions_written(&self) -> u32 {
+        self.shard
+            .as_ref()
+            .map_or(self.partitions.max(1), |shard| shard.len() as u32)
     }
 
     /// The partition of a series whose labels are sorted by name.
@@ -103,6 +135,7 @@ impl From<u32> for Partitioning {
         Partitioning {
             partitions,
             by_labels: Arc::from([]),
+            shard: None,
         }
     }
 }
@@ -124,6 +157,7 @@ pub(crate) struct SeriesHasher {
     prefix: usize,
     partitions: u32,
     by_labels: Arc<[String]>,
+    shard: Option<Arc<TenantShard>>,
 }
 
 impl SeriesHasher {
@@ -136,6 +170,7 @@ impl SeriesHasher {
             key,
             partitions: partitioning.partitions.max(1),
             by_labels: partitioning.by_labels.clone(),
+            shard: partitioning.shard.clone(),
         }
     }
 
@@ -190,7 +225,11 @@ impl SeriesHasher {
             key[pos] = 0xff;
             pos += 1;
         }
-        (xxh3_64(&key[..pos]) % u64::from(self.partitions)) as i32
+        let hash = xxh3_64(&key[..pos]);
+        match &self.shard {
+            None => (hash % u64::from(self.partitions)) as i32,
+            Some(shard) => shard.partition_of(hash),
+        }
     }
 }
 
@@ -225,9 +264,15 @@ pub fn split_v1(
     let partitions = partitioning.partitions;
     // Each partition's record gets about its share of the request up front:
     // growing them by doubling would copy every byte again, and fault in pages.
-    let share = raw.len() / partitions.max(1) as usize;
+    let share = raw.len() / partitioning.partitions_written() as usize;
     let mut buffers: Vec<Vec<u8>> = (0..partitions.max(1))
-        .map(|_| Vec::with_capacity(share + share / 4 + 256))
+        .map(|partition| {
+            if partitioning.writes_to(partition as i32) {
+                Vec::with_capacity(share + share / 4 + 256)
+            } else {
+                Vec::new()
+            }
+        })
         .collect();
     let mut batch = PartitionedBatch::default();
     let mut labels: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
@@ -294,8 +339,10 @@ pub fn split_v1(
                     continue;
                 }
                 // Every partition's consumer needs its families' metadata.
-                for buffer in &mut buffers {
-                    buffer.extend_from_slice(field.raw);
+                for (partition, buffer) in buffers.iter_mut().enumerate() {
+                    if partitioning.writes_to(partition as i32) {
+                        buffer.extend_from_slice(field.raw);
+                    }
                 }
                 batch.written.metadata += 1;
             }
@@ -890,6 +937,82 @@ mod tests {
             partition_of_series("acme", &labels, 1000),
             (xxh3_64(key) % 1000) as i32
         );
+    }
+
+    /// A tenant with a shard writes only there, each series to
+    /// `shard[hash % size]`; v1 metadata to every partition of the shard.
+    #[test]
+    fn a_tenants_series_and_metadata_stay_in_its_shard() {
+        let shard = TenantShard::new("acme", 3, 16);
+        let partitioning = Partitioning::new(16, &[]).with_shard("acme", 3);
+        assert_eq!(partitioning.partitions_written(), 3);
+        let request = WriteRequest {
+            timeseries: (0..200)
+                .map(|i| series(&[("__name__", "up"), ("job", &format!("j{i}"))], 1.0))
+                .collect(),
+            metadata: vec![proto::prometheus::MetricMetadata {
+                r#type: 1,
+                metric_family_name: "up".into(),
+                help: "Up.".into(),
+                unit: String::new(),
+            }],
+        };
+        let limits = SeriesLimits::default();
+        let batch = split_v1(
+            &request.encode_to_vec(),
+            "acme",
+            &limits,
+            partitioning.clone(),
+        )
+        .unwrap();
+        let written: Vec<i32> = batch.records.iter().map(|(p, _)| *p).collect();
+        assert_eq!(written, shard.partitions());
+        let mut series_seen = 0;
+        for (partition, record) in &batch.records {
+            let part = WriteRequest::decode(record.as_slice()).unwrap();
+            assert_eq!(part.metadata.len(), 1, "metadata in partition {partition}");
+            for ts in &part.timeseries {
+                let labels: Vec<(&[u8], &[u8])> = ts
+                    .labels
+                    .iter()
+                    .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+                    .collect();
+                // The shard's partition at the index a plain modulo by its size gives.
+                let index = Partitioning::new(3, &[]).partition_of("acme", &labels);
+                assert_eq!(shard.partitions()[index as usize], *partition);
+                assert_eq!(partitioning.partition_of("acme", &labels), *partition);
+                series_seen += 1;
+            }
+        }
+        assert_eq!(series_seen, 200);
+        let v2 = v2::Request {
+            symbols: ["", "__name__", "up", "job"].map(String::from).to_vec(),
+            timeseries: (0..50)
+                .map(|i| v2::TimeSeries {
+                    labels_refs: vec![1, 2, 3, 2 + i % 2],
+                    samples: vec![v2::Sample::default()],
+                    ..Default::default()
+                })
+                .collect(),
+        };
+        let batch = split_v2(&v2.encode_to_vec(), "acme", &limits, partitioning).unwrap();
+        assert_eq!(batch.written.series, 50);
+        assert!(batch.records.iter().all(|(p, _)| shard.contains(*p)));
+    }
+
+    /// No shard size, or one at least the partition count: every partition,
+    /// each series exactly where it went before.
+    #[test]
+    fn the_default_shard_is_every_partition_as_before() {
+        let labels: [(&[u8], &[u8]); 2] = [(b"__name__", b"up"), (b"job", b"a")];
+        for size in [0, 8, 9, 100] {
+            let partitioning = Partitioning::new(8, &[]).with_shard("acme", size);
+            assert_eq!(partitioning, Partitioning::new(8, &[]));
+            assert_eq!(
+                partitioning.partition_of("acme", &labels),
+                partition_of_series("acme", &labels, 8)
+            );
+        }
     }
 
     #[test]

@@ -169,7 +169,8 @@ async fn handle(
     let limits = tenant.limits;
     let tenant_name = tenant.name.clone();
     let partitioning =
-        Partitioning::of_sorted(partitions, state.settings.partition_by_labels.clone());
+        Partitioning::of_sorted(partitions, state.settings.partition_by_labels.clone())
+            .with_shard(&tenant.name, tenant.shard_size);
     let split = move || {
         split(
             protocol,

@@ -33,6 +33,29 @@ fn collect_v1(request: &WriteRequest, series: &mut SeriesSamples, metadata: &mut
     metadata.extend(request.metadata.iter().map(|m| m.encode_to_vec()));
 }
 
+/// Per tenant, its series and v1 metadata entries as read back.
+type TenantSeries = BTreeMap<String, (SeriesSamples, Vec<Vec<u8>>)>;
+/// The partitions each (tenant, series) was read from.
+type SeriesPartitions = BTreeMap<(String, SeriesKey), BTreeSet<i32>>;
+
+/// Adds a v1 record of `tenant` to what was read back.
+fn collect_v1_record(
+    record: &common::Record,
+    tenant: String,
+    per_tenant: &mut TenantSeries,
+    partitions_of: &mut SeriesPartitions,
+) {
+    let request = WriteRequest::decode(record.payload.as_slice()).unwrap();
+    for ts in &request.timeseries {
+        partitions_of
+            .entry((tenant.clone(), sorted_labels(&ts.labels)))
+            .or_default()
+            .insert(record.partition);
+    }
+    let (series, metadata) = per_tenant.entry(tenant).or_default();
+    collect_v1(&request, series, metadata);
+}
+
 async fn post(
     app: &impl actix_web::dev::Service<
         actix_http::Request,
@@ -114,21 +137,13 @@ async fn every_fixture_arrives_exactly_once_per_tenant_with_either_auth_form() {
     assert_eq!(expected_metadata.len(), 449);
 
     let records = common::read_all(&state.settings.topic_samples);
-    let mut per_tenant: BTreeMap<String, (SeriesSamples, Vec<Vec<u8>>)> = BTreeMap::new();
-    let mut partitions_of: BTreeMap<(String, SeriesKey), BTreeSet<i32>> = BTreeMap::new();
+    let mut per_tenant = TenantSeries::new();
+    let mut partitions_of = SeriesPartitions::new();
     for record in &records {
         let tenant = record.headers["tenant"].clone();
         assert_eq!(record.key.as_deref(), Some(tenant.as_bytes()));
         assert_eq!(record.headers["content-type"], proto::CONTENT_TYPE_V1);
-        let request = WriteRequest::decode(record.payload.as_slice()).unwrap();
-        for ts in &request.timeseries {
-            partitions_of
-                .entry((tenant.clone(), sorted_labels(&ts.labels)))
-                .or_default()
-                .insert(record.partition);
-        }
-        let (series, metadata) = per_tenant.entry(tenant).or_default();
-        collect_v1(&request, series, metadata);
+        collect_v1_record(record, tenant, &mut per_tenant, &mut partitions_of);
     }
     assert_eq!(per_tenant.keys().collect::<Vec<_>>(), ["alpha", "beta"]);
     for series in expected_series.values_mut() {
@@ -864,5 +879,98 @@ async fn exemplar_only_series_are_written_and_counted_and_every_refusal_is_count
     assert_eq!(
         metric_value(&app, "ingest_samples_accepted_total{kind=\"exemplar\"}").await,
         Some(5)
+    );
+}
+
+/// Tenants with a `shard_size` write only to the partitions of their shard
+/// (`proto::shard`), every series to one of them and v1 metadata to each;
+/// a tenant without one writes to every partition, as before.
+#[actix_web::test]
+async fn a_tenants_series_go_only_to_the_partitions_of_its_shard() {
+    const KEY_C: &str = "third-tenant-key-0123456789";
+    const KEY_D: &str = "fourth-tenant-key-0123456789";
+    let dir = common::TempDir::new();
+    let extra = format!(
+        "[[keys]]\ntenant = \"gamma\"\nkey = \"{KEY_C}\"\nshard_size = 2\n\n[[keys]]\ntenant = \"delta\"\nkey = \"{KEY_D}\"\nshard_size = 5\n"
+    );
+    let settings = common::settings(common::keys_file(&dir, &extra), |options| {
+        options.topic_partitions = Some(16);
+    });
+    let state = common::ready_state(settings).await;
+    let app = app!(state);
+
+    let mut expected_series = SeriesSamples::new();
+    let mut expected_metadata = Vec::new();
+    for (name, body) in &proto::fixtures::prometheus_2_42_bodies().unwrap() {
+        let raw = snap::raw::Decoder::new().decompress_vec(body).unwrap();
+        collect_v1(
+            &WriteRequest::decode(raw.as_slice()).unwrap(),
+            &mut expected_series,
+            &mut expected_metadata,
+        );
+        for key in [common::KEY_A, KEY_C, KEY_D] {
+            let headers = [
+                ("sts-api-key", key.to_string()),
+                ("content-type", "application/x-protobuf".to_string()),
+                ("content-encoding", "snappy".to_string()),
+            ];
+            let (status, _, text) = post(&app, &headers, body.clone()).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{name}: {text}");
+        }
+    }
+    let v2 = v2_request();
+    let (status, _, text) = post(&app, &v2_headers(KEY_C), v2_body(&v2)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
+    for series in expected_series.values_mut() {
+        series.sort();
+    }
+
+    let mut per_tenant = TenantSeries::new();
+    let mut partitions_used: BTreeMap<String, BTreeSet<i32>> = BTreeMap::new();
+    let mut partitions_of = SeriesPartitions::new();
+    let mut stored_v2 = BTreeMap::new();
+    for record in common::read_all(&state.settings.topic_samples) {
+        let tenant = record.headers["tenant"].clone();
+        partitions_used
+            .entry(tenant.clone())
+            .or_default()
+            .insert(record.partition);
+        if record.headers["content-type"] == proto::CONTENT_TYPE_V2 {
+            assert_eq!(tenant, "gamma");
+            let part = v2::Request::decode(record.payload.as_slice()).unwrap();
+            stored_v2.extend(resolve(&part));
+            continue;
+        }
+        collect_v1_record(&record, tenant, &mut per_tenant, &mut partitions_of);
+    }
+    assert_eq!(stored_v2, resolve(&v2));
+    let shard = |tenant: &str, size: u32| -> BTreeSet<i32> {
+        proto::shard::TenantShard::new(tenant, size, 16)
+            .partitions()
+            .iter()
+            .copied()
+            .collect()
+    };
+    assert_eq!(partitions_used["alpha"], (0..16).collect());
+    assert_eq!(partitions_used["gamma"], shard("gamma", 2));
+    assert_eq!(partitions_used["delta"], shard("delta", 5));
+    for (tenant, shard_partitions) in [("alpha", 16), ("gamma", 2), ("delta", 5)] {
+        let (series, metadata) = per_tenant.get_mut(tenant).unwrap();
+        for samples in series.values_mut() {
+            samples.sort();
+        }
+        assert!(*series == expected_series, "{tenant}: series differ");
+        // Each metadata entry once in every partition of the shard.
+        assert_eq!(
+            metadata.len(),
+            expected_metadata.len() * shard_partitions,
+            "{tenant}: metadata"
+        );
+    }
+    assert!(
+        partitions_of
+            .values()
+            .all(|partitions| partitions.len() == 1),
+        "a series in two partitions"
     );
 }

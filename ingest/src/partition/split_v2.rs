@@ -578,7 +578,7 @@ pub fn split_v2(
         by_content: HashMap::with_capacity_and_hasher(symbol_count, Default::default()),
     };
     let dense = symbol_count.saturating_mul(partitions as usize) <= DENSE_ENTRIES;
-    let series_capacity = raw.len() / partitions as usize + 64;
+    let series_capacity = raw.len() / partitioning.partitions_written() as usize + 64;
     let mut records: Vec<Option<PartitionRecord>> = (0..partitions).map(|_| None).collect();
     let mut batch = PartitionedBatch::default();
     let mut fields = SeriesFields::default();
