@@ -51,7 +51,9 @@ def test_builder_installs_what_librdkafka_needs_and_builds_both_binaries():
 def test_every_workspace_member_is_copied():
     members = tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]["members"]
     copied = {rest.split()[0] for word, rest in stages()["builder"] if word == "COPY"}
-    assert set(members) <= copied, f"not copied into the builder: {set(members) - copied}"
+    # A member inside a copied directory (loadtest/shard-sim) comes with it.
+    missing = {m for m in members if not any(m == c or m.startswith(c + "/") for c in copied)}
+    assert not missing, f"not copied into the builder: {missing}"
     assert {"Cargo.toml", "Cargo.lock"} <= {p for word, rest in stages()["builder"] if word == "COPY" for p in rest.split()}
 
 

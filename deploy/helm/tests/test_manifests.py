@@ -235,6 +235,7 @@ def test_all_on_api_keys_render_as_toml():
                        "samples_per_second": 500000, "burst_samples": 1000000}
     assert keys[1]["sha256"] == "ab44c6ca79bf7d0f4a25acccaa4bbddff2a58d6ba12d450474b174b08591ed7e"
     assert keys[1]["max_labels_per_series"] == 60
+    assert keys[1]["shard_size"] == 4
 
 
 def test_existing_api_keys_secret():

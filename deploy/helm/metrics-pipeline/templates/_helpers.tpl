@@ -215,7 +215,7 @@ itself: (dict "env" map "reserved" list "where" "ingest.env").
 {{- end -}}
 
 {{- define "mp.apiKeys.toml" -}}
-{{- $allowed := list "tenant" "key" "sha256" "samples_per_second" "burst_samples" "max_labels_per_series" "max_label_name_length" "max_label_value_length" -}}
+{{- $allowed := list "tenant" "key" "sha256" "samples_per_second" "burst_samples" "max_labels_per_series" "max_label_name_length" "max_label_value_length" "shard_size" -}}
 {{- if .Values.ingest.apiKeys.toml -}}
 {{- .Values.ingest.apiKeys.toml -}}
 {{- else -}}
