@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing::{error, info, warn};
 
+use crate::allocator;
 use crate::auth::{ApiKeys, Reload};
 use crate::config::Settings;
 use crate::metrics::{Metrics, ResultLabels};
@@ -115,6 +116,14 @@ pub fn spawn_upkeep(state: web::Data<AppState>) {
             let _ = tokio::task::spawn_blocking(move || refresh.publisher.refresh_metadata()).await;
             let pause = if upkeep.publisher.is_ready() { 5 } else { 1 };
             tokio::time::sleep(Duration::from_secs(pause)).await;
+        }
+    });
+
+    let memory = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(allocator::COLLECT_INTERVAL).await;
+            allocator::collect(memory.inflight.held() == 0);
         }
     });
 
