@@ -54,6 +54,11 @@ impl IngestError {
         }
     }
 
+    /// `MAX_INFLIGHT_BYTES` reached: the request cannot hold what it needs.
+    pub fn overloaded() -> IngestError {
+        IngestError::unavailable("ingest holds as many request bytes as it may; retry later")
+    }
+
     /// A short, closed-set name for metrics.
     pub fn reason(&self) -> &'static str {
         match self {

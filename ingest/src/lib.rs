@@ -8,6 +8,7 @@
 //! through [`refusals`]; [`routes`] is the route table, served
 //! over plain HTTP or, with a certificate, over HTTPS ([`tls`]).
 
+pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod decode;

@@ -110,11 +110,31 @@ impl Publisher {
         timeout: Duration,
     ) -> Result<(), PublishError> {
         let deliveries = self.enqueue(topic, key, content_type, tenant, records)?;
-        let results =
-            match tokio::time::timeout(timeout, futures::future::join_all(deliveries)).await {
-                Ok(results) => results,
-                Err(_) => return Err(PublishError::Timeout(timeout)),
-            };
+        self.await_deliveries(deliveries, timeout, ()).await
+    }
+
+    /// Waits for every delivery, or fails as a whole. `keep` is dropped once
+    /// all of them are resolved, even when the wait times out first: what it
+    /// stands for (the in-flight bytes of the records) stays held while
+    /// librdkafka still has them.
+    pub async fn await_deliveries<K: Send + 'static>(
+        &self,
+        deliveries: Vec<DeliveryFuture>,
+        timeout: Duration,
+        keep: K,
+    ) -> Result<(), PublishError> {
+        let mut all = Box::pin(futures::future::join_all(deliveries));
+        let results = tokio::select! {
+            results = &mut all => results,
+            () = tokio::time::sleep(timeout) => {
+                tokio::spawn(async move {
+                    all.await;
+                    drop(keep);
+                });
+                return Err(PublishError::Timeout(timeout));
+            }
+        };
+        drop(keep);
         for result in results {
             match result {
                 Ok(Ok(_)) => {}
@@ -137,6 +157,34 @@ impl Publisher {
         tenant: &str,
         records: &[(Option<i32>, &[u8])],
     ) -> Result<Vec<DeliveryFuture>, PublishError> {
+        self.enqueue_each(topic, key, content_type, tenant, records.iter().copied())
+    }
+
+    /// [`Self::enqueue`] of records the caller gives up: each is freed as soon
+    /// as the producer has its copy, so a request never holds both copies of
+    /// all its records at once.
+    pub fn enqueue_owned(
+        &self,
+        topic: &str,
+        key: &str,
+        content_type: &str,
+        tenant: &str,
+        records: Vec<(i32, Vec<u8>)>,
+    ) -> Result<Vec<DeliveryFuture>, PublishError> {
+        let records = records
+            .into_iter()
+            .map(|(partition, record)| (Some(partition), record));
+        self.enqueue_each(topic, key, content_type, tenant, records)
+    }
+
+    fn enqueue_each<P: AsRef<[u8]>>(
+        &self,
+        topic: &str,
+        key: &str,
+        content_type: &str,
+        tenant: &str,
+        records: impl ExactSizeIterator<Item = (Option<i32>, P)>,
+    ) -> Result<Vec<DeliveryFuture>, PublishError> {
         let producer = self.producer();
         let mut deliveries = Vec::with_capacity(records.len());
         for (partition, payload) in records {
@@ -151,10 +199,10 @@ impl Publisher {
                 });
             let mut record = FutureRecord::to(topic)
                 .key(key)
-                .payload(*payload)
+                .payload(payload.as_ref())
                 .headers(headers);
             if let Some(partition) = partition {
-                record = record.partition(*partition);
+                record = record.partition(partition);
             }
             match producer.send_result(record) {
                 Ok(delivery) => deliveries.push(delivery),

@@ -9,6 +9,7 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use tracing::{error, info, warn};
 
+use crate::allocator;
 use crate::auth::{ApiKeys, Reload};
 use crate::config::Settings;
 use crate::metrics::{Metrics, ResultLabels};
@@ -57,8 +58,28 @@ pub fn publisher_settings(settings: &Settings) -> PublisherSettings {
             .request_timeout
             .saturating_sub(Duration::from_millis(500)),
         max_record_bytes: settings.max_decoded_bytes + (1 << 20),
-        properties: settings.kafka_properties.clone(),
+        properties: producer_properties(settings),
     }
+}
+
+/// `[kafka.properties]`, with librdkafka's queue bounded by the in-flight
+/// budget that also counts every record it holds (its default, 1 GiB, would
+/// let the queue alone outgrow the budget); the table may set another.
+fn producer_properties(settings: &Settings) -> std::collections::BTreeMap<String, String> {
+    let mut properties = settings.kafka_properties.clone();
+    properties
+        .entry("queue.buffering.max.kbytes".into())
+        .or_insert_with(|| (settings.max_inflight_bytes / 1024).max(1).to_string());
+    properties
+}
+
+/// Threads each worker decodes large bodies on: together about one per core.
+/// Decoding is CPU-bound, so more only compete with the workers reading
+/// bodies (under overload, actix's default of 512 in all starved them into
+/// answering 408), and each keeps allocator memory of its own.
+fn decode_threads_per_worker(workers: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.div_ceil(workers.max(1))
 }
 
 /// The topics ingest writes, as it creates them when they are missing.
@@ -95,6 +116,14 @@ pub fn spawn_upkeep(state: web::Data<AppState>) {
             let _ = tokio::task::spawn_blocking(move || refresh.publisher.refresh_metadata()).await;
             let pause = if upkeep.publisher.is_ready() { 5 } else { 1 };
             tokio::time::sleep(Duration::from_secs(pause)).await;
+        }
+    });
+
+    let memory = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(allocator::COLLECT_INTERVAL).await;
+            allocator::collect(memory.inflight.held() == 0);
         }
     });
 
@@ -201,6 +230,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             .configure(routes::configure)
     })
     .workers(workers)
+    .worker_max_blocking_threads(decode_threads_per_worker(workers))
     .disable_signals()
     .shutdown_timeout(shutdown_timeout.as_secs().max(1));
     let server = match &certificates {

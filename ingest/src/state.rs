@@ -26,8 +26,11 @@ impl AppState {
     }
 }
 
-/// A cap on request bytes held in memory at once, so a flood of large
-/// requests is refused (503) instead of growing memory without bound.
+/// A cap on the bytes requests hold at once, so a flood of large requests is
+/// refused (503) instead of growing memory without bound. A request's guard
+/// follows what it holds from its first body byte to Kafka's acknowledgement
+/// of its last record, growing (which may be refused) and shrinking as it
+/// goes through the stages.
 pub struct InflightBytes {
     held: Arc<AtomicUsize>,
     limit: usize,
@@ -36,6 +39,7 @@ pub struct InflightBytes {
 /// Bytes held until dropped.
 pub struct InflightGuard {
     held: Arc<AtomicUsize>,
+    limit: usize,
     bytes: usize,
 }
 
@@ -48,11 +52,44 @@ impl InflightBytes {
     }
 
     pub fn try_reserve(&self, bytes: usize) -> Option<InflightGuard> {
+        let mut guard = self.empty();
+        guard.try_resize(bytes).then_some(guard)
+    }
+
+    /// A guard holding nothing yet, to grow as a request reads its body.
+    pub fn empty(&self) -> InflightGuard {
+        InflightGuard {
+            held: self.held.clone(),
+            limit: self.limit,
+            bytes: 0,
+        }
+    }
+
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl InflightGuard {
+    /// Makes the guard hold `bytes`: shrinking always succeeds, growing only
+    /// while every request's bytes together stay within the limit (false
+    /// leaves the guard as it was).
+    pub fn try_resize(&mut self, bytes: usize) -> bool {
+        if bytes <= self.bytes {
+            self.held.fetch_sub(self.bytes - bytes, Ordering::AcqRel);
+            self.bytes = bytes;
+            return true;
+        }
+        let more = bytes - self.bytes;
         let mut current = self.held.load(Ordering::Relaxed);
         loop {
-            let next = current
-                .checked_add(bytes)
-                .filter(|next| *next <= self.limit)?;
+            let Some(next) = current.checked_add(more).filter(|next| *next <= self.limit) else {
+                return false;
+            };
             match self.held.compare_exchange_weak(
                 current,
                 next,
@@ -60,18 +97,17 @@ impl InflightBytes {
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
-                    return Some(InflightGuard {
-                        held: self.held.clone(),
-                        bytes,
-                    });
+                    self.bytes = bytes;
+                    return true;
                 }
                 Err(actual) => current = actual,
             }
         }
     }
 
-    pub fn held(&self) -> usize {
-        self.held.load(Ordering::Relaxed)
+    /// What the guard holds now.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -93,6 +129,22 @@ mod tests {
         let second = inflight.try_reserve(40).unwrap();
         assert_eq!(inflight.held(), 100);
         drop((first, second));
+        assert_eq!(inflight.held(), 0);
+    }
+
+    #[test]
+    fn a_guard_grows_within_the_limit_and_shrinks_at_will() {
+        let inflight = InflightBytes::new(100);
+        let mut request = inflight.empty();
+        assert!(request.try_resize(30));
+        let other = inflight.try_reserve(50).unwrap();
+        assert!(!request.try_resize(60), "30 + 50 + 30 more is over 100");
+        assert_eq!((request.bytes(), inflight.held()), (30, 80));
+        assert!(request.try_resize(50));
+        assert!(request.try_resize(10));
+        assert_eq!(inflight.held(), 60);
+        drop(other);
+        drop(request);
         assert_eq!(inflight.held(), 0);
     }
 }

@@ -7,14 +7,16 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde_json::{Map, Value};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::error::IngestError;
+use crate::refusals::RefusedRequest;
 use crate::state::AppState;
 use crate::write::{authenticate, header_str, read_body, record_request, remaining};
 
@@ -32,13 +34,24 @@ pub async fn intake(
     state: web::Data<AppState>,
 ) -> HttpResponse {
     let started = Instant::now();
-    let response = match handle(&request, payload, &state, started).await {
+    let mut tenant = None;
+    let response = match handle(&request, payload, &state, &mut tenant, started).await {
         Ok(parts) => HttpResponse::Ok().json(serde_json::json!({ "parts": parts })),
         Err(error) => {
-            if error.status_code().is_server_error() {
-                warn!(error = %error, "topology intake failed");
-            } else {
-                debug!(error = %error, "topology intake refused");
+            match &tenant {
+                // At most a line a second per tenant and reason, as for writes.
+                Some(tenant) if error.status_code().is_server_error() => {
+                    let refused = RefusedRequest {
+                        endpoint: "intake",
+                        tenant,
+                        status: error.status_code(),
+                        reason: error.reason(),
+                        first_series: None,
+                        message: &error,
+                    };
+                    state.refusal_logs.refused(&refused, Instant::now());
+                }
+                _ => debug!(error = %error, "topology intake refused"),
             }
             error.error_response()
         }
@@ -51,6 +64,7 @@ async fn handle(
     request: &HttpRequest,
     payload: web::Payload,
     state: &AppState,
+    tenant_name: &mut Option<Arc<str>>,
     started: Instant,
 ) -> Result<usize, IngestError> {
     let headers = request.headers();
@@ -59,6 +73,7 @@ async fn handle(
         .ok();
     let query_key = query.as_ref().and_then(|q| q.api_key.as_deref());
     let tenant = authenticate(request, "intake", query_key, state)?;
+    *tenant_name = Some(tenant.name.clone());
     if let Some(content_type) = header_str(headers, header::CONTENT_TYPE.as_str()) {
         let media_type = content_type.split(';').next().unwrap_or_default().trim();
         if !media_type.eq_ignore_ascii_case("application/json") {
@@ -69,16 +84,11 @@ async fn handle(
     }
     let encoding = header_str(headers, header::CONTENT_ENCODING.as_str())
         .map(|e| e.trim().to_ascii_lowercase());
-    let body = read_body(headers, payload, state, remaining(state, started)).await?;
+    let (body, mut held) = read_body(headers, payload, state, remaining(state, started)).await?;
     let limit = state.settings.max_decoded_bytes;
-    let Some(_held) = state
-        .inflight
-        .try_reserve(body.len().saturating_mul(2).min(limit))
-    else {
-        return Err(IngestError::unavailable(
-            "ingest holds as many request bytes as it may; retry later",
-        ));
-    };
+    if !held.try_resize(body.len() + body.len().saturating_mul(2).min(limit)) {
+        return Err(IngestError::overloaded());
+    }
     let json = decompress(encoding.as_deref(), &body, limit)?;
     let tenant_name = tenant.name.clone();
     let records = web::block(move || parts_to_records(&json, &tenant_name))

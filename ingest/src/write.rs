@@ -17,7 +17,7 @@ use crate::error::IngestError;
 use crate::partition::{self, PartitionedBatch, Partitioning, Written};
 use crate::rate_limit::Limited;
 use crate::refusals::{self, RefusedRequest};
-use crate::state::AppState;
+use crate::state::{AppState, InflightGuard};
 use crate::validate::{Items, Rejection};
 
 /// Bodies above this are decoded on the blocking pool, so one large request
@@ -146,18 +146,17 @@ async fn handle(
     outcome.protocol = Some(protocol);
     decode::check_content_encoding(header_str(headers, header::CONTENT_ENCODING.as_str()))?;
 
-    let body = read_body(headers, payload, state, remaining(state, started)).await?;
+    // Held from the first body byte to the last record's acknowledgement.
+    let (body, mut held) = read_body(headers, payload, state, remaining(state, started)).await?;
     state
         .metrics
         .received_bytes
         .get_or_create(&kind_labels("compressed"))
         .inc_by(body.len() as u64);
     let declared = decode::declared_length(&body, state.settings.max_decoded_bytes)?;
-    let Some(_held) = state.inflight.try_reserve(declared + body.len()) else {
-        return Err(IngestError::unavailable(
-            "ingest holds as many request bytes as it may; retry later",
-        ));
-    };
+    if !held.try_resize(body.capacity() + decoding_bytes(declared)) {
+        return Err(IngestError::overloaded());
+    }
     let Some(partitions) = state.publisher.samples_partitions() else {
         return Err(IngestError::unavailable(format!(
             "kafka topic {} is not available yet",
@@ -181,7 +180,7 @@ async fn handle(
             partitioning,
         )
     };
-    let batch = if declared <= INLINE_DECODE_MAX_BYTES {
+    let mut batch = if declared <= INLINE_DECODE_MAX_BYTES {
         split()?
     } else {
         web::block(split)
@@ -242,7 +241,16 @@ async fn handle(
         }
     }
 
-    publish(state, protocol, &tenant, &batch, remaining(state, started)).await?;
+    let records = std::mem::take(&mut batch.records);
+    publish(
+        state,
+        protocol,
+        &tenant,
+        records,
+        held,
+        remaining(state, started),
+    )
+    .await?;
     outcome.written = batch.written;
     outcome.decoded = Items::default();
     let accepted = &state.metrics.accepted;
@@ -309,12 +317,17 @@ pub(crate) fn authenticate(
 
 /// Reads the body, refusing it as soon as it is over the limit, and giving up
 /// on senders that trickle it slower than `timeout` allows.
+/// Its bytes are held against `MAX_INFLIGHT_BYTES` before they are read: all
+/// at once where the length is declared (a request that cannot hold them is
+/// refused before its body is read), else chunk by chunk. The guard returned
+/// holds them, for the caller to resize as the request goes on.
 pub(crate) async fn read_body(
     headers: &HeaderMap,
     mut payload: web::Payload,
     state: &AppState,
     timeout: Duration,
-) -> Result<BytesMut, IngestError> {
+) -> Result<(BytesMut, InflightGuard), IngestError> {
+    let mut held = state.inflight.empty();
     let limit = state.settings.max_body_bytes;
     let too_large = |size: usize| {
         IngestError::PayloadTooLarge(format!(
@@ -327,22 +340,30 @@ pub(crate) async fn read_body(
         if length > limit {
             return Err(too_large(length));
         }
+        if !held.try_resize(length) {
+            return Err(IngestError::overloaded());
+        }
     }
     let read = async {
         let mut body = BytesMut::with_capacity(declared.unwrap_or(0));
         while let Some(chunk) = payload.next().await {
             let chunk =
                 chunk.map_err(|e| IngestError::BadRequest(format!("reading request body: {e}")))?;
-            if body.len() + chunk.len() > limit {
-                return Err(too_large(body.len() + chunk.len()));
+            let length = body.len() + chunk.len();
+            if length > limit {
+                return Err(too_large(length));
+            }
+            if length > held.bytes() && !held.try_resize(length) {
+                return Err(IngestError::overloaded());
             }
             body.extend_from_slice(&chunk);
         }
         Ok(body)
     };
-    tokio::time::timeout(timeout, read)
+    let body = tokio::time::timeout(timeout, read)
         .await
-        .map_err(|_| IngestError::BodyTimeout(timeout))?
+        .map_err(|_| IngestError::BodyTimeout(timeout))??;
+    Ok((body, held))
 }
 
 fn split(
@@ -364,33 +385,58 @@ fn split(
     }
 }
 
+/// What decoding a request holds beside its body: the decompressed bytes and
+/// the partition records built from them (each sized a quarter over its
+/// share up front, see `partition::split_v1`).
+fn decoding_bytes(declared: usize) -> usize {
+    declared + declared + declared / 4
+}
+
+/// What a record costs while librdkafka holds it: its copy, and the produce
+/// request built from it (compressed, or a copy for small records).
+fn kafka_bytes(record_bytes: usize) -> usize {
+    record_bytes.saturating_mul(2)
+}
+
+/// Hands the records to the producer, dropping each once copied, and waits
+/// for their acks. `held` follows them: the records and their copies while
+/// they are handed over, then the copies until acknowledged (past the answer,
+/// if the request times out first).
 async fn publish(
     state: &AppState,
     protocol: Protocol,
     tenant: &Tenant,
-    batch: &PartitionedBatch,
+    records: Vec<(i32, Vec<u8>)>,
+    mut held: InflightGuard,
     timeout: Duration,
 ) -> Result<(), IngestError> {
-    if batch.records.is_empty() {
+    if records.is_empty() {
         return Ok(());
     }
-    let records: Vec<(Option<i32>, &[u8])> = batch
-        .records
-        .iter()
-        .map(|(p, r)| (Some(*p), r.as_slice()))
-        .collect();
+    let record_count = records.len();
+    let record_bytes: usize = records.iter().map(|(_, record)| record.len()).sum();
+    let record_capacity: usize = records.iter().map(|(_, record)| record.capacity()).sum();
+    if !held.try_resize(record_capacity + kafka_bytes(record_bytes)) {
+        return Err(IngestError::overloaded());
+    }
     let started = Instant::now();
-    let result = state
-        .publisher
-        .publish(
-            state.publisher.samples_topic(),
-            &tenant.name,
-            protocol.content_type(),
-            &tenant.name,
-            &records,
-            timeout,
-        )
-        .await;
+    let enqueued = state.publisher.enqueue_owned(
+        state.publisher.samples_topic(),
+        &tenant.name,
+        protocol.content_type(),
+        &tenant.name,
+        records,
+    );
+    let result = match enqueued {
+        Ok(deliveries) => {
+            held.try_resize(kafka_bytes(record_bytes));
+            state
+                .publisher
+                .await_deliveries(deliveries, timeout, held)
+                .await
+        }
+        Err(error) => Err(error),
+    };
     state
         .metrics
         .kafka_publish_duration
@@ -402,6 +448,6 @@ async fn publish(
         .get_or_create(&crate::metrics::ResultLabels {
             result: result_label,
         })
-        .inc_by(records.len() as u64);
+        .inc_by(record_count as u64);
     result.map_err(|error| IngestError::unavailable(error.to_string()))
 }

@@ -21,14 +21,7 @@ fn memory_kib(pid: u32) -> (u64, u64) {
 }
 
 fn start(dir: &TempDir, env: &[(&str, &str)]) -> IngestProcess {
-    let keys = common::keys_file(dir, "");
-    IngestProcess::start(
-        env!("CARGO_BIN_EXE_ingest"),
-        dir,
-        &keys,
-        &common::brokers(),
-        env,
-    )
+    IngestProcess::start_for_two_tenants(env!("CARGO_BIN_EXE_ingest"), dir, env)
 }
 
 /// The status line of whatever the server answered, or None if it only closed.

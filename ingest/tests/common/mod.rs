@@ -13,7 +13,7 @@ use ingest::config::{Options, Settings};
 use ingest::state::AppState;
 use rand::Rng;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 pub const KEY_A: &str = "test-api-key-0123456789";
@@ -131,6 +131,31 @@ fn partitions_of(consumer: &BaseConsumer, topic: &str) -> i32 {
 /// records only; transaction markers and aborted records count towards the end
 /// offsets but are never delivered, so progress is judged by position.
 pub fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
+    let mut records = Vec::new();
+    visit_all_from(brokers, topic, |message| {
+        let mut headers = BTreeMap::new();
+        if let Some(list) = message.headers() {
+            for header in list.iter() {
+                headers.insert(
+                    header.key.to_string(),
+                    String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                );
+            }
+        }
+        records.push(Record {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            headers,
+            payload: message.payload().unwrap_or_default().to_vec(),
+        });
+    });
+    records
+}
+
+/// Hands every record of `topic`, from the beginning to the end offsets it
+/// has now, to `visit` without keeping it: for topics too large to hold.
+pub fn visit_all_from(brokers: &str, topic: &str, mut visit: impl FnMut(&BorrowedMessage<'_>)) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
@@ -153,8 +178,7 @@ pub fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
         }
     }
     consumer.assign(&assignment).unwrap();
-    let mut records = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while !ends.is_empty() {
         assert!(
             Instant::now() < deadline,
@@ -166,22 +190,7 @@ pub fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
                 .get(&message.partition())
                 .is_some_and(|end| message.offset() < *end)
             {
-                let mut headers = BTreeMap::new();
-                if let Some(list) = message.headers() {
-                    for header in list.iter() {
-                        headers.insert(
-                            header.key.to_string(),
-                            String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
-                        );
-                    }
-                }
-                records.push(Record {
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    headers,
-                    payload: message.payload().unwrap_or_default().to_vec(),
-                });
+                visit(&message);
             }
         }
         let positions = consumer.position().unwrap();
@@ -196,7 +205,6 @@ pub fn read_all_from(brokers: &str, topic: &str) -> Vec<Record> {
             }
         }
     }
-    records
 }
 
 /// Waits until `topic` holds at least `count` records in all, then reads them.
@@ -289,6 +297,17 @@ impl IngestProcess {
         process
     }
 
+    /// [`Self::start`] on `KAFKA_BROKERS` with the keys of [`keys_file`] (two
+    /// tenants) written in `dir`.
+    pub fn start_for_two_tenants(
+        binary: &str,
+        dir: &TempDir,
+        extra_env: &[(&str, &str)],
+    ) -> IngestProcess {
+        let keys = keys_file(dir, "");
+        IngestProcess::start(binary, dir, &keys, &brokers(), extra_env)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -319,19 +338,32 @@ impl Drop for IngestProcess {
 
 /// A snappy v1 body with `series` series of one sample each, labelled `request=<id>`.
 pub fn v1_request(id: &str, series: usize) -> Vec<u8> {
+    v1_request_of(series, |index| {
+        vec![
+            ("__name__", "load_test_metric".into()),
+            ("request", id.to_string()),
+            ("series", index.to_string()),
+        ]
+    })
+}
+
+/// A snappy v1 body of `series` series, each with the labels `labels_of`
+/// gives its index and one sample whose value is the index.
+pub fn v1_request_of(
+    series: usize,
+    labels_of: impl Fn(usize) -> Vec<(&'static str, String)>,
+) -> Vec<u8> {
     use proto::Message;
     use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
-    let label = |name: &str, value: String| Label {
-        name: name.into(),
-        value,
-    };
     let timeseries = (0..series)
         .map(|index| TimeSeries {
-            labels: vec![
-                label("__name__", "load_test_metric".into()),
-                label("request", id.to_string()),
-                label("series", index.to_string()),
-            ],
+            labels: labels_of(index)
+                .into_iter()
+                .map(|(name, value)| Label {
+                    name: name.into(),
+                    value,
+                })
+                .collect(),
             samples: vec![Sample {
                 value: index as f64,
                 timestamp: 1_700_000_000_000,
