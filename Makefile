@@ -17,6 +17,8 @@ build: deps
 ## (started here if it is not running, and stopped again afterwards). Prometheus 3
 ## for ingest/tests/prometheus3.rs is installed first (built from the Go module
 ## proxy into a cache on first use: several minutes, once per pinned version).
+## correlator/tests/web.rs drives the binding view in Debian's Chromium with
+## playwright-core (npm ci into correlator/tests/web/node_modules on first use).
 test: build
 	scripts/prometheus3.sh >/dev/null
 	deploy/local/with-kafka.sh $(CARGO) test --workspace --no-fail-fast

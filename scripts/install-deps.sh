@@ -2,7 +2,8 @@
 # Installs what building and testing need beyond the Rust, Java and Maven the
 # machine has: cmake and libcurl/openssl headers for librdkafka's build, and
 # Debian's prometheus for the end-to-end test, iproute2 and nftables for the
-# cluster chaos tests. Installs only what is missing.
+# cluster chaos tests, Chromium and Node.js for the binding view's browser test
+# (correlator/tests/web.rs). Installs only what is missing.
 set -euo pipefail
 
 missing=()
@@ -18,6 +19,10 @@ command -v jq >/dev/null 2>&1 || missing+=(jq)
 # make its link slow (tc) or cut and lossy (nft).
 { command -v ip && command -v tc; } >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
+# The binding view's test drives Debian's Chromium with playwright-core from npm.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -128,6 +128,8 @@ cat <<INFO
     KAFKA_BROKERS=$KAFKA_BROKERS target/release/correlator tail
   ...and those that did not bind, with the reason:
     KAFKA_BROKERS=$KAFKA_BROKERS target/release/correlator tail --unbound
+  Both in a browser, by tenant, component and reason, at http://127.0.0.1:8090:
+    KAFKA_BROKERS=$KAFKA_BROKERS target/release/correlator tail --web 127.0.0.1:8090 --from-beginning
   The raw remote-write records (one per request and partition, keyed by tenant):
     kcat -b $KAFKA_BROKERS -C -t metrics.samples -f 'partition %p offset %o key %k %S bytes\n'
   The services' own metrics:

@@ -1,7 +1,9 @@
 //! The forwarder's CPU per sample: a bound record read back, its series
 //! hashed to shards, gathered into requests and encoded (remote-write 1.0 or
 //! 2.0) and snappy-compressed, on the batches the join makes of the real
-//! Prometheus 2.42 traffic in `testdata/`. Run: `cargo bench -p correlator --bench forward`.
+//! Prometheus 2.42 traffic in `testdata/`; and, in the same run, the join
+//! writing those batches, so the two rates compare in one unit (bound
+//! samples). Run: `cargo bench -p correlator --bench forward`.
 
 use correlator::bindings::Bindings;
 use correlator::forward::batch::{Batcher, Piece};
@@ -27,8 +29,8 @@ const POD: &str = "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k
 const CONTAINER: &str =
     "urn:kubernetes:/demo-cluster:monitoring:pod/node-exporter-x7k2p:container/node-exporter";
 
-/// The bound records the join writes of the fixtures, bound to their pod and container.
-fn bound_payloads() -> Vec<Vec<u8>> {
+/// A join holding the fixtures' pod and container.
+fn joiner() -> Joiner {
     let settings = JoinSettings {
         // The captures are from 2023: nothing of them is late.
         history_ms: i64::MAX / 4,
@@ -46,22 +48,33 @@ fn bound_payloads() -> Vec<Vec<u8>> {
         };
         joiner.upsert_component(&format!("alpha/kubernetes/demo-cluster/{id}"), component);
     }
-    let mut payloads = Vec::new();
-    for (offset, (_, body)) in proto::fixtures::prometheus_2_42_bodies()
+    joiner
+}
+
+/// The fixtures as `metrics.samples` holds them: uncompressed 1.0 requests.
+fn sample_records() -> Vec<Vec<u8>> {
+    proto::fixtures::prometheus_2_42_bodies()
         .unwrap()
         .into_iter()
-        .enumerate()
-    {
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-        let request = WriteRequest::decode(raw.as_slice())
-            .unwrap()
-            .encode_to_vec();
+        .map(|(_, body)| {
+            let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+            WriteRequest::decode(raw.as_slice())
+                .unwrap()
+                .encode_to_vec()
+        })
+        .collect()
+}
+
+/// The bound records `joiner` writes of `records`.
+fn join_all(joiner: &mut Joiner, records: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut payloads = Vec::new();
+    for (offset, request) in records.iter().enumerate() {
         let origin = Origin {
             partition: 0,
             offset: offset as i64,
         };
         for output in joiner
-            .process("alpha", proto::CONTENT_TYPE_V1, &request, origin, 0)
+            .process("alpha", proto::CONTENT_TYPE_V1, request, origin, 0)
             .unwrap()
         {
             if output.destination == Destination::Bound {
@@ -103,7 +116,9 @@ fn forward_all(payloads: &[Vec<u8>], protocol: Protocol) -> usize {
 }
 
 fn forward(c: &mut Criterion) {
-    let payloads = bound_payloads();
+    let records = sample_records();
+    let mut join = joiner();
+    let payloads = join_all(&mut join, &records);
     let samples: usize = payloads
         .iter()
         .flat_map(|payload| read_batch(proto::CONTENT_TYPE_V2, payload).unwrap())
@@ -117,6 +132,11 @@ fn forward(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| b.iter(|| forward_all(&payloads, protocol)));
     }
+    // The correlator's side of the same run: the join writing those bound
+    // records (warm), in the same unit, bound samples out.
+    group.bench_function("join_fixtures_to_bound", |b| {
+        b.iter(|| join_all(&mut join, &records).len())
+    });
     group.finish();
 }
 

@@ -14,6 +14,7 @@ use crate::forward::config::{ForwardOptions, ForwardSettings};
 use crate::index::AsOf;
 use crate::join::{JoinSettings, OutputLabels};
 use crate::output::OutputEncoding;
+use crate::view::{ViewOptions, ViewSettings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,7 +31,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Prints bound (or unbound) series as they arrive, one line each, readable in a terminal.
+    /// Prints bound (or unbound) series as they arrive, one line each, readable in a terminal; or, with --web, serves the binding view.
     Tail {
         /// Read metrics.unbound instead of metrics.bound.
         #[arg(long)]
@@ -38,6 +39,8 @@ pub enum Command {
         /// Start from the beginning of the topic instead of its end.
         #[arg(long)]
         from_beginning: bool,
+        #[command(flatten)]
+        view: ViewOptions,
     },
     /// Sends bound (and optionally unbound) series to a remote-write endpoint: Prometheus, Mimir, VictoriaMetrics, ...
     Forward(Box<ForwardOptions>),
@@ -47,7 +50,12 @@ pub enum Command {
 #[derive(Debug)]
 pub enum Run {
     Correlator,
-    Tail { unbound: bool, from_beginning: bool },
+    Tail {
+        unbound: bool,
+        from_beginning: bool,
+        /// The binding view's settings when `--web` is given.
+        web: Option<ViewSettings>,
+    },
     Forward(Box<ForwardSettings>),
 }
 
@@ -428,9 +436,11 @@ pub fn load() -> anyhow::Result<(Run, Settings)> {
         Some(Command::Tail {
             unbound,
             from_beginning,
+            view,
         }) => Run::Tail {
             unbound,
             from_beginning,
+            web: ViewSettings::resolve(view)?,
         },
         Some(Command::Forward(options)) => Run::Forward(Box::new(ForwardSettings::resolve(
             *options,

@@ -7,7 +7,8 @@
 //! written by [`batch`] in the encodings of [`output`], produced by
 //! [`delivery`]). [`topology_feed`] loads the topology first; the Kafka
 //! clients' shared settings are in [`kafka`]. [`forward`] sends the bound
-//! series on to a remote-write endpoint.
+//! series on to a remote-write endpoint; [`view`] serves the binding view in
+//! a browser.
 
 pub mod allocator;
 pub mod batch;
@@ -27,3 +28,4 @@ pub mod server;
 pub mod snapshot;
 pub mod tail;
 pub mod topology_feed;
+pub mod view;

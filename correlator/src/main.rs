@@ -29,8 +29,14 @@ fn main() -> ExitCode {
     let result = match run {
         Run::Correlator => runtime.block_on(correlator::server::run(settings)),
         Run::Tail {
+            from_beginning,
+            web: Some(view),
+            ..
+        } => runtime.block_on(correlator::view::run(settings, view, from_beginning)),
+        Run::Tail {
             unbound,
             from_beginning,
+            web: None,
         } => correlator::tail::run(&settings, unbound, from_beginning),
         Run::Forward(forward) => runtime.block_on(correlator::forward::run(settings, *forward)),
     };

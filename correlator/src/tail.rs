@@ -1,11 +1,12 @@
 //! `correlator tail`: bound (or unbound) batches as they arrive, a line
-//! naming the component (or the reason), then one line per series.
+//! naming the component (or the reason), then one line per series. With
+//! `--web` it serves the binding view instead ([`crate::view`]).
 
 use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message as _};
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Settings;
@@ -14,7 +15,7 @@ use crate::kafka::consumer_config;
 use crate::output::{self, BatchSeries};
 
 /// A series' labels as PromQL writes them, without those in `hidden`.
-fn describe_labels(labels: &[(String, String)], hidden: &[&str]) -> String {
+pub fn describe_labels(labels: &[(String, String)], hidden: &[&str]) -> String {
     let name = labels
         .iter()
         .find(|(n, _)| n == "__name__")
@@ -107,6 +108,54 @@ pub fn describe(
     lines.join("\n")
 }
 
+/// Assigns every partition of `topics` to `consumer`, from their beginning
+/// or their end: no group membership, nothing committed.
+pub fn assign_every_partition(
+    consumer: &BaseConsumer,
+    topics: &[&str],
+    from_beginning: bool,
+) -> anyhow::Result<()> {
+    let start = if from_beginning {
+        Offset::Beginning
+    } else {
+        Offset::End
+    };
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+        let partitions = metadata
+            .topics()
+            .first()
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        anyhow::ensure!(
+            partitions > 0,
+            "topic {topic} has no partitions (does it exist?)"
+        );
+        for partition in 0..partitions as i32 {
+            assignment.add_partition_offset(topic, partition, start)?;
+        }
+    }
+    consumer.assign(&assignment)?;
+    Ok(())
+}
+
+/// A record's headers as text (a value that is not UTF-8 reads as empty).
+pub fn record_headers<'m>(message: &'m BorrowedMessage<'_>) -> Vec<(&'m str, &'m str)> {
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| {
+                    let value = std::str::from_utf8(h.value.unwrap_or_default()).unwrap_or("");
+                    (h.key, value)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn run(settings: &Settings, unbound: bool, from_beginning: bool) -> anyhow::Result<()> {
     let topic = if unbound {
         &settings.topics.unbound
@@ -118,44 +167,14 @@ pub fn run(settings: &Settings, unbound: bool, from_beginning: bool) -> anyhow::
         .set("enable.auto.commit", "false")
         .create()
         .context("creating the consumer")?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
-    anyhow::ensure!(
-        partitions > 0,
-        "topic {topic} has no partitions (does it exist?)"
-    );
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions as i32 {
-        let start = if from_beginning {
-            Offset::Beginning
-        } else {
-            Offset::End
-        };
-        assignment.add_partition_offset(topic, partition, start)?;
-    }
-    consumer.assign(&assignment)?;
+    assign_every_partition(&consumer, &[topic], from_beginning)?;
     eprintln!("tailing {topic} (Ctrl-C to stop)");
     loop {
         let Some(message) = consumer.poll(Duration::from_millis(500)) else {
             continue;
         };
         let message = message?;
-        let headers: Vec<(&str, &str)> = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| {
-                        let value = std::str::from_utf8(h.value.unwrap_or_default()).unwrap_or("");
-                        (h.key, value)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = record_headers(&message);
         let content_type = headers
             .iter()
             .find(|(name, _)| *name == "content-type")
