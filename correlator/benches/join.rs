@@ -79,6 +79,52 @@ fn record(offset: usize, with_container: bool) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// 256 series as ingest writes them with `PARTITION_BY_LABELS=namespace,pod`
+/// and loadtest's synthetic universe: 8 pods of 2 containers, 16 families
+/// each, 10 labels, one sample each. Each record binds to 8 pods, 16
+/// containers and up to 8 nodes.
+fn record_by_pod(first_pod: usize) -> Vec<u8> {
+    let mut timeseries = Vec::new();
+    for pod in first_pod..first_pod + 8 {
+        for container in ["server", "istio-proxy"] {
+            for family in 0..16 {
+                let label = |name: &str, value: String| Label {
+                    name: name.into(),
+                    value,
+                };
+                let node = pod % NODES;
+                timeseries.push(TimeSeries {
+                    labels: vec![
+                        label("__name__", format!("container_metric_{family}")),
+                        label("cluster_name", "prod".into()),
+                        label("container", container.into()),
+                        label(
+                            "image",
+                            format!("registry.example.com/app:1.{}.0", pod % 10),
+                        ),
+                        label("instance", format!("10.0.0.{node}:10250")),
+                        label("job", "kubelet".into()),
+                        label("loadtest_run", "bench-0123456789".into()),
+                        label("namespace", format!("team-{}", pod % 20)),
+                        label("node", format!("node-{node}")),
+                        label("pod", format!("app-{pod:05}")),
+                    ],
+                    samples: vec![Sample {
+                        value: family as f64,
+                        timestamp: 1_700_000_000_000,
+                    }],
+                    ..Default::default()
+                });
+            }
+        }
+    }
+    WriteRequest {
+        timeseries,
+        metadata: vec![],
+    }
+    .encode_to_vec()
+}
+
 /// The joiner with every pod known, and with `default_rules` their
 /// containers and nodes too: each sample then binds three times.
 fn warm_joiner(default_rules: bool, payload: &[u8]) -> Joiner {
@@ -144,6 +190,41 @@ fn join(c: &mut Criterion) {
             })
         });
     }
+    let container_pod_node = |pod: usize| {
+        let mut joiner = warm_joiner(true, &record(0, true));
+        for pod in pod..pod + 8 {
+            for container in ["server", "istio-proxy"] {
+                let id = format!("{}:container/{container}", pod_id(pod));
+                let (key, component) = component(id, "container", container.into());
+                joiner.upsert_component(&key, component);
+            }
+        }
+        joiner.release_pending();
+        let _ = joiner.process(
+            "acme",
+            proto::CONTENT_TYPE_V1,
+            &record_by_pod(pod),
+            ORIGIN,
+            0,
+        );
+        joiner
+    };
+    group.throughput(Throughput::Elements(256));
+    let payload = record_by_pod(0);
+    let mut joiner = container_pod_node(0);
+    let outputs = joiner
+        .process("acme", proto::CONTENT_TYPE_V1, &payload, ORIGIN, 0)
+        .unwrap();
+    let bound: usize = outputs.iter().map(|output| output.points).sum();
+    assert_eq!((bound, outputs.len()), (768, 32), "by pod");
+    group.bench_function("warm_256_samples_by_pod_container_pod_node", |b| {
+        b.iter(|| {
+            joiner
+                .process("acme", proto::CONTENT_TYPE_V1, &payload, ORIGIN, 0)
+                .unwrap()
+                .len()
+        })
+    });
     group.finish();
 }
 

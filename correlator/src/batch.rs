@@ -85,25 +85,39 @@ impl Default for Interner {
     }
 }
 
-/// Where each interner string is in the request being written, by request:
-/// kept across requests so that starting one clears nothing.
+/// What the request being written knows of each interner string: kept
+/// across requests (stamped with the request that wrote it), so starting one
+/// clears nothing.
 #[derive(Default)]
 pub struct Remap {
-    /// The request that last used each string, and its symbol index there.
-    stamp: Vec<u32>,
-    slot: Vec<u32>,
+    slots: Vec<Slot>,
     current: u32,
 }
 
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    /// Its index in the request's symbol table, when `symbol_stamp` is the request's.
+    symbol_stamp: u32,
+    symbol: u32,
+    /// As a label name, when `place_stamp` is the request's: how many of the
+    /// request's added labels sort before it, or [`CONFLICT`].
+    place_stamp: u32,
+    place: u32,
+}
+
+/// The place of a label name that an added label also has.
+const CONFLICT: u32 = u32::MAX;
+
 impl Remap {
     fn next_request(&mut self, strings: usize) {
-        if self.stamp.len() < strings {
-            self.stamp.resize(strings, 0);
-            self.slot.resize(strings, 0);
+        if self.slots.len() < strings {
+            self.slots.resize(strings, Slot::default());
         }
         self.current = self.current.wrapping_add(1);
         if self.current == 0 {
-            self.stamp.iter_mut().for_each(|stamp| *stamp = 0);
+            self.slots
+                .iter_mut()
+                .for_each(|slot| *slot = Slot::default());
             self.current = 1;
         }
     }
@@ -170,7 +184,8 @@ pub struct RequestWriter<'i> {
     timeseries: Vec<u8>,
     series: Vec<u8>,
     refs: Vec<u32>,
-    packed: Vec<u8>,
+    /// A series' metadata as it is encoded.
+    metadata: Vec<u8>,
     pub series_written: usize,
 }
 
@@ -187,7 +202,7 @@ impl<'i> RequestWriter<'i> {
             timeseries: Vec::with_capacity(1024),
             series: Vec::with_capacity(512),
             refs: Vec::with_capacity(64),
-            packed: Vec::with_capacity(128),
+            metadata: Vec::with_capacity(16),
             series_written: 0,
         }
     }
@@ -225,15 +240,38 @@ impl<'i> RequestWriter<'i> {
     }
 
     /// The symbol index of interner string `id` in this request.
+    #[inline]
     fn symbol(&mut self, id: u32) -> u32 {
-        let at = id as usize;
-        if self.remap.stamp[at] == self.remap.current {
-            return self.remap.slot[at];
+        let slot = self.remap.slots[id as usize];
+        if slot.symbol_stamp == self.remap.current {
+            return slot.symbol;
         }
         let index = self.new_symbol(self.interner.get(id));
-        self.remap.stamp[at] = self.remap.current;
-        self.remap.slot[at] = index;
+        let slot = &mut self.remap.slots[id as usize];
+        slot.symbol_stamp = self.remap.current;
+        slot.symbol = index;
         index
+    }
+
+    /// Where the request's added labels go around label name `id`: how many
+    /// sort before it, or [`CONFLICT`] when one has that name. Worked out
+    /// once per request and name, so a series costs no string comparison.
+    #[inline]
+    fn place(&mut self, id: u32) -> u32 {
+        let slot = self.remap.slots[id as usize];
+        if slot.place_stamp == self.remap.current {
+            return slot.place;
+        }
+        let name = self.interner.get(id);
+        // `added` is sorted by name (see `begin`).
+        let place = match self.added.binary_search_by(|a| a.name.cmp(name)) {
+            Ok(_) => CONFLICT,
+            Err(before) => before as u32,
+        };
+        let slot = &mut self.remap.slots[id as usize];
+        slot.place_stamp = self.remap.current;
+        slot.place = place;
+        place
     }
 
     /// The symbol index of a string not of the interner.
@@ -278,12 +316,7 @@ impl<'i> RequestWriter<'i> {
         }
         self.series.clear();
         self.write_labels(labels);
-        put_packed(
-            &mut self.series,
-            field::SERIES_LABELS_REFS,
-            &self.refs,
-            &mut self.packed,
-        );
+        put_packed(&mut self.series, field::SERIES_LABELS_REFS, &self.refs);
         for point in points {
             match point {
                 PointBytes::Sample(bytes) => {
@@ -306,19 +339,20 @@ impl<'i> RequestWriter<'i> {
                     (kind, self.extra_symbol(help), self.extra_symbol(unit))
                 }
             };
-            let mut encoded = Vec::with_capacity(12);
+            let encoded = &mut self.metadata;
+            encoded.clear();
             for (number, value) in [
                 (field::METADATA_TYPE, kind as u64),
                 (field::METADATA_HELP_REF, u64::from(help)),
                 (field::METADATA_UNIT_REF, u64::from(unit)),
             ] {
                 if value != 0 {
-                    wire::put_varint(&mut encoded, u64::from(number << 3));
-                    wire::put_varint(&mut encoded, value);
+                    wire::put_varint(encoded, u64::from(number << 3));
+                    wire::put_varint(encoded, value);
                 }
             }
             if !encoded.is_empty() {
-                wire::put_len_field(&mut self.series, field::SERIES_METADATA, &encoded);
+                wire::put_len_field(&mut self.series, field::SERIES_METADATA, encoded);
             }
         }
         if created_timestamp != 0 {
@@ -341,6 +375,11 @@ impl<'i> RequestWriter<'i> {
     /// `exported_<name>`.
     fn write_labels(&mut self, labels: &[(u32, u32)]) {
         self.refs.clear();
+        // Places pay off from a request's second series on; a request of
+        // one series merges by comparing names, as cheap as working them out.
+        if self.series_written > 0 && self.series_added.len() == self.added.len() {
+            return self.write_labels_placed(labels);
+        }
         let interner = self.interner;
         let conflict = labels.iter().any(|(name, _)| {
             let name = interner.get(*name);
@@ -362,6 +401,32 @@ impl<'i> RequestWriter<'i> {
             self.refs.extend([name_ref, value_ref]);
         }
         for label in &self.series_added[added..] {
+            self.refs.extend([label.name_ref, label.value_ref]);
+        }
+    }
+
+    /// [`Self::write_labels`] for a series that adds no label of its own:
+    /// the added labels' places are known per name.
+    fn write_labels_placed(&mut self, labels: &[(u32, u32)]) {
+        let mut added = 0;
+        for &(name, value) in labels {
+            let place = self.place(name);
+            if place == CONFLICT {
+                self.refs.clear();
+                return self.write_labels_renaming(labels);
+            }
+            let place = place as usize;
+            if place > added {
+                for label in &self.added[added..place] {
+                    self.refs.extend([label.name_ref, label.value_ref]);
+                }
+                added = place;
+            }
+            let name_ref = self.symbol(name);
+            let value_ref = self.symbol(value);
+            self.refs.extend([name_ref, value_ref]);
+        }
+        for label in &self.added[added..] {
             self.refs.extend([label.name_ref, label.value_ref]);
         }
     }
@@ -407,12 +472,7 @@ impl<'i> RequestWriter<'i> {
             refs.push(self.extra_symbol(value));
         }
         let mut encoded = Vec::with_capacity(24 + refs.len());
-        put_packed(
-            &mut encoded,
-            field::EXEMPLAR_LABELS_REFS,
-            &refs,
-            &mut self.packed,
-        );
+        put_packed(&mut encoded, field::EXEMPLAR_LABELS_REFS, &refs);
         wire::put_varint(&mut encoded, u64::from(field::EXEMPLAR_VALUE << 3 | 1));
         encoded.extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
         if exemplar.timestamp != 0 {
@@ -432,15 +492,25 @@ impl<'i> RequestWriter<'i> {
 }
 
 /// `values` as one packed field (omitted when empty, as protobuf does).
-fn put_packed(out: &mut Vec<u8>, number: u32, values: &[u32], scratch: &mut Vec<u8>) {
+fn put_packed(out: &mut Vec<u8>, number: u32, values: &[u32]) {
     if values.is_empty() {
         return;
     }
-    scratch.clear();
-    for value in values {
-        wire::put_varint(scratch, u64::from(*value));
+    wire::put_varint(out, u64::from(number << 3 | 2));
+    // Symbol refs of a request are mostly under 128: one byte each.
+    if values.iter().fold(0, |any, value| any | value) < 0x80 {
+        wire::put_varint(out, values.len() as u64);
+        out.extend(values.iter().map(|value| *value as u8));
+        return;
     }
-    wire::put_len_field(out, number, scratch);
+    let len: usize = values
+        .iter()
+        .map(|value| wire::varint_len(u64::from(*value)))
+        .sum();
+    wire::put_varint(out, len as u64);
+    for value in values {
+        wire::put_varint(out, u64::from(*value));
+    }
 }
 
 #[cfg(test)]

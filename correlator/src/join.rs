@@ -183,7 +183,7 @@ type TenantSeries = HashMap<Box<[u8]>, SeriesEntry, KeyHashing>;
 
 #[derive(Default)]
 struct SeriesCache {
-    by_tenant: HashMap<Arc<str>, TenantSeries>,
+    by_tenant: HashMap<Arc<str>, TenantSeries, foldhash::fast::RandomState>,
     entries: usize,
     hashing: KeyHashing,
 }
@@ -309,7 +309,12 @@ type Resolution = (CachedRender, Arc<Vec<Target>>, Option<Arc<FamilyMetadata>>);
 
 /// A series as the cache knows it: rendering, components, labels (interner
 /// ids, sorted by name) and the id of its name.
-type KnownSeries = (CachedRender, Arc<Vec<Target>>, Arc<[(u32, u32)]>, u32);
+type KnownSeries = (
+    CachedRender,
+    Arc<Vec<Target>>,
+    Arc<[(u32, u32)]>,
+    Option<Arc<FamilyMetadata>>,
+);
 
 /// A component a waiting sample binds to, with the rule that reached it.
 type Reached = (Arc<IndexedComponent>, usize);
@@ -985,8 +990,8 @@ impl Joiner {
                     &scattered_key
                 }
             };
-            let (render, targets, labels, name) =
-                self.resolve_series(tenant, key, generation, |interner| {
+            let (render, targets, labels, family) =
+                self.resolve_series(tenant, key, generation, true, |interner| {
                     label_fields
                         .iter()
                         .map(|label| {
@@ -995,7 +1000,6 @@ impl Joiner {
                         })
                         .collect()
                 })?;
-            let family = self.family_of(tenant, key, name);
             let labels_start = record.labels.len();
             record.labels.extend_from_slice(&labels);
             record.series.push(InputSeries {
@@ -1153,8 +1157,8 @@ impl Joiner {
             for (name, value) in &pairs {
                 put_key_label(&mut key, name, value, &mut label_scratch);
             }
-            let (render, targets, labels, name) =
-                self.resolve_series(tenant, &key, generation, |interner| {
+            let (render, targets, labels, family) =
+                self.resolve_series(tenant, &key, generation, metadata.is_none(), |interner| {
                     Ok(pairs
                         .iter()
                         .map(|(name, value)| (interner.intern(name), interner.intern(value)))
@@ -1173,10 +1177,6 @@ impl Joiner {
                 };
                 (kind, help, unit)
             });
-            let family = match metadata {
-                Some(_) => None,
-                None => self.family_of(tenant, &key, name),
-            };
             let labels_start = record.labels.len();
             record.labels.extend_from_slice(&labels);
             record.series.push(InputSeries {
@@ -1190,27 +1190,43 @@ impl Joiner {
         Ok(())
     }
 
-    /// A series' rendering, components, labels (interner ids, by name) and
-    /// name (an id), from the cache when the index has not changed since;
-    /// `labels_of` interns its labels when the cache does not know it.
+    /// A series' rendering, components, labels (interner ids, by name) and,
+    /// when `wants_family` (a series without metadata of its own), its
+    /// family's metadata from the 1.0 metadata seen, from the cache when
+    /// neither the index nor the metadata changed since; `labels_of` interns
+    /// its labels when the cache does not know it.
     fn resolve_series(
         &mut self,
         tenant: &Arc<str>,
         key: &[u8],
         generation: u64,
+        wants_family: bool,
         labels_of: impl FnOnce(&mut Interner) -> Result<Vec<(u32, u32)>, JoinError>,
     ) -> Result<KnownSeries, JoinError> {
-        if let Some(entry) = self.series_cache.get(tenant, key) {
-            let (render, labels, name) = (entry.render.clone(), entry.labels.clone(), entry.name);
+        // One lookup of the series for its binding and its family alike.
+        let family_generation = self.metadata.generation;
+        let wants_family = wants_family && !self.metadata.by_tenant.is_empty();
+        if let Some(entry) = self.series_cache.get_mut(tenant, key) {
+            let family = if !wants_family || entry.name == 0 {
+                None
+            } else if entry.family_generation == family_generation {
+                entry.family.clone()
+            } else {
+                let family = self.metadata.lookup(tenant, self.interner.get(entry.name));
+                entry.family = family.clone();
+                entry.family_generation = family_generation;
+                family
+            };
+            let (render, labels) = (entry.render.clone(), entry.labels.clone());
             if entry.generation == generation {
-                return Ok((render, entry.targets.clone(), labels, name));
+                return Ok((render, entry.targets.clone(), labels, family));
             }
             let targets = Arc::new(self.targets_of(tenant, &render));
             self.stats.series_resolved += 1;
             let entry = self.series_cache.get_mut(tenant, key).expect("just found");
             entry.generation = generation;
             entry.targets = targets.clone();
-            return Ok((render, targets, labels, name));
+            return Ok((render, targets, labels, family));
         }
         self.stats.series_cache_misses += 1;
         let mut labels = labels_of(&mut self.interner)?;
@@ -1226,6 +1242,11 @@ impl Joiner {
         let render = self.render_labels(&pairs);
         let targets = Arc::new(self.targets_of(tenant, &render));
         self.stats.series_resolved += 1;
+        let family = if wants_family && name != 0 {
+            self.metadata.lookup(tenant, self.interner.get(name))
+        } else {
+            None
+        };
         let labels: Arc<[(u32, u32)]> = labels.into();
         let entry = SeriesEntry {
             render: render.clone(),
@@ -1233,12 +1254,16 @@ impl Joiner {
             targets: targets.clone(),
             labels: labels.clone(),
             name,
-            family: None,
-            family_generation: u64::MAX,
+            family: family.clone(),
+            family_generation: if wants_family {
+                family_generation
+            } else {
+                u64::MAX
+            },
         };
         self.series_cache
             .insert(tenant, key, entry, self.settings.series_cache_max);
-        Ok((render, targets, labels, name))
+        Ok((render, targets, labels, family))
     }
 
     fn targets_of(&self, tenant: &str, render: &CachedRender) -> Vec<Target> {
@@ -1255,31 +1280,6 @@ impl Joiner {
                 output.payload = output::batch_json(output);
             }
         }
-    }
-
-    /// The metadata of the family of a 1.0 series, from its cache entry when
-    /// no metadata changed since.
-    fn family_of(
-        &mut self,
-        tenant: &Arc<str>,
-        key: &[u8],
-        name: u32,
-    ) -> Option<Arc<FamilyMetadata>> {
-        if self.metadata.by_tenant.is_empty() || name == 0 {
-            return None;
-        }
-        let generation = self.metadata.generation;
-        if let Some(entry) = self.series_cache.get(tenant, key)
-            && entry.family_generation == generation
-        {
-            return entry.family.clone();
-        }
-        let family = self.metadata.lookup(tenant, self.interner.get(name));
-        if let Some(entry) = self.series_cache.get_mut(tenant, key) {
-            entry.family = family.clone();
-            entry.family_generation = generation;
-        }
-        family
     }
 
     /// Binds the waiting samples whose identifiers gained a component.

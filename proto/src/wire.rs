@@ -241,6 +241,10 @@ pub fn packed_varints(field: &Field<'_>) -> Result<Vec<u64>, WireError> {
 /// Appends a base-128 varint.
 #[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    if value < 0x80 {
+        out.push(value as u8);
+        return;
+    }
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
