@@ -19,6 +19,8 @@
 #   BENCH_SERIES               synthetic series                       [200000]
 #   BENCH_SAMPLES_PER_REQUEST  samples per request                    [2000]
 #   BENCH_PROTOCOL             v1 or v2                               [v1]
+#   BENCH_INGEST               an ingest binary to run instead of this tree's
+#                              (another revision's build, to compare)  [none]
 #   KAFKA_PORT, KAFKA_CONTROLLER_PORT                                 [39692, 39693]
 #   KAFKA_SERVER_PROPERTIES    broker properties (kafka.sh), e.g.
 #                              log.segment.bytes=1073741824 (Kafka's default)
@@ -78,6 +80,9 @@ rm -f "$WORK"/runs/*
 say "building release ingest and loadtest ..."
 (cd "$REPO" && cargo build --release --bin ingest --bin loadtest >&2)
 LOADTEST="$REPO/target/release/loadtest"
+INGEST="${BENCH_INGEST:-$REPO/target/release/ingest}"
+[[ -x "$INGEST" ]] || die "BENCH_INGEST ($INGEST) is not an executable"
+say "ingest: $INGEST"
 
 start_private_kafka
 BROKERS="127.0.0.1:$KAFKA_PORT"
@@ -88,7 +93,7 @@ write_bench_keys
 say "starting ingest on 127.0.0.1:$ingest_port (log $WORK/ingest.log)"
 KAFKA_BROKERS="$BROKERS" INGEST_LISTEN="127.0.0.1:$ingest_port" API_KEYS_FILE="$WORK/keys.toml" \
     TOPIC_SAMPLES="$TOPIC" TOPIC_TOPOLOGY_RAW="bench.topology.$STAMP" \
-    "$REPO/target/release/ingest" >"$WORK/ingest.log" 2>&1 &
+    "$INGEST" >"$WORK/ingest.log" 2>&1 &
 ingest_pid=$!
 wait_ready "http://127.0.0.1:$ingest_port/readyz" "$ingest_pid" ingest "$WORK/ingest.log"
 URL="http://127.0.0.1:$ingest_port/receiver/prometheus/api/v1/write"
