@@ -13,7 +13,7 @@ use std::sync::Arc;
 use proto::{EXPORTED_PREFIX, wire};
 
 /// Field numbers of `io.prometheus.write.v2`.
-mod field {
+pub(crate) mod field {
     pub const REQUEST_SYMBOLS: u32 = 4;
     pub const REQUEST_TIMESERIES: u32 = 5;
     pub const SERIES_LABELS_REFS: u32 = 1;
@@ -492,7 +492,7 @@ impl<'i> RequestWriter<'i> {
 }
 
 /// `values` as one packed field (omitted when empty, as protobuf does).
-fn put_packed(out: &mut Vec<u8>, number: u32, values: &[u32]) {
+pub(crate) fn put_packed(out: &mut Vec<u8>, number: u32, values: &[u32]) {
     if values.is_empty() {
         return;
     }

@@ -5,16 +5,18 @@
 //! earlier part of those records is too.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::forward::config::BatchLimits;
 use crate::forward::offsets::Ticket;
-use crate::output::BatchSeries;
+use crate::forward::record::{Record, Span};
 
 /// The series of one record that belong to one shard.
 #[derive(Debug, Clone)]
 pub struct Piece {
     pub ticket: Ticket,
-    pub series: Vec<BatchSeries>,
+    pub record: Arc<Record>,
+    pub series: Vec<Span>,
 }
 
 /// Samples, histograms and exemplars, counted apart as `/metrics` reports them.
@@ -26,14 +28,6 @@ pub struct PointCounts {
 }
 
 impl PointCounts {
-    pub fn of(series: &BatchSeries) -> PointCounts {
-        PointCounts {
-            samples: series.samples.len() as u64,
-            histograms: series.histograms.len() as u64,
-            exemplars: series.exemplars.len() as u64,
-        }
-    }
-
     pub fn total(&self) -> u64 {
         self.samples + self.histograms + self.exemplars
     }
@@ -45,31 +39,13 @@ impl PointCounts {
     }
 }
 
-/// A series' size in a request before compression, near enough to bound it.
-pub fn estimated_bytes(series: &BatchSeries) -> usize {
-    let label_bytes = |labels: &[(String, String)]| -> usize {
-        labels
-            .iter()
-            .map(|(name, value)| name.len() + value.len() + 4)
-            .sum()
-    };
-    let histograms: usize = series
-        .histograms
-        .iter()
-        .map(|h| 32 + 10 * (h.positive_deltas.len() + h.negative_deltas.len()))
-        .sum();
-    let exemplars: usize = series
-        .exemplars
-        .iter()
-        .map(|(labels, _, _)| label_bytes(labels) + 20)
-        .sum();
-    label_bytes(&series.labels) + 20 * series.samples.len() + histograms + exemplars + 8
-}
-
 /// One request's worth of series, with the records it completes.
 #[derive(Debug, Default)]
 pub struct Batch {
-    pub series: Vec<BatchSeries>,
+    /// The records the series are of, each once.
+    pub records: Vec<Arc<Record>>,
+    /// Each series, with the index of its record in `records`.
+    pub series: Vec<(u32, Span)>,
     pub tickets: Vec<Ticket>,
     pub points: PointCounts,
     pub bytes: usize,
@@ -78,6 +54,15 @@ pub struct Batch {
 impl Batch {
     pub fn is_empty(&self) -> bool {
         self.series.is_empty() && self.tickets.is_empty()
+    }
+
+    /// The index of `record` in `records`, added if it is not the last one there.
+    fn record_index(&mut self, record: &Arc<Record>) -> u32 {
+        match self.records.last() {
+            Some(last) if Arc::ptr_eq(last, record) => {}
+            _ => self.records.push(record.clone()),
+        }
+        (self.records.len() - 1) as u32
     }
 }
 
@@ -101,8 +86,8 @@ impl Batcher {
     /// batch (one larger than the limits alone goes in a batch of its own).
     pub fn push(&mut self, piece: Piece) {
         for series in piece.series {
-            let points = PointCounts::of(&series);
-            let bytes = estimated_bytes(&series);
+            let points = series.points();
+            let bytes = series.estimated_bytes();
             let over = self.current.points.total() + points.total() > self.limits.max_points as u64
                 || self.current.bytes + bytes > self.limits.max_bytes;
             if over && !self.current.series.is_empty() {
@@ -110,7 +95,8 @@ impl Batcher {
             }
             self.current.points.add(points);
             self.current.bytes += bytes;
-            self.current.series.push(series);
+            let record = self.current.record_index(&piece.record);
+            self.current.series.push((record, series));
         }
         self.current.tickets.push(piece.ticket);
         if self.current.points.total() >= self.limits.max_points as u64
@@ -149,29 +135,30 @@ impl Batcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::v2;
 
-    fn series(name: &str, samples: usize) -> BatchSeries {
-        BatchSeries {
-            labels: vec![("__name__".into(), name.into())],
-            samples: (0..samples as i64)
-                .map(|t| v2::Sample {
-                    value: 1.0,
-                    timestamp: t,
-                    start_timestamp: 0,
-                })
-                .collect(),
-            ..BatchSeries::default()
+    /// A series of `samples` samples, its size as [`Record::parse`] estimates a
+    /// series of one label `__name__` named `name`.
+    fn series(name: &str, samples: usize) -> Span {
+        Span {
+            start: 0,
+            end: 0,
+            hash: 0,
+            points: PointCounts {
+                samples: samples as u64,
+                ..PointCounts::default()
+            },
+            bytes: "__name__".len() + name.len() + 4 + 20 * samples + 8,
         }
     }
 
-    fn piece(offset: i64, series: Vec<BatchSeries>) -> Piece {
+    fn piece(offset: i64, series: Vec<Span>) -> Piece {
         Piece {
             ticket: Ticket {
                 partition: 0,
                 offset,
                 generation: 0,
             },
+            record: Arc::new(Record::default()),
             series,
         }
     }
@@ -220,11 +207,32 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_holds_each_record_of_its_series_once() {
+        let mut batcher = Batcher::new(limits(10));
+        let first = piece(1, vec![series("a", 3), series("b", 3)]);
+        let second = piece(2, vec![series("c", 3), series("d", 3)]);
+        let (first_record, second_record) = (first.record.clone(), second.record.clone());
+        batcher.push(first);
+        batcher.push(second);
+        let full = batcher.take_ready().unwrap();
+        assert_eq!(full.records.len(), 2);
+        assert!(Arc::ptr_eq(&full.records[0], &first_record));
+        assert!(Arc::ptr_eq(&full.records[1], &second_record));
+        let indices: Vec<u32> = full.series.iter().map(|(record, _)| *record).collect();
+        assert_eq!(indices, vec![0, 0, 1]);
+        // The rest of the second record starts the next batch, which holds it too.
+        let rest = batcher.take_any().unwrap();
+        assert_eq!(rest.records.len(), 1);
+        assert!(Arc::ptr_eq(&rest.records[0], &second_record));
+        assert_eq!(rest.series[0].0, 0);
+    }
+
+    #[test]
     fn a_series_over_the_limit_goes_alone_and_bytes_bound_too() {
         let mut batcher = Batcher::new(limits(5));
         batcher.push(piece(1, vec![series("a", 12)]));
         assert_eq!(batcher.take_ready().unwrap().points.samples, 12);
-        let one = estimated_bytes(&series("long", 1));
+        let one = series("long", 1).estimated_bytes();
         let mut by_bytes = Batcher::new(BatchLimits {
             max_points: 1000,
             max_bytes: one * 2,

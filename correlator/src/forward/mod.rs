@@ -11,6 +11,7 @@ pub mod config;
 pub mod endpoint;
 pub mod metrics;
 pub mod offsets;
+pub mod record;
 pub mod request;
 pub mod retry;
 pub mod shard;
@@ -24,7 +25,6 @@ use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::config::Settings;
 use crate::forward::batch::Piece;
@@ -32,8 +32,8 @@ use crate::forward::config::ForwardSettings;
 use crate::forward::endpoint::Endpoint;
 use crate::forward::metrics::{ForwardMetrics, SkippedLabels, TopicLabels};
 use crate::forward::offsets::{OffsetTracker, Ticket};
+use crate::forward::record::{Record, Span};
 use crate::forward::shard::ShardContext;
-use crate::output::BatchSeries;
 use crate::samples_source::{SampleRecord, SamplesSource, SourceEvent};
 
 /// Pieces queued for each shard before the topic loop waits for it.
@@ -42,23 +42,13 @@ const SHARD_QUEUE_PIECES: usize = 64;
 /// How often the lag is measured.
 const LAG_EVERY: Duration = Duration::from_secs(5);
 
-/// The shard a series goes to: by its labels, so a series always takes the same one.
-fn shard_of(series: &BatchSeries, shards: usize) -> usize {
-    let mut hasher = Xxh3::new();
-    for (name, value) in &series.labels {
-        hasher.update(name.as_bytes());
-        hasher.update(&[0xff]);
-        hasher.update(value.as_bytes());
-        hasher.update(&[0xfe]);
-    }
-    (hasher.digest() % shards as u64) as usize
-}
-
 /// A record's series, split by shard (shards that get none are left out).
-pub fn split_by_shard(series: Vec<BatchSeries>, shards: usize) -> Vec<(usize, Vec<BatchSeries>)> {
-    let mut by_shard: Vec<Vec<BatchSeries>> = vec![Vec::new(); shards];
+pub fn split_by_shard(series: Vec<Span>, shards: usize) -> Vec<(usize, Vec<Span>)> {
+    // An even share and a quarter more: hashing spreads series unevenly.
+    let room = series.len() / shards + series.len() / (4 * shards) + 1;
+    let mut by_shard: Vec<Vec<Span>> = (0..shards).map(|_| Vec::with_capacity(room)).collect();
     for one in series {
-        by_shard[shard_of(&one, shards)].push(one);
+        by_shard[one.shard(shards)].push(one);
     }
     by_shard
         .into_iter()
@@ -90,8 +80,8 @@ impl TopicLoop {
         } else {
             record.content_type.as_str()
         };
-        let pieces = match crate::output::read_batch(content_type, &record.payload) {
-            Ok(series) => split_by_shard(series, self.shards.len()),
+        let (read, pieces) = match Record::read(content_type, record.payload) {
+            Ok((record, series)) => (Arc::new(record), split_by_shard(series, self.shards.len())),
             Err(error) => {
                 // Only another writer could put such a record there: count it, and move on.
                 warn!(%error, partition = origin.partition, offset = origin.offset, "skipping an unreadable record");
@@ -102,7 +92,7 @@ impl TopicLoop {
                         reason: "unreadable_record",
                     })
                     .inc();
-                Vec::new()
+                (Arc::default(), Vec::new())
             }
         };
         let (ticket, safe) = self
@@ -113,7 +103,11 @@ impl TopicLoop {
         }
         for (shard, series) in pieces {
             self.shards[shard]
-                .send(Piece { ticket, series })
+                .send(Piece {
+                    ticket,
+                    record: read.clone(),
+                    series,
+                })
                 .await
                 .context("a shard stopped")?;
         }
@@ -308,6 +302,8 @@ pub async fn run(settings: Settings, forward: ForwardSettings) -> anyhow::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forward::request::encode_series_v2;
+    use crate::output::BatchSeries;
 
     fn series(pod: &str) -> BatchSeries {
         BatchSeries {
@@ -316,19 +312,40 @@ mod tests {
         }
     }
 
+    fn spans(series: &[BatchSeries]) -> Vec<Span> {
+        Record::parse(encode_series_v2(series)).unwrap().1
+    }
+
     #[test]
     fn a_series_always_goes_to_the_same_shard_and_shards_share_the_work() {
-        let pods: Vec<String> = (0..400).map(|i| format!("pod-{i}")).collect();
-        let split = split_by_shard(pods.iter().map(|p| series(p)).collect(), 4);
+        let all: Vec<BatchSeries> = (0..400).map(|i| series(&format!("pod-{i}"))).collect();
+        let split = split_by_shard(spans(&all), 4);
         assert_eq!(split.len(), 4, "400 series reach every shard");
         for (shard, series) in &split {
             assert!(series.len() > 50, "shard {shard}: {}", series.len());
             for one in series {
-                assert_eq!(shard_of(one, 4), *shard);
+                assert_eq!(one.shard(4), *shard);
             }
         }
-        let again = split_by_shard(vec![series("pod-7")], 4);
-        assert_eq!(again[0].0, shard_of(&series("pod-7"), 4));
+        // The same labels in another record, with another symbol table: the same shard.
+        let mut reversed = all.clone();
+        reversed.reverse();
+        let forward = spans(&all);
+        let backward = spans(&reversed);
+        for (index, span) in forward.iter().enumerate() {
+            assert_eq!(span.shard(4), backward[all.len() - 1 - index].shard(4));
+        }
+        let again = split_by_shard(spans(&[series("pod-7")]), 4);
+        assert_eq!(again[0].0, forward[7].shard(4));
         assert!(split_by_shard(Vec::new(), 4).is_empty());
+        // A label's name and value are not interchangeable.
+        let swapped = BatchSeries {
+            labels: vec![
+                ("up".into(), "__name__".into()),
+                ("pod-7".into(), "pod".into()),
+            ],
+            ..BatchSeries::default()
+        };
+        assert_ne!(spans(&[swapped])[0].hash, forward[7].hash);
     }
 }

@@ -2,6 +2,12 @@
 //! remote-write 2.0 request with one symbol table for all of them, or its
 //! 1.0 form for receivers that speak only 1.0.
 //!
+//! Both are written from the records' own bytes ([`Record`]): a 2.0 series
+//! keeps its samples, histograms and start timestamp as they are, its
+//! symbol refs mapped to the request's table; a 1.0 series gets its labels
+//! straight from the record's symbols. The buffers are kept from one
+//! request to the next ([`Encoder`]).
+//!
 //! The 1.0 form carries the same samples, native histograms (fields 1 to 16
 //! are the same in both versions) and exemplars; 2.0's start timestamps have
 //! no place in it. Metadata, per series in 2.0, becomes one entry per metric
@@ -9,9 +15,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use proto::prometheus::{self as v1, WriteRequest};
+use proto::wire::{self, Field};
 use proto::{Message, v2};
 
+use crate::batch::{field, put_packed};
+use crate::forward::batch::Batch;
+use crate::forward::config::Protocol;
+use crate::forward::record::{Record, Span, checked_fields, checked_refs, is_plain_sample};
 use crate::output::BatchSeries;
 
 /// Metric types whose series carry suffixes of their family's name.
@@ -19,8 +29,26 @@ const HISTOGRAM: i32 = 3;
 const GAUGE_HISTOGRAM: i32 = 4;
 const SUMMARY: i32 = 5;
 
+/// Field numbers of `prometheus.WriteRequest` (1.0) that differ from 2.0's.
+mod v1_field {
+    pub const REQUEST_TIMESERIES: u32 = 1;
+    pub const REQUEST_METADATA: u32 = 3;
+    pub const SERIES_LABELS: u32 = 1;
+    /// As in 2.0.
+    pub const SERIES_SAMPLES: u32 = 2;
+    pub const SERIES_EXEMPLARS: u32 = 3;
+    pub const SERIES_HISTOGRAMS: u32 = 4;
+    pub const EXEMPLAR_LABELS: u32 = 1;
+    pub const METADATA_TYPE: u32 = 1;
+    pub const METADATA_FAMILY_NAME: u32 = 2;
+    pub const METADATA_HELP: u32 = 4;
+    pub const METADATA_UNIT: u32 = 5;
+    /// The last `Histogram` field both versions have.
+    pub const LAST_HISTOGRAM_FIELD: u32 = 16;
+}
+
 /// The family a series of metadata type `kind` belongs to, by its name.
-fn family_name(name: &str, kind: i32) -> &str {
+fn family_name(name: &[u8], kind: i32) -> &[u8] {
     let suffixes: &[&str] = match kind {
         HISTOGRAM | SUMMARY => &["_bucket", "_sum", "_count", "_created"],
         GAUGE_HISTOGRAM => &["_bucket", "_gsum", "_gcount"],
@@ -28,20 +56,22 @@ fn family_name(name: &str, kind: i32) -> &str {
     };
     suffixes
         .iter()
-        .find_map(|suffix| name.strip_suffix(suffix))
+        .find_map(|suffix| name.strip_suffix(suffix.as_bytes()))
         .unwrap_or(name)
 }
 
-/// Symbols of a 2.0 request, each once ("" first, as 2.0 requires).
-#[derive(Default)]
+/// Symbols of a 2.0 request built from owned series, each once ("" first, as 2.0 requires).
 struct Symbols<'s> {
     table: Vec<String>,
-    refs: HashMap<&'s str, u32>,
+    refs: HashMap<&'s str, u32, foldhash::fast::RandomState>,
 }
 
 impl<'s> Symbols<'s> {
     fn new() -> Symbols<'s> {
-        let mut symbols = Symbols::default();
+        let mut symbols = Symbols {
+            table: Vec::new(),
+            refs: HashMap::default(),
+        };
         symbols.reference("");
         symbols
     }
@@ -66,8 +96,9 @@ impl<'s> Symbols<'s> {
     }
 }
 
-/// An uncompressed `io.prometheus.write.v2.Request` of `series`.
-pub fn encode_v2(series: &[BatchSeries]) -> Vec<u8> {
+/// An uncompressed `io.prometheus.write.v2.Request` of owned `series` (a
+/// JSON record's, to be read as [`Record`]).
+pub fn encode_series_v2(series: &[BatchSeries]) -> Vec<u8> {
     let mut symbols = Symbols::new();
     let mut timeseries = Vec::with_capacity(series.len());
     for one in series {
@@ -104,74 +135,387 @@ pub fn encode_v2(series: &[BatchSeries]) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn v1_labels(labels: &[(String, String)]) -> Vec<v1::Label> {
-    labels
-        .iter()
-        .map(|(name, value)| v1::Label {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .collect()
+/// A series' metadata as read, its strings as refs of its record.
+#[derive(Default, Clone, Copy)]
+struct MetadataRefs {
+    kind: i32,
+    help: u32,
+    unit: u32,
 }
 
-/// The same histogram as 1.0 has it: the fields both versions share, by number.
-fn v1_histogram(histogram: &v2::Histogram) -> v1::Histogram {
-    v1::Histogram::decode(histogram.encode_to_vec().as_slice())
-        .expect("2.0's histogram fields 1 to 16 are 1.0's")
-}
-
-/// The `prometheus.WriteRequest` of the [`WriteRequest`] built by [`to_v1`].
-pub fn encode_v1(series: &[BatchSeries]) -> Vec<u8> {
-    to_v1(series).encode_to_vec()
-}
-
-/// `series` as a remote-write 1.0 request.
-pub fn to_v1(series: &[BatchSeries]) -> WriteRequest {
-    let mut families: BTreeMap<&str, v1::MetricMetadata> = BTreeMap::new();
-    let mut timeseries = Vec::with_capacity(series.len());
-    for one in series {
-        if let (Some((kind, help, unit)), Some(name)) = (&one.metadata, one.label("__name__")) {
-            let family = family_name(name, *kind);
-            families
-                .entry(family)
-                .or_insert_with(|| v1::MetricMetadata {
-                    r#type: *kind,
-                    metric_family_name: family.to_string(),
-                    help: help.clone(),
-                    unit: unit.clone(),
-                });
+impl MetadataRefs {
+    /// Merges one `Metadata` field in (a later field's values win, as protobuf has it).
+    fn merge(&mut self, bytes: &[u8]) {
+        for found in checked_fields(bytes) {
+            let value = || found.varint().expect("checked when read");
+            match found.number {
+                field::METADATA_TYPE => self.kind = value() as i32,
+                field::METADATA_HELP_REF => self.help = value() as u32,
+                field::METADATA_UNIT_REF => self.unit = value() as u32,
+                _ => {}
+            }
         }
-        timeseries.push(v1::TimeSeries {
-            labels: v1_labels(&one.labels),
-            samples: one
-                .samples
-                .iter()
-                .map(|sample| v1::Sample {
-                    value: sample.value,
-                    timestamp: sample.timestamp,
-                })
-                .collect(),
-            exemplars: one
-                .exemplars
-                .iter()
-                .map(|(labels, value, timestamp)| v1::Exemplar {
-                    labels: v1_labels(labels),
-                    value: *value,
-                    timestamp: *timestamp,
-                })
-                .collect(),
-            histograms: one.histograms.iter().map(v1_histogram).collect(),
-        });
     }
-    WriteRequest {
-        timeseries,
-        metadata: families.into_values().collect(),
+}
+
+/// A 1.0 metric family's type, help and unit.
+type FamilyMetadata<'b> = (i32, &'b [u8], &'b [u8]);
+
+/// Writes requests of [`Batch`]es; one per shard, its buffers kept between requests.
+pub struct Encoder {
+    /// The request before compression.
+    body: Vec<u8>,
+    /// 2.0: the symbols written so far, then the series.
+    symbols: Vec<u8>,
+    /// One series being written, and the parts of it written apart.
+    series: Vec<u8>,
+    rest: Vec<u8>,
+    nested: Vec<u8>,
+    refs: Vec<u32>,
+    exemplar_refs: Vec<u32>,
+    /// 2.0: each record symbol's ref in the request (`UNMAPPED` until used), by record.
+    remap: Vec<u32>,
+    remap_start: Vec<usize>,
+    compressed: Vec<u8>,
+    snappy: snap::raw::Encoder,
+}
+
+const UNMAPPED: u32 = u32::MAX;
+
+/// The 2.0 request's symbol table: each string once, by its bytes.
+struct Table<'b, 'e> {
+    ids: HashMap<&'b [u8], u32, foldhash::fast::RandomState>,
+    encoded: &'e mut Vec<u8>,
+    remap: &'e mut [u32],
+}
+
+impl<'b> Table<'b, '_> {
+    /// The request's ref of symbol `reference` of `record`, whose refs start at `start` in `remap`.
+    #[inline]
+    fn map(&mut self, record: &'b Record, start: usize, reference: u32) -> u32 {
+        let slot = &mut self.remap[start + reference as usize];
+        if *slot != UNMAPPED {
+            return *slot;
+        }
+        let text = record.symbol(reference);
+        let next = self.ids.len() as u32;
+        let mapped = *self.ids.entry(text).or_insert_with(|| {
+            wire::put_len_field(self.encoded, field::REQUEST_SYMBOLS, text);
+            next
+        });
+        *slot = mapped;
+        mapped
+    }
+
+    /// Field `number` of `out`: a message of label refs of `record` (its
+    /// first at `start` in `remap`) as one packed field of the request's refs,
+    /// then `tail`. A name without a value gets "", as when read.
+    fn put_message(
+        &mut self,
+        (out, number): (&mut Vec<u8>, u32),
+        (refs_field, refs): (u32, &mut Vec<u32>),
+        (record, start): (&'b Record, usize),
+        tail: &[u8],
+        message: &mut Vec<u8>,
+    ) {
+        if refs.len() % 2 == 1 {
+            refs.push(0);
+        }
+        for reference in refs.iter_mut() {
+            *reference = self.map(record, start, *reference);
+        }
+        message.clear();
+        put_packed(message, refs_field, refs);
+        message.extend_from_slice(tail);
+        wire::put_len_field(out, number, message);
+    }
+}
+
+/// Walks a series of `record`: its label refs into `refs`, its metadata
+/// merged, every other field to `each`.
+fn walk_series<'r>(
+    record: &'r Record,
+    span: &Span,
+    refs: &mut Vec<u32>,
+    mut each: impl FnMut(Field<'r>),
+) -> Option<MetadataRefs> {
+    refs.clear();
+    let mut metadata = None;
+    for found in checked_fields(record.series(span)) {
+        match found.number {
+            field::SERIES_LABELS_REFS => checked_refs(&found, |r| refs.push(r)),
+            field::SERIES_METADATA => metadata
+                .get_or_insert_with(MetadataRefs::default)
+                .merge(found.bytes().expect("checked when read")),
+            _ => each(found),
+        }
+    }
+    metadata
+}
+
+/// An exemplar's label refs into `refs`, its value and timestamp fields as they are into `rest`.
+fn split_exemplar(found: &Field<'_>, refs: &mut Vec<u32>, rest: &mut Vec<u8>) {
+    refs.clear();
+    rest.clear();
+    for part in checked_fields(found.bytes().expect("checked when read")) {
+        match part.number {
+            field::EXEMPLAR_LABELS_REFS => checked_refs(&part, |r| refs.push(r)),
+            field::EXEMPLAR_VALUE | field::EXEMPLAR_TIMESTAMP => rest.extend_from_slice(part.raw),
+            _ => {}
+        }
+    }
+}
+
+/// A `Label` (or any message of two strings, fields 1 and 2), empty strings left out as protobuf does.
+fn put_label(out: &mut Vec<u8>, number: u32, name: &[u8], value: &[u8]) {
+    // Nearly every label: both strings set, and every length fits one byte.
+    let label_len = 4 + name.len() + value.len();
+    if !name.is_empty() && !value.is_empty() && label_len < 0x80 && number < 16 {
+        let tag = (number << 3) as u8 | wire::WIRE_LEN;
+        out.reserve(2 + label_len);
+        out.extend_from_slice(&[tag, label_len as u8, 0x0a, name.len() as u8]);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&[0x12, value.len() as u8]);
+        out.extend_from_slice(value);
+        return;
+    }
+    let string_len = |text: &[u8]| {
+        if text.is_empty() {
+            0
+        } else {
+            1 + wire::varint_len(text.len() as u64) + text.len()
+        }
+    };
+    wire::put_varint(out, u64::from(number << 3 | u32::from(wire::WIRE_LEN)));
+    wire::put_varint(out, (string_len(name) + string_len(value)) as u64);
+    for (number, text) in [(1, name), (2, value)] {
+        if !text.is_empty() {
+            wire::put_len_field(out, number, text);
+        }
+    }
+}
+
+/// Label refs as (name, value) pairs; a name without a value gets ref 0, as when read.
+fn label_pairs(refs: &[u32]) -> impl Iterator<Item = (u32, u32)> + '_ {
+    refs.chunks(2)
+        .map(|pair| (pair[0], pair.get(1).copied().unwrap_or(0)))
+}
+
+impl Default for Encoder {
+    fn default() -> Encoder {
+        Encoder {
+            body: Vec::new(),
+            symbols: Vec::new(),
+            series: Vec::new(),
+            rest: Vec::new(),
+            nested: Vec::new(),
+            refs: Vec::new(),
+            exemplar_refs: Vec::new(),
+            remap: Vec::new(),
+            remap_start: Vec::new(),
+            compressed: Vec::new(),
+            snappy: snap::raw::Encoder::new(),
+        }
+    }
+}
+
+impl Encoder {
+    pub fn new() -> Encoder {
+        Encoder::default()
+    }
+
+    /// The snappy-compressed request of `batch` in `protocol`.
+    pub fn body(&mut self, protocol: Protocol, batch: &Batch) -> bytes::Bytes {
+        match protocol {
+            Protocol::V1 => self.encode_v1(batch),
+            Protocol::V2 => self.encode_v2(batch),
+        };
+        // Grown only: shrinking and growing it again would zero it for every request.
+        let room = snap::raw::max_compress_len(self.body.len());
+        if self.compressed.len() < room {
+            self.compressed.resize(room, 0);
+        }
+        let written = self
+            .snappy
+            .compress(&self.body, &mut self.compressed)
+            .expect("snappy compresses any buffer");
+        bytes::Bytes::copy_from_slice(&self.compressed[..written])
+    }
+
+    /// The uncompressed `io.prometheus.write.v2.Request` of `batch`.
+    pub fn encode_v2(&mut self, batch: &Batch) -> &[u8] {
+        self.remap_start.clear();
+        let mut symbol_refs = 0;
+        for record in &batch.records {
+            self.remap_start.push(symbol_refs);
+            symbol_refs += record.symbol_count();
+        }
+        self.remap.clear();
+        self.remap.resize(symbol_refs, UNMAPPED);
+        self.symbols.clear();
+        self.body.clear();
+        let mut table = Table {
+            ids: HashMap::with_capacity_and_hasher(symbol_refs.min(1 << 16), Default::default()),
+            encoded: &mut self.symbols,
+            remap: &mut self.remap,
+        };
+        table.ids.insert(b"", 0);
+        wire::put_len_field(table.encoded, field::REQUEST_SYMBOLS, b"");
+        for (index, span) in &batch.series {
+            let record: &Record = &batch.records[*index as usize];
+            let start = self.remap_start[*index as usize];
+            self.rest.clear();
+            let metadata = walk_series(record, span, &mut self.refs, |found| match found.number {
+                field::SERIES_SAMPLES
+                | field::SERIES_HISTOGRAMS
+                | field::SERIES_CREATED_TIMESTAMP => self.rest.extend_from_slice(found.raw),
+                field::SERIES_EXEMPLARS => {
+                    split_exemplar(&found, &mut self.exemplar_refs, &mut self.nested);
+                    table.put_message(
+                        (&mut self.rest, field::SERIES_EXEMPLARS),
+                        (field::EXEMPLAR_LABELS_REFS, &mut self.exemplar_refs),
+                        (record, start),
+                        &self.nested,
+                        &mut self.series,
+                    );
+                }
+                _ => {}
+            });
+            if let Some(metadata) = metadata {
+                self.nested.clear();
+                for (number, value) in [
+                    (field::METADATA_TYPE, metadata.kind as u64),
+                    (
+                        field::METADATA_HELP_REF,
+                        u64::from(table.map(record, start, metadata.help)),
+                    ),
+                    (
+                        field::METADATA_UNIT_REF,
+                        u64::from(table.map(record, start, metadata.unit)),
+                    ),
+                ] {
+                    if value != 0 {
+                        wire::put_varint(&mut self.nested, u64::from(number << 3));
+                        wire::put_varint(&mut self.nested, value);
+                    }
+                }
+                wire::put_len_field(&mut self.rest, field::SERIES_METADATA, &self.nested);
+            }
+            table.put_message(
+                (&mut self.body, field::REQUEST_TIMESERIES),
+                (field::SERIES_LABELS_REFS, &mut self.refs),
+                (record, start),
+                &self.rest,
+                &mut self.series,
+            );
+        }
+        drop(table);
+        // The symbols first, as senders put them.
+        self.symbols.extend_from_slice(&self.body);
+        std::mem::swap(&mut self.symbols, &mut self.body);
+        &self.body
+    }
+
+    /// The uncompressed `prometheus.WriteRequest` of `batch`.
+    pub fn encode_v1(&mut self, batch: &Batch) -> &[u8] {
+        self.body.clear();
+        let mut families: BTreeMap<&[u8], FamilyMetadata<'_>> = BTreeMap::new();
+        for (index, span) in &batch.series {
+            let record: &Record = &batch.records[*index as usize];
+            self.rest.clear();
+            let metadata = walk_series(record, span, &mut self.refs, |found| match found.number {
+                // 1.0's `Sample` is 2.0's without the start timestamp (field 3),
+                // in the same field of the series.
+                field::SERIES_SAMPLES if is_plain_sample(found.bytes().expect("checked")) => {
+                    self.rest.extend_from_slice(found.raw)
+                }
+                // A histogram has 1.0's fields and 2.0's start timestamp (field 17).
+                field::SERIES_SAMPLES | field::SERIES_HISTOGRAMS => {
+                    let (into, last_field) = if found.number == field::SERIES_SAMPLES {
+                        (v1_field::SERIES_SAMPLES, 2)
+                    } else {
+                        (v1_field::SERIES_HISTOGRAMS, v1_field::LAST_HISTOGRAM_FIELD)
+                    };
+                    self.nested.clear();
+                    copy_fields(&mut self.nested, &found, |number| number <= last_field);
+                    wire::put_len_field(&mut self.rest, into, &self.nested);
+                }
+                field::SERIES_EXEMPLARS => {
+                    split_exemplar(&found, &mut self.exemplar_refs, &mut self.nested);
+                    self.series.clear();
+                    for (name, value) in label_pairs(&self.exemplar_refs) {
+                        put_label(
+                            &mut self.series,
+                            v1_field::EXEMPLAR_LABELS,
+                            record.symbol(name),
+                            record.symbol(value),
+                        );
+                    }
+                    self.series.extend_from_slice(&self.nested);
+                    wire::put_len_field(&mut self.rest, v1_field::SERIES_EXEMPLARS, &self.series);
+                }
+                _ => {}
+            });
+            self.series.clear();
+            let mut metric_name = None;
+            for (name, value) in label_pairs(&self.refs) {
+                let (name, value) = (record.symbol(name), record.symbol(value));
+                if metric_name.is_none() && name == b"__name__" {
+                    metric_name = Some(value);
+                }
+                put_label(&mut self.series, v1_field::SERIES_LABELS, name, value);
+            }
+            self.series.extend_from_slice(&self.rest);
+            wire::put_len_field(&mut self.body, v1_field::REQUEST_TIMESERIES, &self.series);
+            if let (Some(metadata), Some(name)) = (metadata, metric_name) {
+                families
+                    .entry(family_name(name, metadata.kind))
+                    .or_insert_with(|| {
+                        (
+                            metadata.kind,
+                            record.symbol(metadata.help),
+                            record.symbol(metadata.unit),
+                        )
+                    });
+            }
+        }
+        for (family, (kind, help, unit)) in families {
+            self.nested.clear();
+            if kind != 0 {
+                wire::put_varint(&mut self.nested, u64::from(v1_field::METADATA_TYPE << 3));
+                wire::put_varint(&mut self.nested, kind as u64);
+            }
+            for (number, text) in [
+                (v1_field::METADATA_FAMILY_NAME, family),
+                (v1_field::METADATA_HELP, help),
+                (v1_field::METADATA_UNIT, unit),
+            ] {
+                if !text.is_empty() {
+                    wire::put_len_field(&mut self.nested, number, text);
+                }
+            }
+            wire::put_len_field(&mut self.body, v1_field::REQUEST_METADATA, &self.nested);
+        }
+        &self.body
+    }
+}
+
+/// The fields of message `found` whose numbers `keep` takes, as they were.
+fn copy_fields(out: &mut Vec<u8>, found: &Field<'_>, keep: impl Fn(u32) -> bool) {
+    for part in checked_fields(found.bytes().expect("checked when read")) {
+        if keep(part.number) {
+            out.extend_from_slice(part.raw);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    use proto::prometheus::{self as v1, WriteRequest};
+
     use crate::output::read_batch;
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -231,23 +575,92 @@ mod tests {
         ]
     }
 
+    /// A batch of every series of `payloads`, each read as a record.
+    fn batch_of(payloads: Vec<Vec<u8>>) -> Batch {
+        let mut batch = Batch::default();
+        for payload in payloads {
+            let (record, spans) = Record::parse(payload).unwrap();
+            batch.records.push(Arc::new(record));
+            let index = batch.records.len() as u32 - 1;
+            batch
+                .series
+                .extend(spans.into_iter().map(|span| (index, span)));
+        }
+        batch
+    }
+
+    /// The same series in another order, and so another symbol table.
+    fn reversed() -> Vec<BatchSeries> {
+        let mut series = batch();
+        series.reverse();
+        series[0].labels.push(("zone".into(), "b".into()));
+        series
+    }
+
+    fn encode_v2(batch: &Batch) -> Vec<u8> {
+        Encoder::new().encode_v2(batch).to_vec()
+    }
+
+    fn encode_v1(batch: &Batch) -> Vec<u8> {
+        Encoder::new().encode_v1(batch).to_vec()
+    }
+
     #[test]
     fn a_v2_request_reads_back_as_the_series_it_was_built_from() {
         let series = batch();
-        let read = read_batch(proto::CONTENT_TYPE_V2, &encode_v2(&series)).unwrap();
+        let body = encode_v2(&batch_of(vec![encode_series_v2(&series)]));
+        let read = read_batch(proto::CONTENT_TYPE_V2, &body).unwrap();
         assert_eq!(read.len(), series.len());
         // The stale marker's bits survive; NaN != NaN, so compare them apart.
         assert_eq!(read[0].samples[1].value.to_bits(), proto::STALE_NAN_BITS);
         assert_eq!(read[1..], series[1..]);
-        let request = v2::Request::decode(encode_v2(&series).as_slice()).unwrap();
+        let request = v2::Request::decode(body.as_slice()).unwrap();
         assert_eq!(request.symbols[0], "");
         let distinct: std::collections::HashSet<&String> = request.symbols.iter().collect();
         assert_eq!(distinct.len(), request.symbols.len(), "each symbol once");
     }
 
     #[test]
+    fn series_of_records_with_their_own_symbols_share_one_table() {
+        let payloads = vec![encode_series_v2(&batch()), encode_series_v2(&reversed())];
+        let mut written: Vec<BatchSeries> = batch();
+        written.extend(reversed());
+        let mut encoder = Encoder::new();
+        // Twice with one encoder: nothing of the first request stays in the second.
+        for _ in 0..2 {
+            let body = encoder.encode_v2(&batch_of(payloads.clone())).to_vec();
+            let read = read_batch(proto::CONTENT_TYPE_V2, &body).unwrap();
+            assert_eq!(read.len(), written.len());
+            for (read, written) in read.iter().zip(&written) {
+                assert_eq!(read.labels, written.labels);
+                assert_eq!(read.exemplars, written.exemplars);
+                assert_eq!(read.histograms, written.histograms);
+                assert_eq!(read.metadata, written.metadata);
+            }
+            let request = v2::Request::decode(body.as_slice()).unwrap();
+            let distinct: std::collections::HashSet<&String> = request.symbols.iter().collect();
+            assert_eq!(distinct.len(), request.symbols.len(), "each symbol once");
+            let v1 = WriteRequest::decode(encoder.encode_v1(&batch_of(payloads.clone()))).unwrap();
+            let names: Vec<Vec<(String, String)>> = v1
+                .timeseries
+                .iter()
+                .map(|s| {
+                    s.labels
+                        .iter()
+                        .map(|l| (l.name.clone(), l.value.clone()))
+                        .collect()
+                })
+                .collect();
+            let wanted: Vec<Vec<(String, String)>> =
+                written.iter().map(|s| s.labels.clone()).collect();
+            assert_eq!(names, wanted);
+        }
+    }
+
+    #[test]
     fn the_v1_form_keeps_samples_histograms_exemplars_and_names_families() {
-        let request = WriteRequest::decode(encode_v1(&batch()).as_slice()).unwrap();
+        let batch = batch_of(vec![encode_series_v2(&batch())]);
+        let request = WriteRequest::decode(encode_v1(&batch).as_slice()).unwrap();
         assert_eq!(request.timeseries.len(), 3);
         let bucket = &request.timeseries[0];
         assert_eq!(bucket.labels[0].name, "__name__");
@@ -273,11 +686,28 @@ mod tests {
     }
 
     #[test]
+    fn labels_are_written_as_prost_writes_them() {
+        let long = "x".repeat(200);
+        for (name, value) in [("job", "node"), ("", "v"), ("n", ""), ("le", long.as_str())] {
+            let mut ours = Vec::new();
+            put_label(&mut ours, 1, name.as_bytes(), value.as_bytes());
+            let series = v1::TimeSeries {
+                labels: vec![v1::Label {
+                    name: name.into(),
+                    value: value.into(),
+                }],
+                ..v1::TimeSeries::default()
+            };
+            assert_eq!(ours, series.encode_to_vec(), "{name:?} = {value:?}");
+        }
+    }
+
+    #[test]
     fn family_names_drop_only_the_suffixes_of_their_type() {
-        assert_eq!(family_name("x_bucket", HISTOGRAM), "x");
-        assert_eq!(family_name("x_gsum", GAUGE_HISTOGRAM), "x");
-        assert_eq!(family_name("x_count", SUMMARY), "x");
-        assert_eq!(family_name("requests_total", 1), "requests_total");
-        assert_eq!(family_name("x_count", 2), "x_count");
+        assert_eq!(family_name(b"x_bucket", HISTOGRAM), b"x");
+        assert_eq!(family_name(b"x_gsum", GAUGE_HISTOGRAM), b"x");
+        assert_eq!(family_name(b"x_count", SUMMARY), b"x");
+        assert_eq!(family_name(b"requests_total", 1), b"requests_total");
+        assert_eq!(family_name(b"x_count", 2), b"x_count");
     }
 }

@@ -11,13 +11,12 @@ use tokio::time::Instant;
 use tracing::warn;
 
 use crate::forward::batch::{Batch, Batcher, Piece};
-use crate::forward::config::{ForwardSettings, Protocol};
+use crate::forward::config::ForwardSettings;
 use crate::forward::endpoint::{Answer, Endpoint};
 use crate::forward::metrics::{ForwardMetrics, OutcomeLabels, TopicLabels};
 use crate::forward::offsets::Ticket;
-use crate::forward::request;
+use crate::forward::request::Encoder;
 use crate::forward::retry::{Backoff, Verdict, verdict};
-use crate::output::BatchSeries;
 
 /// What every shard of a topic shares.
 pub struct ShardContext {
@@ -35,6 +34,7 @@ pub async fn run(
     answered: mpsc::UnboundedSender<Vec<Ticket>>,
 ) {
     let mut batcher = Batcher::new(context.settings.limits);
+    let mut encoder = Encoder::new();
     let mut backoff = Backoff::new(context.settings.min_backoff, context.settings.max_backoff);
     // When the oldest series of the batch being filled arrived.
     let mut filling_since: Option<Instant> = None;
@@ -51,7 +51,7 @@ pub async fn run(
                     Ok(next) => next,
                     Err(_deadline) => {
                         while let Some(batch) = batcher.take_any() {
-                            send(&context, &mut backoff, batch, &answered).await;
+                            send(&context, &mut encoder, &mut backoff, batch, &answered).await;
                         }
                         filling_since = None;
                         continue;
@@ -61,14 +61,14 @@ pub async fn run(
         };
         let Some(piece) = next else {
             while let Some(batch) = batcher.take_any() {
-                send(&context, &mut backoff, batch, &answered).await;
+                send(&context, &mut encoder, &mut backoff, batch, &answered).await;
             }
             return;
         };
         batcher.push(piece);
         let mut sent_full = false;
         while let Some(batch) = batcher.take_ready() {
-            send(&context, &mut backoff, batch, &answered).await;
+            send(&context, &mut encoder, &mut backoff, batch, &answered).await;
             sent_full = true;
         }
         // What is left started filling now if a full batch just left.
@@ -80,28 +80,16 @@ pub async fn run(
     }
 }
 
-/// The snappy-compressed request of `series` in `protocol`.
-pub fn request_body(protocol: Protocol, series: &[BatchSeries]) -> bytes::Bytes {
-    let body = match protocol {
-        Protocol::V1 => request::encode_v1(series),
-        Protocol::V2 => request::encode_v2(series),
-    };
-    bytes::Bytes::from(
-        snap::raw::Encoder::new()
-            .compress_vec(&body)
-            .expect("snappy compresses any buffer"),
-    )
-}
-
 /// Sends `batch` until it is answered for good, then hands its tickets back.
 async fn send(
     context: &ShardContext,
+    encoder: &mut Encoder,
     backoff: &mut Backoff,
     batch: Batch,
     answered: &mpsc::UnboundedSender<Vec<Ticket>>,
 ) {
     if !batch.series.is_empty() {
-        let body = request_body(context.settings.protocol, &batch.series);
+        let body = encoder.body(context.settings.protocol, &batch);
         send_until_answered(context, backoff, &batch, body).await;
     }
     // The receiving end is gone only when the topic loop stopped: nothing to store then.
