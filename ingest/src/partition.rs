@@ -841,6 +841,38 @@ mod tests {
         assert!(split(&request(&[(SAMPLES, good_sample)], Some(metadata))).is_err());
     }
 
+    /// Groups in an unknown field of a series are skipped as prost skips
+    /// them, as deep as prost goes there; one level deeper both refuse.
+    #[test]
+    fn v1_groups_are_skipped_to_prosts_depth() {
+        use proto::wire::{WIRE_END_GROUP, WIRE_START_GROUP};
+        let request = |depth: usize| {
+            let mut series = series(&[("__name__", "up")], 1.0).encode_to_vec();
+            for _ in 0..depth {
+                wire::put_key(&mut series, 9, WIRE_START_GROUP);
+            }
+            for _ in 0..depth {
+                wire::put_key(&mut series, 9, WIRE_END_GROUP);
+            }
+            let mut request = Vec::new();
+            wire::put_len_field(&mut request, field::WRITE_REQUEST_TIMESERIES, &series);
+            request
+        };
+        let deepest = (1..120)
+            .take_while(|depth| WriteRequest::decode(&request(*depth)[..]).is_ok())
+            .last()
+            .unwrap();
+        assert!(deepest < 119);
+        let split = |raw: &[u8]| split_v1(raw, "tenant", &SeriesLimits::default(), 8);
+        let batch = split(&request(deepest)).unwrap();
+        assert_eq!(batch.written.samples, 1);
+        WriteRequest::decode(batch.records[0].1.as_slice()).unwrap();
+        assert_eq!(
+            split(&request(deepest + 1)).map(|b| b.records),
+            Err(WireError::RecursionLimit)
+        );
+    }
+
     fn exemplar(trace: &str) -> proto::prometheus::Exemplar {
         proto::prometheus::Exemplar {
             labels: vec![Label {
