@@ -356,7 +356,8 @@ pub fn split_v1(
 }
 
 /// prost's recursion budget at the fields of a `TimeSeries` or a
-/// `MetricMetadata`, and at those of the messages in a series.
+/// `MetricMetadata`, and at those of the messages in a series (one less again
+/// in an exemplar's labels).
 const SERIES_DEPTH: u32 = wire::RECURSION_LIMIT - 1;
 const SERIES_CHILD_DEPTH: u32 = wire::RECURSION_LIMIT - 2;
 
@@ -577,7 +578,8 @@ fn check_v1_exemplar(exemplar: &[u8]) -> Result<bool, WireError> {
         let field = field?;
         match field.number {
             field::EXEMPLAR_LABELS => {
-                for label_field in field.message()? {
+                let label = field.bytes()?;
+                for label_field in Fields::nested(label, SERIES_CHILD_DEPTH - 1) {
                     let label_field = label_field?;
                     if matches!(label_field.number, field::LABEL_NAME | field::LABEL_VALUE) {
                         utf8 &= std::str::from_utf8(label_field.bytes()?).is_ok();

@@ -91,20 +91,28 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
-    /// A field key: (field number, wire type), checked as prost's `decode_key`.
+    /// A field key: (field number, wire type), checked as prost's `decode_key`
+    /// (a key that fails two checks reports its zero field number).
     #[inline]
     pub fn key(&mut self) -> Result<(u32, u8), WireError> {
-        let key = read_varint(self.buf, &mut self.pos)?;
-        let key = u32::try_from(key).map_err(|_| WireError::KeyTooLarge(key))?;
-        let wire_type = (key & 7) as u8;
+        let (number, wire_type) = self.key_of_any_type()?;
         if wire_type > WIRE_FIXED32 {
             return Err(WireError::BadWireType(wire_type));
         }
+        Ok((number, wire_type))
+    }
+
+    /// [`Reader::key`] but for the wire type, which the caller matches on
+    /// (one branch per field less in `Fields`).
+    #[inline]
+    fn key_of_any_type(&mut self) -> Result<(u32, u8), WireError> {
+        let key = read_varint(self.buf, &mut self.pos)?;
+        let key = u32::try_from(key).map_err(|_| WireError::KeyTooLarge(key))?;
         let number = key >> 3;
         if number == 0 {
             return Err(WireError::ZeroFieldNumber);
         }
-        Ok((number, wire_type))
+        Ok((number, (key & 7) as u8))
     }
 
     #[inline]
@@ -218,8 +226,6 @@ pub struct Field<'a> {
     pub number: u32,
     pub value: Value<'a>,
     pub raw: &'a [u8],
-    /// The recursion budget of the message holding the field.
-    pub depth: u32,
 }
 
 impl<'a> Field<'a> {
@@ -229,15 +235,6 @@ impl<'a> Field<'a> {
             Value::Len(bytes) => Ok(bytes),
             other => Err(self.unexpected(other)),
         }
-    }
-
-    /// The fields of the message this field holds, one level deeper.
-    pub fn message(&self) -> Result<Fields<'a>, WireError> {
-        let bytes = self.bytes()?;
-        if self.depth == 0 {
-            return Err(WireError::RecursionLimit);
-        }
-        Ok(Fields::nested(bytes, self.depth - 1))
     }
 
     pub fn varint(&self) -> Result<u64, WireError> {
@@ -287,23 +284,23 @@ impl<'a> Fields<'a> {
     fn next_field(&mut self) -> Result<Field<'a>, WireError> {
         let reader = &mut self.reader;
         let start = reader.pos;
-        let (number, wire_type) = reader.key()?;
+        let (number, wire_type) = reader.key_of_any_type()?;
         let value = match wire_type {
             WIRE_VARINT => Value::Varint(reader.varint()?),
             WIRE_FIXED64 => Value::Fixed64(reader.fixed64()?),
             WIRE_LEN => Value::Len(reader.len_delimited()?),
             WIRE_FIXED32 => Value::Fixed32(reader.fixed32()?),
-            _ => {
+            WIRE_START_GROUP | WIRE_END_GROUP => {
                 // Refuses an end group, skips a whole group.
                 reader.skip(number, wire_type, self.depth)?;
                 Value::Group
             }
+            other => return Err(WireError::BadWireType(other)),
         };
         Ok(Field {
             number,
             value,
             raw: &reader.buf[start..reader.pos],
-            depth: self.depth,
         })
     }
 }
