@@ -10,25 +10,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use proto::{EXPORTED_PREFIX, wire};
-
-/// Field numbers of `io.prometheus.write.v2`.
-pub(crate) mod field {
-    pub const REQUEST_SYMBOLS: u32 = 4;
-    pub const REQUEST_TIMESERIES: u32 = 5;
-    pub const SERIES_LABELS_REFS: u32 = 1;
-    pub const SERIES_SAMPLES: u32 = 2;
-    pub const SERIES_HISTOGRAMS: u32 = 3;
-    pub const SERIES_EXEMPLARS: u32 = 4;
-    pub const SERIES_METADATA: u32 = 5;
-    pub const SERIES_CREATED_TIMESTAMP: u32 = 6;
-    pub const EXEMPLAR_LABELS_REFS: u32 = 1;
-    pub const EXEMPLAR_VALUE: u32 = 2;
-    pub const EXEMPLAR_TIMESTAMP: u32 = 3;
-    pub const METADATA_TYPE: u32 = 1;
-    pub const METADATA_HELP_REF: u32 = 3;
-    pub const METADATA_UNIT_REF: u32 = 4;
-}
+use proto::EXPORTED_PREFIX;
+pub(crate) use proto::fields::v2 as field;
+use proto::wire::{self, WIRE_FIXED64, WIRE_VARINT};
 
 /// Label strings, each once, by id (id 0 is ""): kept across records, so a
 /// cached series holds its labels as ids and a record of known series needs
@@ -316,14 +300,14 @@ impl<'i> RequestWriter<'i> {
         }
         self.series.clear();
         self.write_labels(labels);
-        put_packed(&mut self.series, field::SERIES_LABELS_REFS, &self.refs);
+        put_packed(&mut self.series, field::TIME_SERIES_LABELS_REFS, &self.refs);
         for point in points {
             match point {
                 PointBytes::Sample(bytes) => {
-                    wire::put_len_field(&mut self.series, field::SERIES_SAMPLES, bytes)
+                    wire::put_len_field(&mut self.series, field::TIME_SERIES_SAMPLES, bytes)
                 }
                 PointBytes::Histogram(bytes) => {
-                    wire::put_len_field(&mut self.series, field::SERIES_HISTOGRAMS, bytes)
+                    wire::put_len_field(&mut self.series, field::TIME_SERIES_HISTOGRAMS, bytes)
                 }
                 PointBytes::Exemplar(exemplar) => self.write_exemplar(exemplar),
             }
@@ -347,18 +331,19 @@ impl<'i> RequestWriter<'i> {
                 (field::METADATA_UNIT_REF, u64::from(unit)),
             ] {
                 if value != 0 {
-                    wire::put_varint(encoded, u64::from(number << 3));
+                    wire::put_key(encoded, number, WIRE_VARINT);
                     wire::put_varint(encoded, value);
                 }
             }
             if !encoded.is_empty() {
-                wire::put_len_field(&mut self.series, field::SERIES_METADATA, encoded);
+                wire::put_len_field(&mut self.series, field::TIME_SERIES_METADATA, encoded);
             }
         }
         if created_timestamp != 0 {
-            wire::put_varint(
+            wire::put_key(
                 &mut self.series,
-                u64::from(field::SERIES_CREATED_TIMESTAMP << 3),
+                field::TIME_SERIES_CREATED_TIMESTAMP,
+                WIRE_VARINT,
             );
             wire::put_varint(&mut self.series, created_timestamp as u64);
         }
@@ -473,13 +458,13 @@ impl<'i> RequestWriter<'i> {
         }
         let mut encoded = Vec::with_capacity(24 + refs.len());
         put_packed(&mut encoded, field::EXEMPLAR_LABELS_REFS, &refs);
-        wire::put_varint(&mut encoded, u64::from(field::EXEMPLAR_VALUE << 3 | 1));
+        wire::put_key(&mut encoded, field::EXEMPLAR_VALUE, WIRE_FIXED64);
         encoded.extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
         if exemplar.timestamp != 0 {
-            wire::put_varint(&mut encoded, u64::from(field::EXEMPLAR_TIMESTAMP << 3));
+            wire::put_key(&mut encoded, field::EXEMPLAR_TIMESTAMP, WIRE_VARINT);
             wire::put_varint(&mut encoded, exemplar.timestamp as u64);
         }
-        wire::put_len_field(&mut self.series, field::SERIES_EXEMPLARS, &encoded);
+        wire::put_len_field(&mut self.series, field::TIME_SERIES_EXEMPLARS, &encoded);
     }
 
     /// The request: its symbol table, then its series.

@@ -15,6 +15,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
 use std::sync::Arc;
 
+use proto::fields::{prometheus as v1, v2};
 use proto::records::UnboundReason;
 use proto::wire::{self, Fields, Value, WireError, read_varint};
 use thiserror::Error;
@@ -509,9 +510,9 @@ fn sort_labels(labels: &mut [(u32, u32)], interner: &Interner) {
 /// Appends a label's key bytes: a `TimeSeries` field 1 holding a `Label`.
 fn put_key_label(keys: &mut Vec<u8>, name: &str, value: &str, scratch: &mut Vec<u8>) {
     scratch.clear();
-    wire::put_len_field(scratch, 1, name.as_bytes());
-    wire::put_len_field(scratch, 2, value.as_bytes());
-    wire::put_len_field(keys, 1, scratch);
+    wire::put_len_field(scratch, v1::LABEL_NAME, name.as_bytes());
+    wire::put_len_field(scratch, v1::LABEL_VALUE, value.as_bytes());
+    wire::put_len_field(keys, v1::TIME_SERIES_LABELS, scratch);
 }
 
 /// A 1.0 exemplar: labels = 1 (Label), value = 2, timestamp = 3.
@@ -523,9 +524,9 @@ fn read_v1_exemplar<'a>(
     for part in Fields::new(exemplar) {
         let part = part?;
         match part.number {
-            1 => labels.push(read_label(part.bytes()?)?),
-            2 => value = f64::from_bits(part.fixed64()?),
-            3 => timestamp = part.varint()? as i64,
+            v1::EXEMPLAR_LABELS => labels.push(read_label(part.bytes()?)?),
+            v1::EXEMPLAR_VALUE => value = f64::from_bits(part.fixed64()?),
+            v1::EXEMPLAR_TIMESTAMP => timestamp = part.varint()? as i64,
             _ => {}
         }
     }
@@ -924,7 +925,7 @@ impl Joiner {
         // Metadata entries first, whatever their place: the series use them.
         for field in Fields::new(payload) {
             let field = field?;
-            if field.number == 3 {
+            if field.number == v1::WRITE_REQUEST_METADATA {
                 self.remember_v1_metadata(tenant, field.bytes()?)?;
             }
         }
@@ -933,7 +934,7 @@ impl Joiner {
         let mut scattered_key: Vec<u8> = Vec::new();
         for field in Fields::new(payload) {
             let field = field?;
-            if field.number != 1 {
+            if field.number != v1::WRITE_REQUEST_TIMESERIES {
                 continue;
             }
             let series = field.bytes()?;
@@ -945,7 +946,7 @@ impl Joiner {
             for inner in Fields::new(series) {
                 let inner = inner?;
                 match inner.number {
-                    1 => {
+                    v1::TIME_SERIES_LABELS => {
                         label_fields.push(inner.bytes()?);
                         let start = inner.raw.as_ptr() as usize - series.as_ptr() as usize;
                         let end = start + inner.raw.len();
@@ -957,12 +958,12 @@ impl Joiner {
                             }
                         };
                     }
-                    2 => {
+                    v1::TIME_SERIES_SAMPLES => {
                         let bytes = inner.bytes()?;
-                        let timestamp = varint_field(bytes, 2)?;
+                        let timestamp = varint_field(bytes, v1::SAMPLE_TIMESTAMP)?;
                         record.points.push(Point::Sample { bytes, timestamp });
                     }
-                    3 => {
+                    v1::TIME_SERIES_EXEMPLARS => {
                         let start = record.exemplar_labels.len();
                         let (value, timestamp) =
                             read_v1_exemplar(inner.bytes()?, &mut record.exemplar_labels)?;
@@ -972,9 +973,9 @@ impl Joiner {
                             timestamp,
                         });
                     }
-                    4 => {
+                    v1::TIME_SERIES_HISTOGRAMS => {
                         let bytes = inner.bytes()?;
-                        let timestamp = varint_field(bytes, 15)?;
+                        let timestamp = varint_field(bytes, v1::HISTOGRAM_TIMESTAMP)?;
                         record.points.push(Point::Histogram { bytes, timestamp });
                     }
                     _ => {}
@@ -985,7 +986,7 @@ impl Joiner {
                 _ => {
                     scattered_key.clear();
                     for label in &label_fields {
-                        wire::put_len_field(&mut scattered_key, 1, label);
+                        wire::put_len_field(&mut scattered_key, v1::TIME_SERIES_LABELS, label);
                     }
                     &scattered_key
                 }
@@ -1018,10 +1019,10 @@ impl Joiner {
         for part in Fields::new(entry) {
             let part = part?;
             match part.number {
-                1 => kind = part.varint()? as i32,
-                2 => family = utf8(part.bytes()?)?,
-                4 => help = utf8(part.bytes()?)?,
-                5 => unit = utf8(part.bytes()?)?,
+                v1::METRIC_METADATA_TYPE => kind = part.varint()? as i32,
+                v1::METRIC_METADATA_METRIC_FAMILY_NAME => family = utf8(part.bytes()?)?,
+                v1::METRIC_METADATA_HELP => help = utf8(part.bytes()?)?,
+                v1::METRIC_METADATA_UNIT => unit = utf8(part.bytes()?)?,
                 _ => {}
             }
         }
@@ -1049,7 +1050,7 @@ impl Joiner {
         let mut symbols = Vec::with_capacity(256);
         for field in Fields::new(payload) {
             let field = field?;
-            if field.number == 4 {
+            if field.number == v2::REQUEST_SYMBOLS {
                 symbols.push(utf8(field.bytes()?)?);
             }
         }
@@ -1077,7 +1078,7 @@ impl Joiner {
         let mut exemplar_refs: Vec<u32> = Vec::new();
         for field in Fields::new(payload) {
             let field = field?;
-            if field.number != 5 {
+            if field.number != v2::REQUEST_TIMESERIES {
                 continue;
             }
             let points_start = record.points.len();
@@ -1087,26 +1088,28 @@ impl Joiner {
             for inner in Fields::new(field.bytes()?) {
                 let inner = inner?;
                 match inner.number {
-                    1 => read_refs(&inner.value, &mut refs, &reference)?,
-                    2 => {
+                    v2::TIME_SERIES_LABELS_REFS => read_refs(&inner.value, &mut refs, &reference)?,
+                    v2::TIME_SERIES_SAMPLES => {
                         let bytes = inner.bytes()?;
-                        let timestamp = varint_field(bytes, 2)?;
+                        let timestamp = varint_field(bytes, v2::SAMPLE_TIMESTAMP)?;
                         record.points.push(Point::Sample { bytes, timestamp });
                     }
-                    3 => {
+                    v2::TIME_SERIES_HISTOGRAMS => {
                         let bytes = inner.bytes()?;
-                        let timestamp = varint_field(bytes, 15)?;
+                        let timestamp = varint_field(bytes, v2::HISTOGRAM_TIMESTAMP)?;
                         record.points.push(Point::Histogram { bytes, timestamp });
                     }
-                    4 => {
+                    v2::TIME_SERIES_EXEMPLARS => {
                         let (mut value, mut timestamp) = (0.0, 0);
                         exemplar_refs.clear();
                         for part in Fields::new(inner.bytes()?) {
                             let part = part?;
                             match part.number {
-                                1 => read_refs(&part.value, &mut exemplar_refs, &reference)?,
-                                2 => value = f64::from_bits(part.fixed64()?),
-                                3 => timestamp = part.varint()? as i64,
+                                v2::EXEMPLAR_LABELS_REFS => {
+                                    read_refs(&part.value, &mut exemplar_refs, &reference)?
+                                }
+                                v2::EXEMPLAR_VALUE => value = f64::from_bits(part.fixed64()?),
+                                v2::EXEMPLAR_TIMESTAMP => timestamp = part.varint()? as i64,
                                 _ => {}
                             }
                         }
@@ -1125,20 +1128,20 @@ impl Joiner {
                             timestamp,
                         });
                     }
-                    5 => {
+                    v2::TIME_SERIES_METADATA => {
                         let (mut kind, mut help, mut unit) = (0, 0, 0);
                         for part in Fields::new(inner.bytes()?) {
                             let part = part?;
                             match part.number {
-                                1 => kind = part.varint()? as i32,
-                                3 => help = reference(part.varint()?)?,
-                                4 => unit = reference(part.varint()?)?,
+                                v2::METADATA_TYPE => kind = part.varint()? as i32,
+                                v2::METADATA_HELP_REF => help = reference(part.varint()?)?,
+                                v2::METADATA_UNIT_REF => unit = reference(part.varint()?)?,
                                 _ => {}
                             }
                         }
                         metadata = Some((kind, help, unit));
                     }
-                    6 => created_timestamp = inner.varint()? as i64,
+                    v2::TIME_SERIES_CREATED_TIMESTAMP => created_timestamp = inner.varint()? as i64,
                     _ => {}
                 }
             }
@@ -1723,8 +1726,8 @@ fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
     for field in Fields::new(label) {
         let field = field?;
         match field.number {
-            1 => name = field.bytes()?,
-            2 => value = field.bytes()?,
+            v1::LABEL_NAME => name = field.bytes()?,
+            v1::LABEL_VALUE => value = field.bytes()?,
             _ => {}
         }
     }

@@ -26,6 +26,7 @@ use ingest::partition::{split_v1, split_v2};
 use proto::Message;
 use proto::prometheus::WriteRequest;
 
+use proto::fields::{prometheus as v1, v2};
 use proto::wire::Fields;
 use split_v1_before::split_v1_before;
 use split_v2_prost::split_v2_prost;
@@ -42,10 +43,10 @@ fn walk(raw: &[u8]) -> usize {
     let mut fields = 0;
     for field in Fields::new(raw) {
         let field = field.unwrap();
-        if field.number == 1 {
+        if field.number == v1::WRITE_REQUEST_TIMESERIES {
             for inner in Fields::new(field.bytes().unwrap()) {
                 let inner = inner.unwrap();
-                if inner.number == 1 {
+                if inner.number == v1::TIME_SERIES_LABELS {
                     fields += Fields::new(inner.bytes().unwrap()).count();
                 }
                 fields += 1;
@@ -62,17 +63,17 @@ fn walk_v2(raw: &[u8]) -> usize {
     let mut fields = 0;
     for field in Fields::new(raw) {
         let field = field.unwrap();
-        if field.number == 5 {
+        if field.number == v2::REQUEST_TIMESERIES {
             for inner in Fields::new(field.bytes().unwrap()) {
                 let inner = inner.unwrap();
-                if inner.number == 1 {
+                if inner.number == v2::TIME_SERIES_LABELS_REFS {
                     let refs = inner.bytes().unwrap();
                     let mut pos = 0;
                     while pos < refs.len() {
                         proto::wire::read_varint(refs, &mut pos).unwrap();
                         fields += 1;
                     }
-                } else if inner.number == 2 {
+                } else if inner.number == v2::TIME_SERIES_SAMPLES {
                     fields += Fields::new(inner.bytes().unwrap()).count();
                 }
                 fields += 1;

@@ -28,8 +28,9 @@ pub use split_v2::{V2DecodeError, carries_metadata, split_v2};
 
 use std::sync::Arc;
 
+use proto::fields::prometheus as field;
 use proto::shard::TenantShard;
-use proto::wire::{self, Fields, WireError};
+use proto::wire::{self, Fields, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, WireError, key_byte};
 use proto::{Message, v2};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -281,7 +282,7 @@ pub fn split_v1(
     for field in Fields::new(raw) {
         let field = field?;
         match field.number {
-            1 => {
+            field::WRITE_REQUEST_TIMESERIES => {
                 batch.total_series += 1;
                 let series = field.bytes()?;
                 let contents = read_v1_series(series, &mut labels)?;
@@ -313,14 +314,14 @@ pub fn split_v1(
                     out.extend_from_slice(field.raw);
                 } else {
                     reencode_v1_series_sorted(series, &labels, &mut reencoded)?;
-                    wire::put_len_field(out, 1, &reencoded);
+                    wire::put_len_field(out, field::WRITE_REQUEST_TIMESERIES, &reencoded);
                 }
                 batch.written.series += 1;
                 batch.written.samples += contents.samples;
                 batch.written.histograms += contents.histograms;
                 batch.written.exemplars += contents.exemplars;
             }
-            3 => {
+            field::WRITE_REQUEST_METADATA => {
                 let (family, utf8) = read_metadata(field.bytes()?)?;
                 if !utf8 {
                     batch
@@ -353,6 +354,20 @@ pub fn split_v1(
     batch.records = collect_records(buffers);
     Ok(batch)
 }
+
+/// prost's recursion budget at the fields of a `TimeSeries` or a
+/// `MetricMetadata`, and at those of the messages in a series (one less again
+/// in an exemplar's labels).
+const SERIES_DEPTH: u32 = wire::RECURSION_LIMIT - 1;
+const SERIES_CHILD_DEPTH: u32 = wire::RECURSION_LIMIT - 2;
+
+/// The keys of the fields the fast paths match as senders write them.
+const LABEL_KEY: u8 = key_byte(field::TIME_SERIES_LABELS, WIRE_LEN);
+const SAMPLE_KEY: u8 = key_byte(field::TIME_SERIES_SAMPLES, WIRE_LEN);
+const NAME_KEY: u8 = key_byte(field::LABEL_NAME, WIRE_LEN);
+const VALUE_KEY: u8 = key_byte(field::LABEL_VALUE, WIRE_LEN);
+const SAMPLE_VALUE_KEY: u8 = key_byte(field::SAMPLE_VALUE, WIRE_FIXED64);
+const SAMPLE_TIMESTAMP_KEY: u8 = key_byte(field::SAMPLE_TIMESTAMP, WIRE_VARINT);
 
 struct V1SeriesContents {
     samples: usize,
@@ -406,7 +421,7 @@ fn read_v1_series<'a>(
         // What senders send, label by label and sample by sample, read in
         // place; anything else takes the general way below, one field.
         match series[pos] {
-            0x0a => {
+            LABEL_KEY => {
                 if let Some((name, value, end)) = short_label(series, pos) {
                     labels.push((name, value));
                     label_span = Some((label_span.map_or(pos, |(first, _)| first), end));
@@ -415,7 +430,7 @@ fn read_v1_series<'a>(
                     continue;
                 }
             }
-            0x12 => {
+            SAMPLE_KEY => {
                 if let Some(end) = short_sample(series, pos) {
                     contents.samples += 1;
                     pos = end;
@@ -424,24 +439,26 @@ fn read_v1_series<'a>(
             }
             _ => {}
         }
-        let field = Fields::new(&series[pos..]).next().expect("bytes remain")?;
+        let field = Fields::nested(&series[pos..], SERIES_DEPTH)
+            .next()
+            .expect("bytes remain")?;
         let start = pos;
         pos += field.raw.len();
         match field.number {
-            1 => {
+            field::TIME_SERIES_LABELS => {
                 labels.push(read_label(field.bytes()?)?);
                 label_span = Some((label_span.map_or(start, |(first, _)| first), pos));
                 label_bytes += field.raw.len();
             }
-            2 => {
+            field::TIME_SERIES_SAMPLES => {
                 check_v1_sample(field.bytes()?)?;
                 contents.samples += 1;
             }
-            3 => {
+            field::TIME_SERIES_EXEMPLARS => {
                 contents.exemplar_labels_utf8 &= check_v1_exemplar(field.bytes()?)?;
                 contents.exemplars += 1;
             }
-            4 => {
+            field::TIME_SERIES_HISTOGRAMS => {
                 let bytes = field.bytes()?;
                 contents.histograms += 1;
                 if contents.invalid_histogram.is_none() {
@@ -476,7 +493,7 @@ fn short_label(series: &[u8], pos: usize) -> Option<(&[u8], &[u8], usize)> {
     }
     let end = pos + 2 + len;
     let label = series.get(pos + 2..end)?;
-    if label.len() < 4 || label[0] != 0x0a {
+    if label.len() < 4 || label[0] != NAME_KEY {
         return None;
     }
     let name_len = label[1] as usize;
@@ -485,7 +502,7 @@ fn short_label(series: &[u8], pos: usize) -> Option<(&[u8], &[u8], usize)> {
     }
     let (name, rest) = label[2..].split_at(name_len);
     // The field is under 128 bytes, so a value length that fills it is one byte.
-    if rest[0] != 0x12 || rest[1] as usize != rest.len() - 2 {
+    if rest[0] != VALUE_KEY || rest[1] as usize != rest.len() - 2 {
         return None;
     }
     Some((name, &rest[2..], end))
@@ -502,7 +519,7 @@ fn short_sample(series: &[u8], pos: usize) -> Option<usize> {
     }
     let end = pos + 2 + len;
     let sample = series.get(pos + 2..end)?;
-    if sample.len() < 11 || sample[0] != 0x09 || sample[9] != 0x10 {
+    if sample.len() < 11 || sample[0] != SAMPLE_VALUE_KEY || sample[9] != SAMPLE_TIMESTAMP_KEY {
         return None;
     }
     let mut at = 10;
@@ -517,11 +534,11 @@ fn short_sample(series: &[u8], pos: usize) -> Option<usize> {
 /// label validation rejects what prost would refuse.
 fn read_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
     let (mut name, mut value): (Option<&[u8]>, Option<&[u8]>) = (None, None);
-    for field in Fields::new(label) {
+    for field in Fields::nested(label, SERIES_CHILD_DEPTH) {
         let field = field?;
         match field.number {
-            1 => name = Some(repeated_string(name, field.bytes()?)),
-            2 => value = Some(repeated_string(value, field.bytes()?)),
+            field::LABEL_NAME => name = Some(repeated_string(name, field.bytes()?)),
+            field::LABEL_VALUE => value = Some(repeated_string(value, field.bytes()?)),
             _ => {}
         }
     }
@@ -539,13 +556,13 @@ fn repeated_string<'a>(previous: Option<&'a [u8]>, next: &'a [u8]) -> &'a [u8] {
 
 /// Checks a v1 `Sample` to prost's rules: value a fixed64, timestamp a varint.
 fn check_v1_sample(sample: &[u8]) -> Result<(), WireError> {
-    for field in Fields::new(sample) {
+    for field in Fields::nested(sample, SERIES_CHILD_DEPTH) {
         let field = field?;
         match field.number {
-            1 => {
+            field::SAMPLE_VALUE => {
                 field.fixed64()?;
             }
-            2 => {
+            field::SAMPLE_TIMESTAMP => {
                 field.varint()?;
             }
             _ => {}
@@ -557,21 +574,22 @@ fn check_v1_sample(sample: &[u8]) -> Result<(), WireError> {
 /// Checks a v1 `Exemplar` to prost's rules; false if a label is not UTF-8.
 fn check_v1_exemplar(exemplar: &[u8]) -> Result<bool, WireError> {
     let mut utf8 = true;
-    for field in Fields::new(exemplar) {
+    for field in Fields::nested(exemplar, SERIES_CHILD_DEPTH) {
         let field = field?;
         match field.number {
-            1 => {
-                for label_field in Fields::new(field.bytes()?) {
+            field::EXEMPLAR_LABELS => {
+                let label = field.bytes()?;
+                for label_field in Fields::nested(label, SERIES_CHILD_DEPTH - 1) {
                     let label_field = label_field?;
-                    if matches!(label_field.number, 1 | 2) {
+                    if matches!(label_field.number, field::LABEL_NAME | field::LABEL_VALUE) {
                         utf8 &= std::str::from_utf8(label_field.bytes()?).is_ok();
                     }
                 }
             }
-            2 => {
+            field::EXEMPLAR_VALUE => {
                 field.fixed64()?;
             }
-            3 => {
+            field::EXEMPLAR_TIMESTAMP => {
                 field.varint()?;
             }
             _ => {}
@@ -585,16 +603,18 @@ fn check_v1_exemplar(exemplar: &[u8]) -> Result<bool, WireError> {
 fn read_metadata(metadata: &[u8]) -> Result<(&[u8], bool), WireError> {
     let mut family: &[u8] = &[];
     let mut utf8 = true;
-    for field in Fields::new(metadata) {
+    for field in Fields::nested(metadata, SERIES_DEPTH) {
         let field = field?;
         match field.number {
-            1 => {
+            field::METRIC_METADATA_TYPE => {
                 field.varint()?;
             }
-            2 | 4 | 5 => {
+            field::METRIC_METADATA_METRIC_FAMILY_NAME
+            | field::METRIC_METADATA_HELP
+            | field::METRIC_METADATA_UNIT => {
                 let text = field.bytes()?;
                 utf8 &= std::str::from_utf8(text).is_ok();
-                if field.number == 2 {
+                if field.number == field::METRIC_METADATA_METRIC_FAMILY_NAME {
                     family = text;
                 }
             }
@@ -614,13 +634,13 @@ fn reencode_v1_series_sorted(
     let mut label = Vec::new();
     for (name, value) in sorted_labels {
         label.clear();
-        wire::put_len_field(&mut label, 1, name);
-        wire::put_len_field(&mut label, 2, value);
-        wire::put_len_field(out, 1, &label);
+        wire::put_len_field(&mut label, field::LABEL_NAME, name);
+        wire::put_len_field(&mut label, field::LABEL_VALUE, value);
+        wire::put_len_field(out, field::TIME_SERIES_LABELS, &label);
     }
-    for field in Fields::new(series) {
+    for field in Fields::nested(series, SERIES_DEPTH) {
         let field = field?;
-        if field.number != 1 {
+        if field.number != field::TIME_SERIES_LABELS {
             out.extend_from_slice(field.raw);
         }
     }
@@ -721,46 +741,63 @@ mod tests {
     /// hand, with each field prost checks made wrong in turn.
     #[test]
     fn fuzz_v1_fields_are_checked_to_prosts_rules() {
+        // The fields of a series, as the cases below name them.
+        use field::{
+            TIME_SERIES_EXEMPLARS as EXEMPLARS, TIME_SERIES_LABELS as LABELS,
+            TIME_SERIES_SAMPLES as SAMPLES,
+        };
         fn label(name: &[u8], value: &[u8]) -> Vec<u8> {
             let mut label = Vec::new();
-            wire::put_len_field(&mut label, 1, name);
-            wire::put_len_field(&mut label, 2, value);
+            wire::put_len_field(&mut label, field::LABEL_NAME, name);
+            wire::put_len_field(&mut label, field::LABEL_VALUE, value);
             label
         }
         fn request(series_fields: &[(u32, Vec<u8>)], metadata: Option<Vec<u8>>) -> Vec<u8> {
             let mut series = Vec::new();
-            wire::put_len_field(&mut series, 1, &label(b"__name__", b"up"));
+            wire::put_len_field(
+                &mut series,
+                field::TIME_SERIES_LABELS,
+                &label(b"__name__", b"up"),
+            );
             for (number, payload) in series_fields {
                 wire::put_len_field(&mut series, *number, payload);
             }
             let mut request = Vec::new();
-            wire::put_len_field(&mut request, 1, &series);
+            wire::put_len_field(&mut request, field::WRITE_REQUEST_TIMESERIES, &series);
             if let Some(metadata) = metadata {
-                wire::put_len_field(&mut request, 3, &metadata);
+                wire::put_len_field(&mut request, field::WRITE_REQUEST_METADATA, &metadata);
             }
             request
         }
         let sample = |value: &[u8]| {
             let mut sample = value.to_vec();
-            sample.extend_from_slice(&[0x10, 0x01]); // timestamp 1
+            sample.extend_from_slice(&[SAMPLE_TIMESTAMP_KEY, 0x01]); // timestamp 1
             sample
         };
-        let good_sample = sample(&[0x09, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]); // value 1.0
+        let good_sample = sample(&[SAMPLE_VALUE_KEY, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]); // value 1.0
         let split = |raw: &[u8]| split_v1(raw, "tenant", &SeriesLimits::default(), 8);
 
         // Well-formed: forwarded, and prost reads the record.
-        let batch = split(&request(&[(2, good_sample.clone())], None)).unwrap();
+        let batch = split(&request(&[(SAMPLES, good_sample.clone())], None)).unwrap();
         assert_eq!(batch.written.samples, 1);
         WriteRequest::decode(batch.records[0].1.as_slice()).unwrap();
 
         // A sample value sent as a varint: prost refuses the wire type.
-        let varint_value = sample(&[0x08, 0x01]);
-        assert!(split(&request(&[(2, varint_value)], None)).is_err());
+        let varint_value = sample(&[key_byte(field::SAMPLE_VALUE, WIRE_VARINT), 0x01]);
+        assert!(split(&request(&[(SAMPLES, varint_value)], None)).is_err());
 
         // An exemplar label that is not UTF-8: the series is rejected.
         let mut exemplar = Vec::new();
-        wire::put_len_field(&mut exemplar, 1, &label(b"trace_id", b"\xff"));
-        let batch = split(&request(&[(2, good_sample.clone()), (3, exemplar)], None)).unwrap();
+        wire::put_len_field(
+            &mut exemplar,
+            field::EXEMPLAR_LABELS,
+            &label(b"trace_id", b"\xff"),
+        );
+        let batch = split(&request(
+            &[(SAMPLES, good_sample.clone()), (EXEMPLARS, exemplar)],
+            None,
+        ))
+        .unwrap();
         assert!(batch.records.is_empty());
         assert_eq!(
             batch.rejected.counts().next().unwrap().0,
@@ -769,9 +806,13 @@ mod tests {
 
         // A label name sent twice, first not UTF-8: prost refuses the first.
         let mut twice = Vec::new();
-        wire::put_len_field(&mut twice, 1, b"\xff");
+        wire::put_len_field(&mut twice, field::LABEL_NAME, b"\xff");
         twice.extend_from_slice(&label(b"job", b"a"));
-        let batch = split(&request(&[(1, twice), (2, good_sample.clone())], None)).unwrap();
+        let batch = split(&request(
+            &[(LABELS, twice), (SAMPLES, good_sample.clone())],
+            None,
+        ))
+        .unwrap();
         assert!(batch.records.is_empty());
         assert_eq!(
             batch.rejected.counts().next().unwrap().0,
@@ -780,18 +821,58 @@ mod tests {
 
         // Metadata whose help is not UTF-8: the entry is rejected.
         let mut metadata = Vec::new();
-        wire::put_len_field(&mut metadata, 2, b"up");
-        wire::put_len_field(&mut metadata, 4, b"\xc3");
-        let batch = split(&request(&[(2, good_sample.clone())], Some(metadata))).unwrap();
+        wire::put_len_field(
+            &mut metadata,
+            field::METRIC_METADATA_METRIC_FAMILY_NAME,
+            b"up",
+        );
+        wire::put_len_field(&mut metadata, field::METRIC_METADATA_HELP, b"\xc3");
+        let batch = split(&request(&[(SAMPLES, good_sample.clone())], Some(metadata))).unwrap();
         assert_eq!(batch.written.metadata, 0);
         assert_eq!(batch.written.series, 1);
         WriteRequest::decode(batch.records[0].1.as_slice()).unwrap();
 
         // Metadata whose type is length-delimited: prost refuses the wire type.
         let mut metadata = Vec::new();
-        wire::put_len_field(&mut metadata, 1, b"x");
-        wire::put_len_field(&mut metadata, 2, b"up");
-        assert!(split(&request(&[(2, good_sample)], Some(metadata))).is_err());
+        wire::put_len_field(&mut metadata, field::METRIC_METADATA_TYPE, b"x");
+        wire::put_len_field(
+            &mut metadata,
+            field::METRIC_METADATA_METRIC_FAMILY_NAME,
+            b"up",
+        );
+        assert!(split(&request(&[(SAMPLES, good_sample)], Some(metadata))).is_err());
+    }
+
+    /// Groups in an unknown field of a series are skipped as prost skips
+    /// them, as deep as prost goes there; one level deeper both refuse.
+    #[test]
+    fn v1_groups_are_skipped_to_prosts_depth() {
+        use proto::wire::{WIRE_END_GROUP, WIRE_START_GROUP};
+        let request = |depth: usize| {
+            let mut series = series(&[("__name__", "up")], 1.0).encode_to_vec();
+            for _ in 0..depth {
+                wire::put_key(&mut series, 9, WIRE_START_GROUP);
+            }
+            for _ in 0..depth {
+                wire::put_key(&mut series, 9, WIRE_END_GROUP);
+            }
+            let mut request = Vec::new();
+            wire::put_len_field(&mut request, field::WRITE_REQUEST_TIMESERIES, &series);
+            request
+        };
+        let deepest = (1..120)
+            .take_while(|depth| WriteRequest::decode(&request(*depth)[..]).is_ok())
+            .last()
+            .unwrap();
+        assert!(deepest < 119);
+        let split = |raw: &[u8]| split_v1(raw, "tenant", &SeriesLimits::default(), 8);
+        let batch = split(&request(deepest)).unwrap();
+        assert_eq!(batch.written.samples, 1);
+        WriteRequest::decode(batch.records[0].1.as_slice()).unwrap();
+        assert_eq!(
+            split(&request(deepest + 1)).map(|b| b.records),
+            Err(WireError::RecursionLimit)
+        );
     }
 
     fn exemplar(trace: &str) -> proto::prometheus::Exemplar {

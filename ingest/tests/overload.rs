@@ -166,7 +166,7 @@ fn found_in_kafka(topic: &str) -> HashMap<String, Found> {
         let mut request = None;
         for field in proto::wire::Fields::new(payload) {
             let field = field.unwrap();
-            if field.number != 1 {
+            if field.number != proto::fields::prometheus::WRITE_REQUEST_TIMESERIES {
                 continue;
             }
             series += 1;

@@ -244,7 +244,12 @@ impl Decoder {
             else {
                 return Ok(());
             };
-            decoder.visit_samples(series, 2, 3, &mut |id| visit(id, destination))
+            decoder.visit_samples(
+                series,
+                proto::fields::v2::TIME_SERIES_SAMPLES,
+                proto::fields::v2::TIME_SERIES_HISTOGRAMS,
+                &mut |id| visit(id, destination),
+            )
         })
     }
 

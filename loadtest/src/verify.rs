@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use proto::fields::{prometheus as v1, v2};
 use proto::wire::{Fields, Value, WireError, read_varint};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -155,14 +156,14 @@ impl Decoder {
     ) -> Result<(), VerifyError> {
         for field in Fields::new(payload) {
             let field = field?;
-            if field.number != 1 {
+            if field.number != v1::WRITE_REQUEST_TIMESERIES {
                 continue; // metadata
             }
             let series = field.bytes()?;
             self.labels.clear();
             for series_field in Fields::new(series) {
                 let series_field = series_field?;
-                if series_field.number == 1 {
+                if series_field.number == v1::TIME_SERIES_LABELS {
                     let (name, value) = label_pair(series_field.bytes()?)?;
                     self.labels
                         .push((span_of(payload, name), span_of(payload, value)));
@@ -171,7 +172,12 @@ impl Decoder {
             if !self.seal_series(payload, run_label, run_id) {
                 continue;
             }
-            self.visit_samples(series, 2, 4, visit)?;
+            self.visit_samples(
+                series,
+                v1::TIME_SERIES_SAMPLES,
+                v1::TIME_SERIES_HISTOGRAMS,
+                visit,
+            )?;
         }
         Ok(())
     }
@@ -185,7 +191,12 @@ impl Decoder {
     ) -> Result<(), VerifyError> {
         self.v2_series(payload, &mut |decoder, series| {
             if decoder.seal_series(payload, run_label, run_id) {
-                decoder.visit_samples(series, 2, 3, visit)?;
+                decoder.visit_samples(
+                    series,
+                    v2::TIME_SERIES_SAMPLES,
+                    v2::TIME_SERIES_HISTOGRAMS,
+                    visit,
+                )?;
             }
             Ok(())
         })
@@ -193,7 +204,6 @@ impl Decoder {
 
     /// Calls `visit` with every series of the remote-write 2.0 request
     /// `payload`, its labels resolved into `labels` (byte ranges of `payload`).
-    /// Samples are field 2 of a series, histograms field 3.
     pub(crate) fn v2_series<'p>(
         &mut self,
         payload: &'p [u8],
@@ -203,13 +213,13 @@ impl Decoder {
         self.symbols.clear();
         for field in Fields::new(payload) {
             let field = field?;
-            if field.number == 4 {
+            if field.number == v2::REQUEST_SYMBOLS {
                 self.symbols.push(span_of(payload, field.bytes()?));
             }
         }
         for field in Fields::new(payload) {
             let field = field?;
-            if field.number != 5 {
+            if field.number != v2::REQUEST_TIMESERIES {
                 continue;
             }
             let series = field.bytes()?;
@@ -217,7 +227,7 @@ impl Decoder {
             let mut pending_name: Option<Span> = None;
             for series_field in Fields::new(series) {
                 let series_field = series_field?;
-                if series_field.number != 1 {
+                if series_field.number != v2::TIME_SERIES_LABELS_REFS {
                     continue;
                 }
                 // Packed (as every sender does) or one unpacked reference per field.
@@ -247,7 +257,8 @@ impl Decoder {
         Ok(())
     }
 
-    /// Visits the float samples (timestamp field 2) and histograms (timestamp field 15) of one series.
+    /// Visits the float samples and histograms of one series (1.0 and 2.0
+    /// number their timestamps alike).
     pub(crate) fn visit_samples(
         &mut self,
         series: &[u8],
@@ -258,9 +269,9 @@ impl Decoder {
         for series_field in Fields::new(series) {
             let series_field = series_field?;
             let (kind, timestamp_field) = if series_field.number == samples_field {
-                (KIND_FLOAT, 2)
+                (KIND_FLOAT, v2::SAMPLE_TIMESTAMP)
             } else if series_field.number == histograms_field {
-                (KIND_HISTOGRAM, 15)
+                (KIND_HISTOGRAM, v2::HISTOGRAM_TIMESTAMP)
             } else {
                 continue;
             };
@@ -277,6 +288,11 @@ impl Decoder {
     }
 }
 
+const _: () = assert!(
+    v1::SAMPLE_TIMESTAMP == v2::SAMPLE_TIMESTAMP
+        && v1::HISTOGRAM_TIMESTAMP == v2::HISTOGRAM_TIMESTAMP
+);
+
 /// Where `part`, a sub-slice of `payload`, lies in it.
 pub(crate) fn span_of(payload: &[u8], part: &[u8]) -> Span {
     let start = part.as_ptr() as usize - payload.as_ptr() as usize;
@@ -289,8 +305,8 @@ fn label_pair(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
     for field in Fields::new(label) {
         let field = field?;
         match field.number {
-            1 => name = field.bytes()?,
-            2 => value = field.bytes()?,
+            v1::LABEL_NAME => name = field.bytes()?,
+            v1::LABEL_VALUE => value = field.bytes()?,
             _ => {}
         }
     }

@@ -7,6 +7,14 @@
 pub mod shard;
 pub mod wire;
 
+/// Field numbers of every message, generated from the `.proto` files by
+/// `build.rs` (from the descriptors protox builds for prost): named
+/// `MESSAGE_FIELD`, e.g. `fields::v2::TIME_SERIES_LABELS_REFS`. Hand-written
+/// wire code names its fields with these, never with a literal.
+pub mod fields {
+    include!(concat!(env!("OUT_DIR"), "/fields.rs"));
+}
+
 /// Remote-write 1.0: `prometheus.WriteRequest`.
 pub mod prometheus {
     include!(concat!(env!("OUT_DIR"), "/prometheus.rs"));

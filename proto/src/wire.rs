@@ -1,15 +1,26 @@
-//! A minimal protobuf wire reader and writer that borrow from the input buffer.
+//! The one protobuf wire reader and writer of the pipeline, borrowing from the
+//! input buffer.
 //!
 //! The ingest hot path walks remote-write messages field by field, validates
 //! labels as `&[u8]` slices and copies whole series as byte ranges, so it never
-//! allocates per label or per sample.
+//! allocates per label or per sample. What it reads is read again downstream
+//! with prost, so the reader keeps prost's rules: 32-bit keys, varints of at
+//! most 64 bits, groups (wire types 3 and 4) skipped as unknown fields to
+//! prost's recursion limit, an end-group tag without its start refused.
+//! Field numbers come from [`crate::fields`].
 
 use std::fmt;
 
 pub const WIRE_VARINT: u8 = 0;
 pub const WIRE_FIXED64: u8 = 1;
 pub const WIRE_LEN: u8 = 2;
+pub const WIRE_START_GROUP: u8 = 3;
+pub const WIRE_END_GROUP: u8 = 4;
 pub const WIRE_FIXED32: u8 = 5;
+
+/// prost's recursion budget at the fields of a top-level message; each nested
+/// message, and each group, spends one.
+pub const RECURSION_LIMIT: u32 = 100;
 
 /// Why a buffer is not a well-formed protobuf message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +37,10 @@ pub enum WireError {
         field: u32,
         wire_type: u8,
     },
+    /// An end-group tag without its start group, or ending another group.
+    UnexpectedEndGroup,
+    /// Messages and groups nested deeper than [`RECURSION_LIMIT`].
+    RecursionLimit,
 }
 
 impl fmt::Display for WireError {
@@ -41,11 +56,144 @@ impl fmt::Display for WireError {
             WireError::UnexpectedWireType { field, wire_type } => {
                 write!(f, "field {field} has unexpected wire type {wire_type}")
             }
+            WireError::UnexpectedEndGroup => write!(f, "end-group tag without its start group"),
+            WireError::RecursionLimit => {
+                write!(f, "nested deeper than {RECURSION_LIMIT} levels")
+            }
         }
     }
 }
 
 impl std::error::Error for WireError {}
+
+/// Reads fields off a slice, to prost's rules: the primitive under [`Fields`],
+/// for readers that dispatch on the key before reading the value.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline]
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// Whether bytes remain.
+    #[inline]
+    pub fn more(&self) -> bool {
+        self.pos < self.buf.len()
+    }
+
+    /// The offset of the next byte in the buffer.
+    #[inline]
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// A field key: (field number, wire type), checked as prost's `decode_key`
+    /// (a key that fails two checks reports its zero field number).
+    #[inline]
+    pub fn key(&mut self) -> Result<(u32, u8), WireError> {
+        let (number, wire_type) = self.key_of_any_type()?;
+        if wire_type > WIRE_FIXED32 {
+            return Err(WireError::BadWireType(wire_type));
+        }
+        Ok((number, wire_type))
+    }
+
+    /// [`Reader::key`] but for the wire type, which the caller matches on
+    /// (one branch per field less in `Fields`).
+    #[inline]
+    fn key_of_any_type(&mut self) -> Result<(u32, u8), WireError> {
+        let key = read_varint(self.buf, &mut self.pos)?;
+        let key = u32::try_from(key).map_err(|_| WireError::KeyTooLarge(key))?;
+        let number = key >> 3;
+        if number == 0 {
+            return Err(WireError::ZeroFieldNumber);
+        }
+        Ok((number, (key & 7) as u8))
+    }
+
+    #[inline]
+    pub fn varint(&mut self) -> Result<u64, WireError> {
+        read_varint(self.buf, &mut self.pos)
+    }
+
+    #[inline]
+    pub fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
+        let end = self.pos.checked_add(len).ok_or(WireError::Truncated)?;
+        let bytes = self.buf.get(self.pos..end).ok_or(WireError::Truncated)?;
+        self.pos = end;
+        Ok(bytes)
+    }
+
+    /// The payload of a length-delimited value.
+    #[inline]
+    pub fn len_delimited(&mut self) -> Result<&'a [u8], WireError> {
+        let len = self.varint()?;
+        let len = usize::try_from(len).map_err(|_| WireError::Truncated)?;
+        self.take(len)
+    }
+
+    #[inline]
+    pub fn fixed64(&mut self) -> Result<u64, WireError> {
+        let bytes = self.take(8)?;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    }
+
+    #[inline]
+    pub fn fixed32(&mut self) -> Result<u32, WireError> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+    }
+
+    /// Skips an unknown field as prost's `skip_field` does, groups included;
+    /// `depth` is the recursion budget of the message holding the field.
+    pub fn skip(&mut self, number: u32, wire_type: u8, depth: u32) -> Result<(), WireError> {
+        if depth == 0 {
+            return Err(WireError::RecursionLimit);
+        }
+        match wire_type {
+            WIRE_VARINT => {
+                self.varint()?;
+            }
+            WIRE_FIXED64 => {
+                self.take(8)?;
+            }
+            WIRE_LEN => {
+                self.len_delimited()?;
+            }
+            WIRE_START_GROUP => loop {
+                let (inner, inner_type) = self.key()?;
+                if inner_type == WIRE_END_GROUP {
+                    if inner != number {
+                        return Err(WireError::UnexpectedEndGroup);
+                    }
+                    break;
+                }
+                self.skip(inner, inner_type, depth - 1)?;
+            },
+            WIRE_END_GROUP => return Err(WireError::UnexpectedEndGroup),
+            _ => {
+                self.take(4)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Fails unless a field came with the wire type its schema gives it.
+#[inline]
+pub fn expect_wire_type(number: u32, wire_type: u8, expected: u8) -> Result<(), WireError> {
+    if wire_type != expected {
+        return Err(WireError::UnexpectedWireType {
+            field: number,
+            wire_type,
+        });
+    }
+    Ok(())
+}
 
 /// The value of one field, borrowing length-delimited payloads.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,6 +202,9 @@ pub enum Value<'a> {
     Fixed64(u64),
     Len(&'a [u8]),
     Fixed32(u32),
+    /// A group, skipped as prost skips it (no schema here has one); its
+    /// bytes, end tag included, are the field's `raw`.
+    Group,
 }
 
 impl<'a> Value<'a> {
@@ -63,6 +214,7 @@ impl<'a> Value<'a> {
             Value::Fixed64(_) => WIRE_FIXED64,
             Value::Len(_) => WIRE_LEN,
             Value::Fixed32(_) => WIRE_FIXED32,
+            Value::Group => WIRE_START_GROUP,
         }
     }
 }
@@ -109,60 +261,47 @@ impl<'a> Field<'a> {
 
 /// Iterates the fields of one message.
 pub struct Fields<'a> {
-    buf: &'a [u8],
-    pos: usize,
+    reader: Reader<'a>,
+    depth: u32,
 }
 
 impl<'a> Fields<'a> {
+    /// The fields of a top-level message.
     pub fn new(buf: &'a [u8]) -> Self {
-        Fields { buf, pos: 0 }
+        Fields::nested(buf, RECURSION_LIMIT)
+    }
+
+    /// The fields of a message with recursion budget `depth` (a top-level
+    /// message has [`RECURSION_LIMIT`], each level of nesting one less).
+    pub fn nested(buf: &'a [u8], depth: u32) -> Self {
+        Fields {
+            reader: Reader::new(buf),
+            depth,
+        }
     }
 
     #[inline]
     fn next_field(&mut self) -> Result<Field<'a>, WireError> {
-        let start = self.pos;
-        let key = read_varint(self.buf, &mut self.pos)?;
-        // As prost (and every protobuf decoder) has it: a key is 32 bits. The
-        // records ingest writes are read with prost, so what it refuses must
-        // not get through here.
-        let key = u32::try_from(key).map_err(|_| WireError::KeyTooLarge(key))?;
-        let number = key >> 3;
-        if number == 0 {
-            return Err(WireError::ZeroFieldNumber);
-        }
-        let value = match (key & 7) as u8 {
-            WIRE_VARINT => Value::Varint(read_varint(self.buf, &mut self.pos)?),
-            WIRE_FIXED64 => {
-                let bytes = self.take(8)?;
-                Value::Fixed64(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
-            }
-            WIRE_LEN => {
-                let len = read_varint(self.buf, &mut self.pos)?;
-                let len = usize::try_from(len).map_err(|_| WireError::Truncated)?;
-                Value::Len(self.take(len)?)
-            }
-            WIRE_FIXED32 => {
-                let bytes = self.take(4)?;
-                Value::Fixed32(u32::from_le_bytes(bytes.try_into().expect("4 bytes")))
+        let reader = &mut self.reader;
+        let start = reader.pos;
+        let (number, wire_type) = reader.key_of_any_type()?;
+        let value = match wire_type {
+            WIRE_VARINT => Value::Varint(reader.varint()?),
+            WIRE_FIXED64 => Value::Fixed64(reader.fixed64()?),
+            WIRE_LEN => Value::Len(reader.len_delimited()?),
+            WIRE_FIXED32 => Value::Fixed32(reader.fixed32()?),
+            WIRE_START_GROUP | WIRE_END_GROUP => {
+                // Refuses an end group, skips a whole group.
+                reader.skip(number, wire_type, self.depth)?;
+                Value::Group
             }
             other => return Err(WireError::BadWireType(other)),
         };
         Ok(Field {
             number,
             value,
-            raw: &self.buf[start..self.pos],
+            raw: &reader.buf[start..reader.pos],
         })
-    }
-
-    #[inline]
-    fn take(&mut self, len: usize) -> Result<&'a [u8], WireError> {
-        let end = self.pos.checked_add(len).ok_or(WireError::Truncated)?;
-        if end > self.buf.len() {
-            return Err(WireError::Truncated);
-        }
-        let bytes = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(bytes)
     }
 }
 
@@ -171,13 +310,13 @@ impl<'a> Iterator for Fields<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        if self.pos >= self.buf.len() {
+        if !self.reader.more() {
             return None;
         }
         let field = self.next_field();
         if field.is_err() {
             // Stop after the first error: the rest of the buffer is not framed.
-            self.pos = self.buf.len();
+            self.reader.pos = self.reader.buf.len();
         }
         Some(field)
     }
@@ -255,8 +394,7 @@ pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
 /// Appends a length-delimited field (tag, length, payload).
 #[inline]
 pub fn put_len_field(out: &mut Vec<u8>, number: u32, payload: &[u8]) {
-    put_varint(out, (u64::from(number) << 3) | u64::from(WIRE_LEN));
-    put_varint(out, payload.len() as u64);
+    put_len_prefix(out, number, payload.len());
     out.extend_from_slice(payload);
 }
 
@@ -264,6 +402,94 @@ pub fn put_len_field(out: &mut Vec<u8>, number: u32, payload: &[u8]) {
 #[inline]
 pub fn varint_len(value: u64) -> usize {
     (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+// The writer: fields encoded as prost encodes them, for the hand-written
+// encoders that must produce prost's bytes without building prost's messages.
+
+/// Appends a field key.
+#[inline]
+pub fn put_key(out: &mut Vec<u8>, number: u32, wire_type: u8) {
+    put_varint(out, (u64::from(number) << 3) | u64::from(wire_type));
+}
+
+/// The one-byte key of a field numbered below 16, for fast paths that match
+/// the bytes senders write.
+pub const fn key_byte(number: u32, wire_type: u8) -> u8 {
+    assert!(number < 16, "a key of one byte");
+    ((number << 3) as u8) | wire_type
+}
+
+/// The number of bytes of a field key.
+#[inline]
+pub fn key_len(number: u32) -> usize {
+    varint_len(u64::from(number) << 3)
+}
+
+/// Appends the key and the length of a length-delimited field whose `len`
+/// bytes of payload the caller writes next.
+#[inline]
+pub fn put_len_prefix(out: &mut Vec<u8>, number: u32, len: usize) {
+    put_key(out, number, WIRE_LEN);
+    put_varint(out, len as u64);
+}
+
+/// Appends a packed repeated `uint32` as prost writes it (nothing when empty).
+#[inline]
+pub fn put_packed_uint32(out: &mut Vec<u8>, number: u32, values: &[u32]) {
+    if values.is_empty() {
+        return;
+    }
+    let len: usize = values.iter().map(|v| varint_len(u64::from(*v))).sum();
+    put_len_prefix(out, number, len);
+    for value in values {
+        put_varint(out, u64::from(*value));
+    }
+}
+
+/// The number of bytes `put_packed_uint32` writes.
+#[inline]
+pub fn packed_uint32_len(number: u32, values: &[u32]) -> usize {
+    if values.is_empty() {
+        return 0;
+    }
+    let len: usize = values.iter().map(|v| varint_len(u64::from(*v))).sum();
+    key_len(number) + varint_len(len as u64) + len
+}
+
+/// Appends a proto3 `int64` (or `uint32`, enum) field; nothing when 0.
+#[inline]
+pub fn put_int64(out: &mut Vec<u8>, number: u32, value: i64) {
+    if value != 0 {
+        put_key(out, number, WIRE_VARINT);
+        put_varint(out, value as u64);
+    }
+}
+
+/// The number of bytes `put_int64` writes.
+#[inline]
+pub fn int64_len(number: u32, value: i64) -> usize {
+    if value == 0 {
+        0
+    } else {
+        key_len(number) + varint_len(value as u64)
+    }
+}
+
+/// Appends a proto3 `double` field: nothing when it compares equal to 0
+/// (so -0.0 too, as prost has it).
+#[inline]
+pub fn put_double(out: &mut Vec<u8>, number: u32, value: f64) {
+    if value != 0.0 {
+        put_key(out, number, WIRE_FIXED64);
+        out.extend_from_slice(&value.to_bits().to_le_bytes());
+    }
+}
+
+/// The number of bytes `put_double` writes.
+#[inline]
+pub fn double_len(number: u32, value: f64) -> usize {
+    if value != 0.0 { key_len(number) + 8 } else { 0 }
 }
 
 #[cfg(test)]
@@ -330,6 +556,111 @@ mod tests {
         assert_eq!(fields.len(), 1);
         assert_eq!(fields[0].unwrap().fixed64(), Ok(1.5f64.to_bits()));
         assert_eq!(Sample::decode(&padded_key[..]).unwrap().value, 1.5);
+    }
+
+    /// Groups nested `depth` deep in field 5 of a message, empty inside.
+    fn nested_groups(depth: usize) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for _ in 0..depth {
+            put_key(&mut buf, 5, WIRE_START_GROUP);
+        }
+        for _ in 0..depth {
+            put_key(&mut buf, 5, WIRE_END_GROUP);
+        }
+        buf
+    }
+
+    /// Groups are skipped as prost skips unknown fields, to the same depth;
+    /// a stray or mismatched end-group tag fails here as there.
+    #[test]
+    fn groups_follow_prosts_rules() {
+        use crate::Message;
+        use crate::prometheus::Sample;
+
+        let mut sample = Vec::new();
+        put_key(&mut sample, 7, WIRE_START_GROUP);
+        put_key(&mut sample, 1, WIRE_VARINT);
+        put_varint(&mut sample, 3);
+        put_key(&mut sample, 7, WIRE_END_GROUP);
+        put_double(&mut sample, crate::fields::prometheus::SAMPLE_VALUE, 2.5);
+        let fields: Vec<_> = Fields::new(&sample).map(Result::unwrap).collect();
+        assert_eq!(fields[0].value, Value::Group);
+        assert_eq!(fields[0].raw.len(), 4);
+        assert_eq!(fields[1].fixed64(), Ok(2.5f64.to_bits()));
+        assert_eq!(Sample::decode(&sample[..]).unwrap().value, 2.5);
+
+        let mut stray = Vec::new();
+        put_key(&mut stray, 7, WIRE_END_GROUP);
+        let mut mismatched = Vec::new();
+        put_key(&mut mismatched, 7, WIRE_START_GROUP);
+        put_key(&mut mismatched, 8, WIRE_END_GROUP);
+        let mut unterminated = Vec::new();
+        put_key(&mut unterminated, 7, WIRE_START_GROUP);
+        for (input, error) in [
+            (stray, WireError::UnexpectedEndGroup),
+            (mismatched, WireError::UnexpectedEndGroup),
+            (unterminated, WireError::Truncated),
+        ] {
+            let results: Vec<_> = Fields::new(&input).collect();
+            assert_eq!(results, vec![Err(error)], "{input:02x?}");
+            assert!(
+                Sample::decode(&input[..]).is_err(),
+                "prost reads {input:02x?}"
+            );
+        }
+
+        let deepest = (1..200)
+            .take_while(|depth| Sample::decode(&nested_groups(*depth)[..]).is_ok())
+            .last()
+            .unwrap();
+        assert!(deepest < 199);
+        assert_eq!(Fields::new(&nested_groups(deepest)).count(), 1);
+        assert!(Fields::new(&nested_groups(deepest)).all(|f| f.is_ok()));
+        let too_deep = nested_groups(deepest + 1);
+        let results: Vec<_> = Fields::new(&too_deep).collect();
+        assert_eq!(results, vec![Err(WireError::RecursionLimit)]);
+        // One level down, one group less.
+        let deepest_groups = nested_groups(deepest);
+        let results: Vec<_> = Fields::nested(&deepest_groups, RECURSION_LIMIT - 1).collect();
+        assert_eq!(results, vec![Err(WireError::RecursionLimit)]);
+    }
+
+    /// The writer's fields are prost's bytes.
+    #[test]
+    fn writer_encodes_as_prost() {
+        use crate::Message;
+        use crate::fields::v2::{EXEMPLAR_LABELS_REFS, EXEMPLAR_TIMESTAMP, EXEMPLAR_VALUE};
+        use crate::v2::Exemplar;
+
+        for (refs, value, timestamp) in [
+            (vec![], 0.0, 0),
+            (vec![1, 2, 300, 70_000], 1.5, -1),
+            (vec![0, u32::MAX], -0.0, 1 << 40),
+        ] {
+            let exemplar = Exemplar {
+                labels_refs: refs.clone(),
+                value,
+                timestamp,
+            };
+            let mut out = Vec::new();
+            put_packed_uint32(&mut out, EXEMPLAR_LABELS_REFS, &refs);
+            put_double(&mut out, EXEMPLAR_VALUE, value);
+            put_int64(&mut out, EXEMPLAR_TIMESTAMP, timestamp);
+            assert_eq!(out, exemplar.encode_to_vec());
+            assert_eq!(
+                out.len(),
+                packed_uint32_len(EXEMPLAR_LABELS_REFS, &refs)
+                    + double_len(EXEMPLAR_VALUE, value)
+                    + int64_len(EXEMPLAR_TIMESTAMP, timestamp)
+            );
+            let mut field = Vec::new();
+            put_len_prefix(&mut field, 4, out.len());
+            field.extend_from_slice(&out);
+            let mut expected = Vec::new();
+            prost::encoding::message::encode(4, &exemplar, &mut expected);
+            assert_eq!(field, expected);
+        }
+        assert_eq!(key_byte(2, WIRE_LEN), 0x12);
     }
 
     #[test]

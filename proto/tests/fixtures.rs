@@ -46,6 +46,8 @@ fn every_fixture_decodes_to_the_documented_totals() {
 
 #[test]
 fn the_field_walker_sees_what_prost_sees() {
+    use proto::fields::prometheus::{WRITE_REQUEST_METADATA, WRITE_REQUEST_TIMESERIES};
+
     for (name, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
         let raw = decompress(&body);
         let request = WriteRequest::decode(raw.as_slice()).unwrap();
@@ -54,13 +56,13 @@ fn the_field_walker_sees_what_prost_sees() {
         for field in Fields::new(&raw) {
             let field = field.unwrap_or_else(|e| panic!("{name}: {e}"));
             match field.number {
-                1 => {
+                WRITE_REQUEST_TIMESERIES => {
                     // NaN != NaN: compare encodings, not structs.
                     let expected = request.timeseries[walked_series].encode_to_vec();
                     assert_eq!(field.bytes().unwrap(), expected.as_slice());
                     walked_series += 1;
                 }
-                3 => walked_metadata += 1,
+                WRITE_REQUEST_METADATA => walked_metadata += 1,
                 other => panic!("{name}: unexpected field {other}"),
             }
         }

@@ -185,27 +185,27 @@ impl Record {
         for found in Fields::new(bytes) {
             let found = found.map_err(fail)?;
             match found.number {
-                field::SERIES_LABELS_REFS => {
+                field::TIME_SERIES_LABELS_REFS => {
                     self.each_ref(&found, |reference| self.label_ref(&mut walk, reference))?
                 }
-                field::SERIES_SAMPLES => {
+                field::TIME_SERIES_SAMPLES => {
                     check_sample(found.bytes().map_err(fail)?)?;
                     points.samples += 1;
                     size += 20;
                 }
-                field::SERIES_HISTOGRAMS => {
+                field::TIME_SERIES_HISTOGRAMS => {
                     let histogram = v2::Histogram::decode(found.bytes().map_err(fail)?)
                         .map_err(|error| error.to_string())?;
                     points.histograms += 1;
                     size += 32
                         + 10 * (histogram.positive_deltas.len() + histogram.negative_deltas.len());
                 }
-                field::SERIES_EXEMPLARS => {
+                field::TIME_SERIES_EXEMPLARS => {
                     size += self.check_exemplar(found.bytes().map_err(fail)?)? + 20;
                     points.exemplars += 1;
                 }
-                field::SERIES_METADATA => self.check_metadata(found.bytes().map_err(fail)?)?,
-                field::SERIES_CREATED_TIMESTAMP => {
+                field::TIME_SERIES_METADATA => self.check_metadata(found.bytes().map_err(fail)?)?,
+                field::TIME_SERIES_CREATED_TIMESTAMP => {
                     found.varint().map_err(fail)?;
                 }
                 _ => {}
@@ -302,8 +302,8 @@ fn check_sample(bytes: &[u8]) -> Result<(), String> {
     for found in Fields::new(bytes) {
         let found = found.map_err(|error| error.to_string())?;
         let checked = match found.number {
-            1 => found.fixed64().map(drop),
-            2 | 3 => found.varint().map(drop),
+            field::SAMPLE_VALUE => found.fixed64().map(drop),
+            field::SAMPLE_TIMESTAMP | field::SAMPLE_START_TIMESTAMP => found.varint().map(drop),
             _ => Ok(()),
         };
         checked.map_err(|error| error.to_string())?;
@@ -436,7 +436,7 @@ mod tests {
             }),
             ("wire type", {
                 let mut bytes = Vec::new();
-                wire::put_varint(&mut bytes, u64::from(field::REQUEST_TIMESERIES << 3));
+                wire::put_key(&mut bytes, field::REQUEST_TIMESERIES, wire::WIRE_VARINT);
                 wire::put_varint(&mut bytes, 3);
                 bytes
             }),

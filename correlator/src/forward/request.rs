@@ -23,29 +23,15 @@ use crate::forward::batch::Batch;
 use crate::forward::config::Protocol;
 use crate::forward::record::{Record, Span, checked_fields, checked_refs, is_plain_sample};
 use crate::output::BatchSeries;
+use proto::fields::prometheus as v1_field;
 
 /// Metric types whose series carry suffixes of their family's name.
 const HISTOGRAM: i32 = 3;
 const GAUGE_HISTOGRAM: i32 = 4;
 const SUMMARY: i32 = 5;
 
-/// Field numbers of `prometheus.WriteRequest` (1.0) that differ from 2.0's.
-mod v1_field {
-    pub const REQUEST_TIMESERIES: u32 = 1;
-    pub const REQUEST_METADATA: u32 = 3;
-    pub const SERIES_LABELS: u32 = 1;
-    /// As in 2.0.
-    pub const SERIES_SAMPLES: u32 = 2;
-    pub const SERIES_EXEMPLARS: u32 = 3;
-    pub const SERIES_HISTOGRAMS: u32 = 4;
-    pub const EXEMPLAR_LABELS: u32 = 1;
-    pub const METADATA_TYPE: u32 = 1;
-    pub const METADATA_FAMILY_NAME: u32 = 2;
-    pub const METADATA_HELP: u32 = 4;
-    pub const METADATA_UNIT: u32 = 5;
-    /// The last `Histogram` field both versions have.
-    pub const LAST_HISTOGRAM_FIELD: u32 = 16;
-}
+/// The last `Histogram` field both versions have.
+const LAST_SHARED_HISTOGRAM_FIELD: u32 = v1_field::HISTOGRAM_CUSTOM_VALUES;
 
 /// The family a series of metadata type `kind` belongs to, by its name.
 fn family_name(name: &[u8], kind: i32) -> &[u8] {
@@ -243,8 +229,8 @@ fn walk_series<'r>(
     let mut metadata = None;
     for found in checked_fields(record.series(span)) {
         match found.number {
-            field::SERIES_LABELS_REFS => checked_refs(&found, |r| refs.push(r)),
-            field::SERIES_METADATA => metadata
+            field::TIME_SERIES_LABELS_REFS => checked_refs(&found, |r| refs.push(r)),
+            field::TIME_SERIES_METADATA => metadata
                 .get_or_insert_with(MetadataRefs::default)
                 .merge(found.bytes().expect("checked when read")),
             _ => each(found),
@@ -286,8 +272,7 @@ fn put_label(out: &mut Vec<u8>, number: u32, name: &[u8], value: &[u8]) {
             1 + wire::varint_len(text.len() as u64) + text.len()
         }
     };
-    wire::put_varint(out, u64::from(number << 3 | u32::from(wire::WIRE_LEN)));
-    wire::put_varint(out, (string_len(name) + string_len(value)) as u64);
+    wire::put_len_prefix(out, number, string_len(name) + string_len(value));
     for (number, text) in [(1, name), (2, value)] {
         if !text.is_empty() {
             wire::put_len_field(out, number, text);
@@ -366,13 +351,13 @@ impl Encoder {
             let start = self.remap_start[*index as usize];
             self.rest.clear();
             let metadata = walk_series(record, span, &mut self.refs, |found| match found.number {
-                field::SERIES_SAMPLES
-                | field::SERIES_HISTOGRAMS
-                | field::SERIES_CREATED_TIMESTAMP => self.rest.extend_from_slice(found.raw),
-                field::SERIES_EXEMPLARS => {
+                field::TIME_SERIES_SAMPLES
+                | field::TIME_SERIES_HISTOGRAMS
+                | field::TIME_SERIES_CREATED_TIMESTAMP => self.rest.extend_from_slice(found.raw),
+                field::TIME_SERIES_EXEMPLARS => {
                     split_exemplar(&found, &mut self.exemplar_refs, &mut self.nested);
                     table.put_message(
-                        (&mut self.rest, field::SERIES_EXEMPLARS),
+                        (&mut self.rest, field::TIME_SERIES_EXEMPLARS),
                         (field::EXEMPLAR_LABELS_REFS, &mut self.exemplar_refs),
                         (record, start),
                         &self.nested,
@@ -395,15 +380,15 @@ impl Encoder {
                     ),
                 ] {
                     if value != 0 {
-                        wire::put_varint(&mut self.nested, u64::from(number << 3));
+                        wire::put_key(&mut self.nested, number, wire::WIRE_VARINT);
                         wire::put_varint(&mut self.nested, value);
                     }
                 }
-                wire::put_len_field(&mut self.rest, field::SERIES_METADATA, &self.nested);
+                wire::put_len_field(&mut self.rest, field::TIME_SERIES_METADATA, &self.nested);
             }
             table.put_message(
                 (&mut self.body, field::REQUEST_TIMESERIES),
-                (field::SERIES_LABELS_REFS, &mut self.refs),
+                (field::TIME_SERIES_LABELS_REFS, &mut self.refs),
                 (record, start),
                 &self.rest,
                 &mut self.series,
@@ -426,21 +411,24 @@ impl Encoder {
             let metadata = walk_series(record, span, &mut self.refs, |found| match found.number {
                 // 1.0's `Sample` is 2.0's without the start timestamp (field 3),
                 // in the same field of the series.
-                field::SERIES_SAMPLES if is_plain_sample(found.bytes().expect("checked")) => {
+                field::TIME_SERIES_SAMPLES if is_plain_sample(found.bytes().expect("checked")) => {
                     self.rest.extend_from_slice(found.raw)
                 }
                 // A histogram has 1.0's fields and 2.0's start timestamp (field 17).
-                field::SERIES_SAMPLES | field::SERIES_HISTOGRAMS => {
-                    let (into, last_field) = if found.number == field::SERIES_SAMPLES {
-                        (v1_field::SERIES_SAMPLES, 2)
+                field::TIME_SERIES_SAMPLES | field::TIME_SERIES_HISTOGRAMS => {
+                    let (into, last_field) = if found.number == field::TIME_SERIES_SAMPLES {
+                        (v1_field::TIME_SERIES_SAMPLES, 2)
                     } else {
-                        (v1_field::SERIES_HISTOGRAMS, v1_field::LAST_HISTOGRAM_FIELD)
+                        (
+                            v1_field::TIME_SERIES_HISTOGRAMS,
+                            LAST_SHARED_HISTOGRAM_FIELD,
+                        )
                     };
                     self.nested.clear();
                     copy_fields(&mut self.nested, &found, |number| number <= last_field);
                     wire::put_len_field(&mut self.rest, into, &self.nested);
                 }
-                field::SERIES_EXEMPLARS => {
+                field::TIME_SERIES_EXEMPLARS => {
                     split_exemplar(&found, &mut self.exemplar_refs, &mut self.nested);
                     self.series.clear();
                     for (name, value) in label_pairs(&self.exemplar_refs) {
@@ -452,7 +440,11 @@ impl Encoder {
                         );
                     }
                     self.series.extend_from_slice(&self.nested);
-                    wire::put_len_field(&mut self.rest, v1_field::SERIES_EXEMPLARS, &self.series);
+                    wire::put_len_field(
+                        &mut self.rest,
+                        v1_field::TIME_SERIES_EXEMPLARS,
+                        &self.series,
+                    );
                 }
                 _ => {}
             });
@@ -463,10 +455,14 @@ impl Encoder {
                 if metric_name.is_none() && name == b"__name__" {
                     metric_name = Some(value);
                 }
-                put_label(&mut self.series, v1_field::SERIES_LABELS, name, value);
+                put_label(&mut self.series, v1_field::TIME_SERIES_LABELS, name, value);
             }
             self.series.extend_from_slice(&self.rest);
-            wire::put_len_field(&mut self.body, v1_field::REQUEST_TIMESERIES, &self.series);
+            wire::put_len_field(
+                &mut self.body,
+                v1_field::WRITE_REQUEST_TIMESERIES,
+                &self.series,
+            );
             if let (Some(metadata), Some(name)) = (metadata, metric_name) {
                 families
                     .entry(family_name(name, metadata.kind))
@@ -482,19 +478,27 @@ impl Encoder {
         for (family, (kind, help, unit)) in families {
             self.nested.clear();
             if kind != 0 {
-                wire::put_varint(&mut self.nested, u64::from(v1_field::METADATA_TYPE << 3));
+                wire::put_key(
+                    &mut self.nested,
+                    v1_field::METRIC_METADATA_TYPE,
+                    wire::WIRE_VARINT,
+                );
                 wire::put_varint(&mut self.nested, kind as u64);
             }
             for (number, text) in [
-                (v1_field::METADATA_FAMILY_NAME, family),
-                (v1_field::METADATA_HELP, help),
-                (v1_field::METADATA_UNIT, unit),
+                (v1_field::METRIC_METADATA_METRIC_FAMILY_NAME, family),
+                (v1_field::METRIC_METADATA_HELP, help),
+                (v1_field::METRIC_METADATA_UNIT, unit),
             ] {
                 if !text.is_empty() {
                     wire::put_len_field(&mut self.nested, number, text);
                 }
             }
-            wire::put_len_field(&mut self.body, v1_field::REQUEST_METADATA, &self.nested);
+            wire::put_len_field(
+                &mut self.body,
+                v1_field::WRITE_REQUEST_METADATA,
+                &self.nested,
+            );
         }
         &self.body
     }

@@ -3,22 +3,27 @@
 //! partition's record is written directly, its symbol table built by copying
 //! byte ranges. Nothing is allocated per symbol, label or sample.
 //!
-//! The request is read to prost's rules, since prost is what read it before
-//! and what reads the records downstream: wire types, varints (a `uint32`
-//! keeps the low 32 bits of its varint, as prost has it), every symbol UTF-8,
-//! unknown fields and groups skipped, the recursion limit of 100, the last
-//! occurrence of a scalar winning and a repeated `metadata` merging. Records
-//! are encoded as prost encodes the owned messages, so they are byte for byte
-//! what the prost path produced (`tests/v2_differential.rs` holds the two
-//! against each other). Native histograms, rare and nested, are still decoded
-//! and re-encoded with prost; decoded on their own, their recursion budget is
-//! 100 where prost inside the request had 98 left (it takes groups nested
-//! 97 deep in a histogram's unknown field to tell).
+//! The request is read with `proto::wire::Reader`, to prost's rules, since
+//! prost is what read it before and what reads the records downstream: wire
+//! types, varints (a `uint32` keeps the low 32 bits of its varint, as prost
+//! has it), every symbol UTF-8, unknown fields and groups skipped, the
+//! recursion limit of 100, the last occurrence of a scalar winning and a
+//! repeated `metadata` merging. Records are encoded with `proto::wire`'s
+//! writer as prost encodes the owned messages, so they are byte for byte what
+//! the prost path produced (`tests/v2_differential.rs` holds the two against
+//! each other). Native histograms, rare and nested, are still decoded and
+//! re-encoded with prost; decoded on their own, their recursion budget is 100
+//! where prost inside the request had 98 left (it takes groups nested 97 deep
+//! in a histogram's unknown field to tell).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
-use proto::wire::{self, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, WireError, read_varint};
+use proto::fields::v2 as field;
+use proto::wire::{
+    self, Reader, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, WireError, double_len, int64_len,
+    put_double, put_int64, put_len_prefix, read_varint,
+};
 use proto::{Message, v2};
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -34,127 +39,19 @@ pub enum V2DecodeError {
     Wire(#[from] WireError),
     #[error("symbol {0} is not UTF-8")]
     SymbolNotUtf8(usize),
-    #[error("end-group tag without its start group")]
-    UnexpectedEndGroup,
-    #[error("nested deeper than 100 levels")]
-    RecursionLimit,
     #[error("native histogram: {0}")]
     Histogram(prost::DecodeError),
 }
 
-const WIRE_START_GROUP: u8 = 3;
-const WIRE_END_GROUP: u8 = 4;
-const WIRE_FIXED32: u8 = 5;
-
-/// prost's recursion budget at the fields of a `Request`; each nested message
-/// (and each group) spends one.
-const RECURSION_LIMIT: u32 = 100;
-const SERIES_DEPTH: u32 = RECURSION_LIMIT - 1;
-const SERIES_CHILD_DEPTH: u32 = RECURSION_LIMIT - 2;
-
-/// Reads fields off a slice, to prost's rules.
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    #[inline]
-    fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
-    }
-
-    #[inline]
-    fn more(&self) -> bool {
-        self.pos < self.buf.len()
-    }
-
-    /// A field key: (field number, wire type), checked as prost's `decode_key`.
-    #[inline]
-    fn key(&mut self) -> Result<(u32, u8), V2DecodeError> {
-        let key = read_varint(self.buf, &mut self.pos)?;
-        let key = u32::try_from(key).map_err(|_| WireError::KeyTooLarge(key))?;
-        let wire_type = (key & 7) as u8;
-        if wire_type > WIRE_FIXED32 {
-            return Err(WireError::BadWireType(wire_type).into());
-        }
-        let number = key >> 3;
-        if number == 0 {
-            return Err(WireError::ZeroFieldNumber.into());
-        }
-        Ok((number, wire_type))
-    }
-
-    #[inline]
-    fn varint(&mut self) -> Result<u64, V2DecodeError> {
-        Ok(read_varint(self.buf, &mut self.pos)?)
-    }
-
-    #[inline]
-    fn take(&mut self, len: usize) -> Result<&'a [u8], V2DecodeError> {
-        let end = self.pos.checked_add(len).ok_or(WireError::Truncated)?;
-        let bytes = self.buf.get(self.pos..end).ok_or(WireError::Truncated)?;
-        self.pos = end;
-        Ok(bytes)
-    }
-
-    #[inline]
-    fn len_delimited(&mut self) -> Result<&'a [u8], V2DecodeError> {
-        let len = self.varint()?;
-        let len = usize::try_from(len).map_err(|_| WireError::Truncated)?;
-        self.take(len)
-    }
-
-    #[inline]
-    fn fixed64(&mut self) -> Result<u64, V2DecodeError> {
-        let bytes = self.take(8)?;
-        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
-    }
-
-    /// Skips an unknown field as prost's `skip_field` does, groups included.
-    fn skip(&mut self, number: u32, wire_type: u8, depth: u32) -> Result<(), V2DecodeError> {
-        if depth == 0 {
-            return Err(V2DecodeError::RecursionLimit);
-        }
-        match wire_type {
-            WIRE_VARINT => {
-                self.varint()?;
-            }
-            WIRE_FIXED64 => {
-                self.take(8)?;
-            }
-            WIRE_LEN => {
-                self.len_delimited()?;
-            }
-            WIRE_START_GROUP => loop {
-                let (inner, inner_type) = self.key()?;
-                if inner_type == WIRE_END_GROUP {
-                    if inner != number {
-                        return Err(V2DecodeError::UnexpectedEndGroup);
-                    }
-                    break;
-                }
-                self.skip(inner, inner_type, depth - 1)?;
-            },
-            WIRE_END_GROUP => return Err(V2DecodeError::UnexpectedEndGroup),
-            _ => {
-                self.take(4)?;
-            }
-        }
-        Ok(())
-    }
-}
+/// prost's recursion budget at the fields of a `Request`, a `TimeSeries` and
+/// the messages in one.
+const REQUEST_DEPTH: u32 = wire::RECURSION_LIMIT;
+const SERIES_DEPTH: u32 = REQUEST_DEPTH - 1;
+const SERIES_CHILD_DEPTH: u32 = REQUEST_DEPTH - 2;
 
 #[inline]
 fn expect(number: u32, wire_type: u8, expected: u8) -> Result<(), V2DecodeError> {
-    if wire_type != expected {
-        return Err(WireError::UnexpectedWireType {
-            field: number,
-            wire_type,
-        }
-        .into());
-    }
-    Ok(())
+    Ok(wire::expect_wire_type(number, wire_type, expected)?)
 }
 
 /// A repeated `uint32`, packed or not; each varint truncated to 32 bits, as prost does.
@@ -226,28 +123,30 @@ impl SeriesFields {
         while reader.more() {
             let (number, wire_type) = reader.key()?;
             match number {
-                1 => read_refs(&mut reader, number, wire_type, &mut self.labels_refs)?,
-                2 => {
+                field::TIME_SERIES_LABELS_REFS => {
+                    read_refs(&mut reader, number, wire_type, &mut self.labels_refs)?
+                }
+                field::TIME_SERIES_SAMPLES => {
                     expect(number, wire_type, WIRE_LEN)?;
                     self.samples.push(read_sample(reader.len_delimited()?)?);
                 }
-                3 => {
+                field::TIME_SERIES_HISTOGRAMS => {
                     expect(number, wire_type, WIRE_LEN)?;
                     let histogram = v2::Histogram::decode(reader.len_delimited()?)
                         .map_err(V2DecodeError::Histogram)?;
                     self.histograms.push(histogram);
                 }
-                4 => {
+                field::TIME_SERIES_EXEMPLARS => {
                     expect(number, wire_type, WIRE_LEN)?;
                     let exemplar = read_exemplar(reader.len_delimited()?, &mut self.exemplar_refs)?;
                     self.exemplars.push(exemplar);
                 }
-                5 => {
+                field::TIME_SERIES_METADATA => {
                     expect(number, wire_type, WIRE_LEN)?;
                     let metadata = self.metadata.get_or_insert_default();
                     merge_metadata(reader.len_delimited()?, metadata)?;
                 }
-                6 => {
+                field::TIME_SERIES_CREATED_TIMESTAMP => {
                     expect(number, wire_type, WIRE_VARINT)?;
                     self.created_timestamp = reader.varint()? as i64;
                 }
@@ -261,7 +160,9 @@ impl SeriesFields {
 #[inline]
 fn read_sample(sample: &[u8]) -> Result<SampleFields, V2DecodeError> {
     // What every sender sends: value, then timestamp, nothing else.
-    if sample.len() >= 11 && sample[0] == 0x09 && sample[9] == 0x10 {
+    const VALUE_KEY: u8 = wire::key_byte(field::SAMPLE_VALUE, WIRE_FIXED64);
+    const TIMESTAMP_KEY: u8 = wire::key_byte(field::SAMPLE_TIMESTAMP, WIRE_VARINT);
+    if sample.len() >= 11 && sample[0] == VALUE_KEY && sample[9] == TIMESTAMP_KEY {
         let mut pos = 10;
         if let Ok(timestamp) = read_varint(sample, &mut pos)
             && pos == sample.len()
@@ -279,15 +180,15 @@ fn read_sample(sample: &[u8]) -> Result<SampleFields, V2DecodeError> {
     while reader.more() {
         let (number, wire_type) = reader.key()?;
         match number {
-            1 => {
+            field::SAMPLE_VALUE => {
                 expect(number, wire_type, WIRE_FIXED64)?;
                 fields.value = f64::from_bits(reader.fixed64()?);
             }
-            2 => {
+            field::SAMPLE_TIMESTAMP => {
                 expect(number, wire_type, WIRE_VARINT)?;
                 fields.timestamp = reader.varint()? as i64;
             }
-            3 => {
+            field::SAMPLE_START_TIMESTAMP => {
                 expect(number, wire_type, WIRE_VARINT)?;
                 fields.start_timestamp = reader.varint()? as i64;
             }
@@ -306,12 +207,12 @@ fn read_exemplar(exemplar: &[u8], refs: &mut Vec<u32>) -> Result<ExemplarFields,
     while reader.more() {
         let (number, wire_type) = reader.key()?;
         match number {
-            1 => read_refs(&mut reader, number, wire_type, refs)?,
-            2 => {
+            field::EXEMPLAR_LABELS_REFS => read_refs(&mut reader, number, wire_type, refs)?,
+            field::EXEMPLAR_VALUE => {
                 expect(number, wire_type, WIRE_FIXED64)?;
                 fields.value = f64::from_bits(reader.fixed64()?);
             }
-            3 => {
+            field::EXEMPLAR_TIMESTAMP => {
                 expect(number, wire_type, WIRE_VARINT)?;
                 fields.timestamp = reader.varint()? as i64;
             }
@@ -328,15 +229,15 @@ fn merge_metadata(bytes: &[u8], metadata: &mut v2::Metadata) -> Result<(), V2Dec
     while reader.more() {
         let (number, wire_type) = reader.key()?;
         match number {
-            1 => {
+            field::METADATA_TYPE => {
                 expect(number, wire_type, WIRE_VARINT)?;
                 metadata.r#type = reader.varint()? as i32;
             }
-            3 => {
+            field::METADATA_HELP_REF => {
                 expect(number, wire_type, WIRE_VARINT)?;
                 metadata.help_ref = reader.varint()? as u32;
             }
-            4 => {
+            field::METADATA_UNIT_REF => {
                 expect(number, wire_type, WIRE_VARINT)?;
                 metadata.unit_ref = reader.varint()? as u32;
             }
@@ -455,7 +356,7 @@ struct PartitionRecord {
 impl PartitionRecord {
     fn new(request_symbols: usize, dense: bool, series_capacity: usize) -> Self {
         let mut symbols = Vec::with_capacity(64);
-        wire::put_len_field(&mut symbols, 4, b"");
+        wire::put_len_field(&mut symbols, field::REQUEST_SYMBOLS, b"");
         let local = if dense {
             RefMap::Dense(vec![UNSET; request_symbols])
         } else {
@@ -501,7 +402,11 @@ impl PartitionRecord {
             } else {
                 let local = self.symbol_count;
                 self.symbol_count += 1;
-                wire::put_len_field(&mut self.symbols, 4, symbols.symbols[canonical as usize]);
+                wire::put_len_field(
+                    &mut self.symbols,
+                    field::REQUEST_SYMBOLS,
+                    symbols.symbols[canonical as usize],
+                );
                 self.set(canonical, local);
                 local
             }
@@ -547,20 +452,23 @@ pub fn split_v2(
     let mut symbol_bytes = 0;
     let mut reader = Reader::new(raw);
     while reader.more() {
-        let start = reader.pos;
+        let start = reader.position();
         let (number, wire_type) = reader.key()?;
         match number {
-            4 => {
+            field::REQUEST_SYMBOLS => {
                 expect(number, wire_type, WIRE_LEN)?;
                 symbols.push(reader.len_delimited()?);
-                symbol_span = Some((symbol_span.map_or(start, |(first, _)| first), reader.pos));
-                symbol_bytes += reader.pos - start;
+                symbol_span = Some((
+                    symbol_span.map_or(start, |(first, _)| first),
+                    reader.position(),
+                ));
+                symbol_bytes += reader.position() - start;
             }
-            5 => {
+            field::REQUEST_TIMESERIES => {
                 expect(number, wire_type, WIRE_LEN)?;
                 all_series.push(reader.len_delimited()?);
             }
-            _ => reader.skip(number, wire_type, RECURSION_LIMIT)?,
+            _ => reader.skip(number, wire_type, REQUEST_DEPTH)?,
         }
     }
     let all_ascii = symbol_span
@@ -642,7 +550,7 @@ pub fn split_v2(
         }
         encoded.clear();
         encode_series(&fields, &packed_refs, &mut encoded);
-        wire::put_len_field(&mut record.series, 5, &encoded);
+        wire::put_len_field(&mut record.series, field::REQUEST_TIMESERIES, &encoded);
 
         batch.written.series += 1;
         batch.written.samples += items.samples;
@@ -736,72 +644,6 @@ pub fn carries_metadata(metadata: Option<&v2::Metadata>) -> bool {
     })
 }
 
-#[inline]
-fn put_key(out: &mut Vec<u8>, number: u32, wire_type: u8) {
-    wire::put_varint(out, (u64::from(number) << 3) | u64::from(wire_type));
-}
-
-/// The packed encoding of `refs` as prost writes it (nothing when empty).
-#[inline]
-fn put_packed(out: &mut Vec<u8>, number: u32, refs: &[u32]) {
-    if refs.is_empty() {
-        return;
-    }
-    let len: usize = refs.iter().map(|r| wire::varint_len(u64::from(*r))).sum();
-    put_key(out, number, WIRE_LEN);
-    wire::put_varint(out, len as u64);
-    for reference in refs {
-        wire::put_varint(out, u64::from(*reference));
-    }
-}
-
-#[inline]
-fn packed_len(number: u32, refs: &[u32]) -> usize {
-    if refs.is_empty() {
-        return 0;
-    }
-    let len: usize = refs.iter().map(|r| wire::varint_len(u64::from(*r))).sum();
-    key_len(number) + wire::varint_len(len as u64) + len
-}
-
-#[inline]
-fn key_len(number: u32) -> usize {
-    wire::varint_len(u64::from(number) << 3)
-}
-
-/// Length of a proto3 `int64` field (absent when 0), key included.
-#[inline]
-fn int64_len(number: u32, value: i64) -> usize {
-    if value == 0 {
-        0
-    } else {
-        key_len(number) + wire::varint_len(value as u64)
-    }
-}
-
-#[inline]
-fn put_int64(out: &mut Vec<u8>, number: u32, value: i64) {
-    if value != 0 {
-        put_key(out, number, WIRE_VARINT);
-        wire::put_varint(out, value as u64);
-    }
-}
-
-/// Length of a proto3 `double` field: absent when it compares equal to 0
-/// (so -0.0 too, as prost has it).
-#[inline]
-fn double_len(number: u32, value: f64) -> usize {
-    if value != 0.0 { key_len(number) + 8 } else { 0 }
-}
-
-#[inline]
-fn put_double(out: &mut Vec<u8>, number: u32, value: f64) {
-    if value != 0.0 {
-        put_key(out, number, WIRE_FIXED64);
-        out.extend_from_slice(&value.to_bits().to_le_bytes());
-    }
-}
-
 /// A reference as a varint, one byte inline.
 #[inline(always)]
 fn put_ref(out: &mut Vec<u8>, reference: u32) {
@@ -817,40 +659,45 @@ fn put_ref(out: &mut Vec<u8>, reference: u32) {
 /// the payload of its packed `labels_refs`.
 fn encode_series(series: &SeriesFields, packed_refs: &[u8], out: &mut Vec<u8>) {
     if !packed_refs.is_empty() {
-        wire::put_len_field(out, 1, packed_refs);
+        wire::put_len_field(out, field::TIME_SERIES_LABELS_REFS, packed_refs);
     }
     for sample in &series.samples {
-        let len = double_len(1, sample.value)
-            + int64_len(2, sample.timestamp)
-            + int64_len(3, sample.start_timestamp);
-        put_key(out, 2, WIRE_LEN);
-        wire::put_varint(out, len as u64);
-        put_double(out, 1, sample.value);
-        put_int64(out, 2, sample.timestamp);
-        put_int64(out, 3, sample.start_timestamp);
+        let len = double_len(field::SAMPLE_VALUE, sample.value)
+            + int64_len(field::SAMPLE_TIMESTAMP, sample.timestamp)
+            + int64_len(field::SAMPLE_START_TIMESTAMP, sample.start_timestamp);
+        put_len_prefix(out, field::TIME_SERIES_SAMPLES, len);
+        put_double(out, field::SAMPLE_VALUE, sample.value);
+        put_int64(out, field::SAMPLE_TIMESTAMP, sample.timestamp);
+        put_int64(out, field::SAMPLE_START_TIMESTAMP, sample.start_timestamp);
     }
     for histogram in &series.histograms {
-        prost::encoding::message::encode(3, histogram, out);
+        prost::encoding::message::encode(field::TIME_SERIES_HISTOGRAMS, histogram, out);
     }
     for exemplar in &series.exemplars {
         let refs = &series.exemplar_refs[exemplar.refs.0..exemplar.refs.1];
-        let len =
-            packed_len(1, refs) + double_len(2, exemplar.value) + int64_len(3, exemplar.timestamp);
-        put_key(out, 4, WIRE_LEN);
-        wire::put_varint(out, len as u64);
-        put_packed(out, 1, refs);
-        put_double(out, 2, exemplar.value);
-        put_int64(out, 3, exemplar.timestamp);
+        let len = wire::packed_uint32_len(field::EXEMPLAR_LABELS_REFS, refs)
+            + double_len(field::EXEMPLAR_VALUE, exemplar.value)
+            + int64_len(field::EXEMPLAR_TIMESTAMP, exemplar.timestamp);
+        put_len_prefix(out, field::TIME_SERIES_EXEMPLARS, len);
+        wire::put_packed_uint32(out, field::EXEMPLAR_LABELS_REFS, refs);
+        put_double(out, field::EXEMPLAR_VALUE, exemplar.value);
+        put_int64(out, field::EXEMPLAR_TIMESTAMP, exemplar.timestamp);
     }
     if let Some(metadata) = &series.metadata {
-        let len = int64_len(1, i64::from(metadata.r#type))
-            + int64_len(3, i64::from(metadata.help_ref))
-            + int64_len(4, i64::from(metadata.unit_ref));
-        put_key(out, 5, WIRE_LEN);
-        wire::put_varint(out, len as u64);
-        put_int64(out, 1, i64::from(metadata.r#type));
-        put_int64(out, 3, i64::from(metadata.help_ref));
-        put_int64(out, 4, i64::from(metadata.unit_ref));
+        let kind = i64::from(metadata.r#type);
+        let help = i64::from(metadata.help_ref);
+        let unit = i64::from(metadata.unit_ref);
+        let len = int64_len(field::METADATA_TYPE, kind)
+            + int64_len(field::METADATA_HELP_REF, help)
+            + int64_len(field::METADATA_UNIT_REF, unit);
+        put_len_prefix(out, field::TIME_SERIES_METADATA, len);
+        put_int64(out, field::METADATA_TYPE, kind);
+        put_int64(out, field::METADATA_HELP_REF, help);
+        put_int64(out, field::METADATA_UNIT_REF, unit);
     }
-    put_int64(out, 6, series.created_timestamp);
+    put_int64(
+        out,
+        field::TIME_SERIES_CREATED_TIMESTAMP,
+        series.created_timestamp,
+    );
 }
