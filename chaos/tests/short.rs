@@ -10,7 +10,7 @@ fn every_fault_loses_nothing_acknowledged() {
     let port = std::env::var("CHAOS_KAFKA_PORT")
         .ok()
         .and_then(|port| port.parse().ok())
-        .unwrap_or(39_692);
+        .unwrap_or(39_492);
     let outcomes = chaos::run_all(&settings, &Scenario::ALL, port, |outcome| {
         eprint!("{}", details(outcome))
     })
