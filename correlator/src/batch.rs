@@ -300,7 +300,7 @@ impl<'i> RequestWriter<'i> {
         }
         self.series.clear();
         self.write_labels(labels);
-        put_packed(&mut self.series, field::TIME_SERIES_LABELS_REFS, &self.refs);
+        wire::put_packed_uint32(&mut self.series, field::TIME_SERIES_LABELS_REFS, &self.refs);
         for point in points {
             match point {
                 PointBytes::Sample(bytes) => {
@@ -457,7 +457,7 @@ impl<'i> RequestWriter<'i> {
             refs.push(self.extra_symbol(value));
         }
         let mut encoded = Vec::with_capacity(24 + refs.len());
-        put_packed(&mut encoded, field::EXEMPLAR_LABELS_REFS, &refs);
+        wire::put_packed_uint32(&mut encoded, field::EXEMPLAR_LABELS_REFS, &refs);
         wire::put_key(&mut encoded, field::EXEMPLAR_VALUE, WIRE_FIXED64);
         encoded.extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
         if exemplar.timestamp != 0 {
@@ -473,28 +473,6 @@ impl<'i> RequestWriter<'i> {
         request.extend_from_slice(&self.symbols);
         request.extend_from_slice(&self.timeseries);
         request
-    }
-}
-
-/// `values` as one packed field (omitted when empty, as protobuf does).
-pub(crate) fn put_packed(out: &mut Vec<u8>, number: u32, values: &[u32]) {
-    if values.is_empty() {
-        return;
-    }
-    wire::put_varint(out, u64::from(number << 3 | 2));
-    // Symbol refs of a request are mostly under 128: one byte each.
-    if values.iter().fold(0, |any, value| any | value) < 0x80 {
-        wire::put_varint(out, values.len() as u64);
-        out.extend(values.iter().map(|value| *value as u8));
-        return;
-    }
-    let len: usize = values
-        .iter()
-        .map(|value| wire::varint_len(u64::from(*value)))
-        .sum();
-    wire::put_varint(out, len as u64);
-    for value in values {
-        wire::put_varint(out, u64::from(*value));
     }
 }
 

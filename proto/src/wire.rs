@@ -440,6 +440,12 @@ pub fn put_packed_uint32(out: &mut Vec<u8>, number: u32, values: &[u32]) {
     if values.is_empty() {
         return;
     }
+    // Symbol refs are mostly under 128: one byte each, no sizing pass.
+    if values.iter().fold(0, |any, value| any | value) < 0x80 {
+        put_len_prefix(out, number, values.len());
+        out.extend(values.iter().map(|value| *value as u8));
+        return;
+    }
     let len: usize = values.iter().map(|v| varint_len(u64::from(*v))).sum();
     put_len_prefix(out, number, len);
     for value in values {
@@ -634,6 +640,7 @@ mod tests {
 
         for (refs, value, timestamp) in [
             (vec![], 0.0, 0),
+            (vec![3, 0, 127], 2.0, 5),
             (vec![1, 2, 300, 70_000], 1.5, -1),
             (vec![0, u32::MAX], -0.0, 1 << 40),
         ] {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use proto::wire::{self, Field};
 use proto::{Message, v2};
 
-use crate::batch::{field, put_packed};
+use crate::batch::field;
 use crate::forward::batch::Batch;
 use crate::forward::config::Protocol;
 use crate::forward::record::{Record, Span, checked_fields, checked_refs, is_plain_sample};
@@ -211,7 +211,7 @@ impl<'b> Table<'b, '_> {
             *reference = self.map(record, start, *reference);
         }
         message.clear();
-        put_packed(message, refs_field, refs);
+        wire::put_packed_uint32(message, refs_field, refs);
         message.extend_from_slice(tail);
         wire::put_len_field(out, number, message);
     }
