@@ -92,6 +92,70 @@ struct Slot {
 /// The place of a label name that an added label also has.
 const CONFLICT: u32 = u32::MAX;
 
+impl Slot {
+    /// The symbol index of interner string `id`, whose slot this is, in the
+    /// request stamped `current`: added to `symbols` on first use.
+    #[inline]
+    fn symbol_of(
+        &mut self,
+        id: u32,
+        current: u32,
+        interner: &Interner,
+        symbols: &mut SymbolTable,
+    ) -> u32 {
+        if self.symbol_stamp != current {
+            self.symbol = symbols.push(interner.get(id));
+            self.symbol_stamp = current;
+        }
+        self.symbol
+    }
+
+    /// Where the request's added labels (sorted by name) go around label
+    /// name `id`: how many sort before it, or [`CONFLICT`] when one has that
+    /// name. Worked out once per request and name.
+    #[inline]
+    fn place_of(&mut self, id: u32, current: u32, interner: &Interner, added: &[Added<'_>]) -> u32 {
+        if self.place_stamp != current {
+            let name = interner.get(id);
+            self.place = match added.binary_search_by(|a| a.name.cmp(name)) {
+                Ok(_) => CONFLICT,
+                Err(before) => before as u32,
+            };
+            self.place_stamp = current;
+        }
+        self.place
+    }
+}
+
+/// A request's symbol table as it is encoded, and how many it holds.
+struct SymbolTable {
+    bytes: Vec<u8>,
+    count: u32,
+}
+
+impl Default for SymbolTable {
+    fn default() -> Self {
+        SymbolTable {
+            bytes: Vec::with_capacity(1024),
+            count: 0,
+        }
+    }
+}
+
+impl SymbolTable {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.count = 0;
+    }
+
+    /// Adds `text`; its index.
+    fn push(&mut self, text: &str) -> u32 {
+        wire::put_len_field(&mut self.bytes, field::REQUEST_SYMBOLS, text.as_bytes());
+        self.count += 1;
+        self.count - 1
+    }
+}
+
 impl Remap {
     fn next_request(&mut self, strings: usize) {
         if self.slots.len() < strings {
@@ -157,8 +221,7 @@ struct Added<'n> {
 pub struct RequestWriter<'i> {
     interner: &'i Interner,
     remap: &'i mut Remap,
-    symbols: Vec<u8>,
-    symbol_count: u32,
+    symbols: SymbolTable,
     /// Strings not of the interner (metadata of 1.0 families, details), each once.
     extra: HashMap<String, u32, foldhash::fast::RandomState>,
     /// Labels every series of the request gets, sorted by name.
@@ -178,8 +241,7 @@ impl<'i> RequestWriter<'i> {
         RequestWriter {
             interner,
             remap,
-            symbols: Vec::with_capacity(1024),
-            symbol_count: 0,
+            symbols: SymbolTable::default(),
             extra: HashMap::default(),
             added: Vec::new(),
             series_added: Vec::new(),
@@ -196,7 +258,6 @@ impl<'i> RequestWriter<'i> {
     pub fn begin(&mut self, added: &[(&'i str, &str)]) {
         self.remap.next_request(self.interner.len());
         self.symbols.clear();
-        self.symbol_count = 0;
         self.extra.clear();
         self.symbol(0);
         self.timeseries.clear();
@@ -218,44 +279,15 @@ impl<'i> RequestWriter<'i> {
     }
 
     fn new_symbol(&mut self, text: &str) -> u32 {
-        wire::put_len_field(&mut self.symbols, field::REQUEST_SYMBOLS, text.as_bytes());
-        self.symbol_count += 1;
-        self.symbol_count - 1
+        self.symbols.push(text)
     }
 
     /// The symbol index of interner string `id` in this request.
     #[inline]
     fn symbol(&mut self, id: u32) -> u32 {
-        let slot = self.remap.slots[id as usize];
-        if slot.symbol_stamp == self.remap.current {
-            return slot.symbol;
-        }
-        let index = self.new_symbol(self.interner.get(id));
+        let current = self.remap.current;
         let slot = &mut self.remap.slots[id as usize];
-        slot.symbol_stamp = self.remap.current;
-        slot.symbol = index;
-        index
-    }
-
-    /// Where the request's added labels go around label name `id`: how many
-    /// sort before it, or [`CONFLICT`] when one has that name. Worked out
-    /// once per request and name, so a series costs no string comparison.
-    #[inline]
-    fn place(&mut self, id: u32) -> u32 {
-        let slot = self.remap.slots[id as usize];
-        if slot.place_stamp == self.remap.current {
-            return slot.place;
-        }
-        let name = self.interner.get(id);
-        // `added` is sorted by name (see `begin`).
-        let place = match self.added.binary_search_by(|a| a.name.cmp(name)) {
-            Ok(_) => CONFLICT,
-            Err(before) => before as u32,
-        };
-        let slot = &mut self.remap.slots[id as usize];
-        slot.place_stamp = self.remap.current;
-        slot.place = place;
-        place
+        slot.symbol_of(id, current, self.interner, &mut self.symbols)
     }
 
     /// The symbol index of a string not of the interner.
@@ -283,7 +315,6 @@ impl<'i> RequestWriter<'i> {
         created_timestamp: i64,
     ) {
         self.series_added.clear();
-        self.series_added.extend_from_slice(&self.added);
         if let Some((name, value)) = own_added
             && !name.is_empty()
             && !value.is_empty()
@@ -291,6 +322,7 @@ impl<'i> RequestWriter<'i> {
         {
             let name_ref = self.extra_symbol(name);
             let value_ref = self.extra_symbol(value);
+            self.series_added.extend_from_slice(&self.added);
             self.series_added.push(Added {
                 name,
                 name_ref,
@@ -299,7 +331,14 @@ impl<'i> RequestWriter<'i> {
             self.series_added.sort_by(|a, b| a.name.cmp(b.name));
         }
         self.series.clear();
-        self.write_labels(labels);
+        self.refs.clear();
+        if self.series_added.is_empty() {
+            self.write_labels_added(labels);
+        } else {
+            let series_added = std::mem::take(&mut self.series_added);
+            self.write_labels(labels, &series_added);
+            self.series_added = series_added;
+        }
         wire::put_packed_uint32(&mut self.series, field::TIME_SERIES_LABELS_REFS, &self.refs);
         for point in points {
             match point {
@@ -355,70 +394,102 @@ impl<'i> RequestWriter<'i> {
         self.series_written += 1;
     }
 
-    /// The series' label refs into `self.refs`, the added labels merged in by
-    /// name; a label of its own named like an added one becomes
-    /// `exported_<name>`.
-    fn write_labels(&mut self, labels: &[(u32, u32)]) {
-        self.refs.clear();
+    /// The series' label refs into `self.refs` with the request's added
+    /// labels merged in by name.
+    fn write_labels_added(&mut self, labels: &[(u32, u32)]) {
         // Places pay off from a request's second series on; a request of
         // one series merges by comparing names, as cheap as working them out.
-        if self.series_written > 0 && self.series_added.len() == self.added.len() {
-            return self.write_labels_placed(labels);
+        if self.series_written == 0 {
+            let added = std::mem::take(&mut self.added);
+            self.write_labels(labels, &added);
+            self.added = added;
+            return;
         }
-        let interner = self.interner;
-        let conflict = labels.iter().any(|(name, _)| {
-            let name = interner.get(*name);
-            self.series_added.iter().any(|a| a.name == name)
-        });
-        if conflict {
-            return self.write_labels_renaming(labels);
-        }
-        let mut added = 0;
-        for (name, value) in labels {
-            let name_text = interner.get(*name);
-            while added < self.series_added.len() && self.series_added[added].name < name_text {
-                let label = self.series_added[added];
-                self.refs.extend([label.name_ref, label.value_ref]);
-                added += 1;
-            }
-            let name_ref = self.symbol(*name);
-            let value_ref = self.symbol(*value);
-            self.refs.extend([name_ref, value_ref]);
-        }
-        for label in &self.series_added[added..] {
-            self.refs.extend([label.name_ref, label.value_ref]);
+        if !self.write_labels_placed(labels) {
+            self.refs.clear();
+            let added = std::mem::take(&mut self.added);
+            self.write_labels_renaming(labels, &added);
+            self.added = added;
         }
     }
 
-    /// [`Self::write_labels`] for a series that adds no label of its own:
-    /// the added labels' places are known per name.
-    fn write_labels_placed(&mut self, labels: &[(u32, u32)]) {
-        let mut added = 0;
+    /// The merge of [`Self::write_labels_added`] with the added labels'
+    /// places known per name: one slot per label string, no string
+    /// comparison. False if a label of the series is named like an added one.
+    fn write_labels_placed(&mut self, labels: &[(u32, u32)]) -> bool {
+        let RequestWriter {
+            interner,
+            remap,
+            symbols,
+            added,
+            refs,
+            ..
+        } = self;
+        let current = remap.current;
+        let slots = &mut remap.slots;
+        refs.reserve(2 * (labels.len() + added.len()));
+        let mut before = 0;
         for &(name, value) in labels {
-            let place = self.place(name);
+            let slot = &mut slots[name as usize];
+            let place = slot.place_of(name, current, interner, added);
             if place == CONFLICT {
-                self.refs.clear();
-                return self.write_labels_renaming(labels);
+                return false;
             }
+            let name_ref = slot.symbol_of(name, current, interner, symbols);
+            let value_ref = slots[value as usize].symbol_of(value, current, interner, symbols);
             let place = place as usize;
-            if place > added {
-                for label in &self.added[added..place] {
-                    self.refs.extend([label.name_ref, label.value_ref]);
+            if place > before {
+                for label in &added[before..place] {
+                    refs.push(label.name_ref);
+                    refs.push(label.value_ref);
                 }
-                added = place;
+                before = place;
             }
-            let name_ref = self.symbol(name);
-            let value_ref = self.symbol(value);
-            self.refs.extend([name_ref, value_ref]);
+            refs.push(name_ref);
+            refs.push(value_ref);
         }
-        for label in &self.added[added..] {
-            self.refs.extend([label.name_ref, label.value_ref]);
+        for label in &added[before..] {
+            refs.push(label.name_ref);
+            refs.push(label.value_ref);
+        }
+        true
+    }
+
+    /// The series' label refs into `self.refs`, `added` (sorted by name)
+    /// merged in by name; a label of its own named like an added one becomes
+    /// `exported_<name>`.
+    fn write_labels(&mut self, labels: &[(u32, u32)], added: &[Added<'i>]) {
+        let interner = self.interner;
+        let conflict = labels.iter().any(|(name, _)| {
+            let name = interner.get(*name);
+            added.iter().any(|a| a.name == name)
+        });
+        if conflict {
+            return self.write_labels_renaming(labels, added);
+        }
+        self.refs.reserve(2 * (labels.len() + added.len()));
+        let mut before = 0;
+        for (name, value) in labels {
+            let name_text = interner.get(*name);
+            while before < added.len() && added[before].name < name_text {
+                self.refs.push(added[before].name_ref);
+                self.refs.push(added[before].value_ref);
+                before += 1;
+            }
+            let name_ref = self.symbol(*name);
+            let value_ref = self.symbol(*value);
+            self.refs.push(name_ref);
+            self.refs.push(value_ref);
+        }
+        for label in &added[before..] {
+            self.refs.push(label.name_ref);
+            self.refs.push(label.value_ref);
         }
     }
 
     /// The rare path: some of the series' own labels are renamed, as
     /// Prometheus does with `honor_labels: false`.
-    fn write_labels_renaming(&mut self, labels: &[(u32, u32)]) {
+    fn write_labels_renaming(&mut self, labels: &[(u32, u32)], added: &[Added<'i>]) {
         let interner = self.interner;
         let taken = |name: &str, added: &[Added<'_>]| {
             labels.iter().any(|(n, _)| interner.get(*n) == name)
@@ -429,19 +500,19 @@ impl<'i> RequestWriter<'i> {
         for (name, value) in labels {
             let name_text = interner.get(*name);
             let value_ref = self.symbol(*value);
-            if !self.series_added.iter().any(|a| a.name == name_text) {
+            if !added.iter().any(|a| a.name == name_text) {
                 let name_ref = self.symbol(*name);
                 merged.push((name_text.to_string(), name_ref, value_ref));
                 continue;
             }
             let mut renamed = format!("{EXPORTED_PREFIX}{name_text}");
-            while taken(&renamed, &self.series_added) || merged.iter().any(|m| m.0 == renamed) {
+            while taken(&renamed, added) || merged.iter().any(|m| m.0 == renamed) {
                 renamed.insert_str(0, EXPORTED_PREFIX);
             }
             let name_ref = self.new_symbol(&renamed);
             merged.push((renamed, name_ref, value_ref));
         }
-        for label in &self.series_added {
+        for label in added {
             merged.push((label.name.to_string(), label.name_ref, label.value_ref));
         }
         merged.sort_by(|a, b| a.0.cmp(&b.0));
@@ -469,8 +540,9 @@ impl<'i> RequestWriter<'i> {
 
     /// The request: its symbol table, then its series.
     pub fn finish(&mut self) -> Vec<u8> {
-        let mut request = Vec::with_capacity(self.symbols.len() + self.timeseries.len());
-        request.extend_from_slice(&self.symbols);
+        let symbols = &self.symbols.bytes;
+        let mut request = Vec::with_capacity(symbols.len() + self.timeseries.len());
+        request.extend_from_slice(symbols);
         request.extend_from_slice(&self.timeseries);
         request
     }

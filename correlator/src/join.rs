@@ -941,9 +941,10 @@ impl Joiner {
             let points_start = record.points.len();
             label_fields.clear();
             // The label fields' bytes, tags included: the cache key.
-            let mut key_range: Option<(usize, usize)> = None;
+            let leading = leading_v1_labels(series, &mut label_fields);
+            let mut key_range: Option<(usize, usize)> = (leading > 0).then_some((0, leading));
             let mut key_is_one_run = true;
-            for inner in Fields::new(series) {
+            for inner in Fields::new(&series[leading..]) {
                 let inner = inner?;
                 match inner.number {
                     v1::TIME_SERIES_LABELS => {
@@ -960,7 +961,7 @@ impl Joiner {
                     }
                     v1::TIME_SERIES_SAMPLES => {
                         let bytes = inner.bytes()?;
-                        let timestamp = varint_field(bytes, v1::SAMPLE_TIMESTAMP)?;
+                        let timestamp = sample_timestamp(bytes)?;
                         record.points.push(Point::Sample { bytes, timestamp });
                     }
                     v1::TIME_SERIES_EXEMPLARS => {
@@ -1091,7 +1092,7 @@ impl Joiner {
                     v2::TIME_SERIES_LABELS_REFS => read_refs(&inner.value, &mut refs, &reference)?,
                     v2::TIME_SERIES_SAMPLES => {
                         let bytes = inner.bytes()?;
-                        let timestamp = varint_field(bytes, v2::SAMPLE_TIMESTAMP)?;
+                        let timestamp = sample_timestamp(bytes)?;
                         record.points.push(Point::Sample { bytes, timestamp });
                     }
                     v2::TIME_SERIES_HISTOGRAMS => {
@@ -1736,6 +1737,59 @@ fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
 
 /// The varint field `number` of an encoded message (a sample's or a
 /// histogram's timestamp), 0 when absent.
+/// The key byte of a 1.0 series' label field.
+const V1_LABEL_KEY: u8 = ((v1::TIME_SERIES_LABELS << 3) | wire::WIRE_LEN as u32) as u8;
+/// The key bytes of a sample's value (fixed64) and timestamp (varint), the
+/// same in 1.0 and 2.0 (`sample_timestamp` relies on it).
+const _: () = assert!(v1::SAMPLE_VALUE == v2::SAMPLE_VALUE);
+const _: () = assert!(v1::SAMPLE_TIMESTAMP == v2::SAMPLE_TIMESTAMP);
+const SAMPLE_VALUE_KEY: u8 = ((v1::SAMPLE_VALUE << 3) | wire::WIRE_FIXED64 as u32) as u8;
+const SAMPLE_TIMESTAMP_KEY: u8 = ((v1::SAMPLE_TIMESTAMP << 3) | wire::WIRE_VARINT as u32) as u8;
+
+/// The label fields at the start of a 1.0 series, as Prometheus writes them
+/// (each under 128 bytes), appended to `labels` without the field walker;
+/// returns the bytes they take. What follows, or anything of another shape,
+/// is for [`Fields`] to read.
+fn leading_v1_labels<'a>(series: &'a [u8], labels: &mut Vec<&'a [u8]>) -> usize {
+    let mut pos = 0;
+    while let [V1_LABEL_KEY, len, ..] = series[pos..]
+        && len < 0x80
+        && pos + 2 + usize::from(len) <= series.len()
+    {
+        let start = pos + 2;
+        pos = start + usize::from(len);
+        labels.push(&series[start..pos]);
+    }
+    pos
+}
+
+/// A sample's timestamp. A sample as Prometheus writes it (its value, then
+/// its timestamp, nothing else) is read in place; any other is walked.
+fn sample_timestamp(sample: &[u8]) -> Result<i64, JoinError> {
+    if let [
+        SAMPLE_VALUE_KEY,
+        _,
+        _,
+        _,
+        _,
+        _,
+        _,
+        _,
+        _,
+        SAMPLE_TIMESTAMP_KEY,
+        ..,
+    ] = sample
+    {
+        let mut pos = 10;
+        if let Ok(timestamp) = read_varint(sample, &mut pos)
+            && pos == sample.len()
+        {
+            return Ok(timestamp as i64);
+        }
+    }
+    varint_field(sample, v1::SAMPLE_TIMESTAMP)
+}
+
 fn varint_field(message: &[u8], number: u32) -> Result<i64, JoinError> {
     let mut found = 0;
     for field in Fields::new(message) {
@@ -1876,6 +1930,105 @@ mod tests {
 
     fn reasons(outputs: &[Output]) -> Vec<UnboundReason> {
         outputs.iter().filter_map(|o| o.reason).collect()
+    }
+
+    #[test]
+    fn the_shortcuts_read_what_the_field_walker_reads() {
+        let labels = |n: usize| -> Vec<Label> {
+            (0..n)
+                .map(|i| Label {
+                    name: format!("l{i}"),
+                    value: "v".repeat(i * 20),
+                })
+                .collect()
+        };
+        for (labels, samples) in [
+            (
+                labels(0),
+                vec![Sample {
+                    value: 1.5,
+                    timestamp: 7,
+                }],
+            ),
+            (
+                labels(3),
+                vec![Sample {
+                    value: 1.5,
+                    timestamp: 1_700_000_000_000,
+                }],
+            ),
+            // A label of 128 bytes or more, a value of 0 (no field), a timestamp of 0.
+            (
+                labels(8),
+                vec![
+                    Sample {
+                        value: 0.0,
+                        timestamp: 3,
+                    },
+                    Sample {
+                        value: 2.0,
+                        timestamp: 0,
+                    },
+                ],
+            ),
+        ] {
+            let series = TimeSeries {
+                labels: labels.clone(),
+                samples: samples.clone(),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            let mut fast = Vec::new();
+            let leading = leading_v1_labels(&series, &mut fast);
+            let walked: Vec<&[u8]> = Fields::new(&series)
+                .map(|field| field.unwrap())
+                .filter(|field| field.number == v1::TIME_SERIES_LABELS)
+                .map(|field| field.bytes().unwrap())
+                .collect();
+            assert_eq!(fast, walked[..fast.len()]);
+            let short = labels.iter().take_while(|l| l.encoded_len() < 0x80).count();
+            assert_eq!(fast.len(), short);
+            assert!(Fields::new(&series[leading..]).all(|field| field.is_ok()));
+            for sample in samples {
+                let bytes = sample.encode_to_vec();
+                assert_eq!(sample_timestamp(&bytes).unwrap(), sample.timestamp);
+                assert_eq!(
+                    sample_timestamp(&bytes).unwrap(),
+                    varint_field(&bytes, v1::SAMPLE_TIMESTAMP).unwrap()
+                );
+            }
+        }
+        // A timestamp given twice: the last one counts, as prost reads it.
+        let mut twice = Sample {
+            value: 1.0,
+            timestamp: 5,
+        }
+        .encode_to_vec();
+        twice.extend(
+            Sample {
+                value: 0.0,
+                timestamp: 9,
+            }
+            .encode_to_vec(),
+        );
+        assert_eq!(sample_timestamp(&twice).unwrap(), 9);
+        // A truncated label or sample is left to the walker, which refuses it.
+        let series = TimeSeries {
+            labels: labels(2),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut fast = Vec::new();
+        let cut = &series[..series.len() - 1];
+        let leading = leading_v1_labels(cut, &mut fast);
+        assert_eq!(fast.len(), 1);
+        assert!(Fields::new(&cut[leading..]).any(|field| field.is_err()));
+        let sample = Sample {
+            value: 1.0,
+            timestamp: 300,
+        }
+        .encode_to_vec();
+        assert!(sample_timestamp(&sample[..sample.len() - 1]).is_err());
     }
 
     #[test]
