@@ -30,7 +30,9 @@ usage() {
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     echo
     echo "Scenarios:"
-    for f in "$HERE"/*.js; do echo "  $(basename "$f" .js)"; done
+    for f in "$HERE"/*.js; do
+        [[ "$f" == */lib.js ]] || echo "  $(basename "$f" .js)"
+    done
 }
 
 scenario=""
