@@ -82,8 +82,10 @@ bench-vs-prometheus: deps
 ## The correlator's Kafka-to-Kafka throughput on a backlog (private Kafka on 39892/39893):
 ## samples/s, bound records/s, CPU and peak RSS, with 3 bindings per sample and with 1;
 ## Markdown table, also in target/bench-correlator/report.md. BENCH_SERIES=100000, BENCH_SECONDS=10, ...
+## (`target/release/bench correlator --help` lists them all).
 bench-correlator: deps
-	bash loadtest/correlator-throughput.sh
+	$(CARGO) build --release --bin ingest --bin correlator --bin loadtest --bin bench --example produce_ceiling
+	target/release/bench correlator
 
 ## ingest held at BENCH_RATE samples/s (1000000) for BENCH_DURATION s (60), then every
 ## acknowledged sample checked in Kafka (private Kafka on 39692/39693): throughput,

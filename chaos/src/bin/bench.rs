@@ -1,0 +1,39 @@
+//! `bench`: the benchmarks on a private broker that `make bench-*` run
+//! (loadtest/README.md); each setting is also its `BENCH_*` environment
+//! variable.
+
+use std::process::ExitCode;
+
+use chaos::bench;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "bench", version)]
+struct Options {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// The correlator's Kafka-to-Kafka throughput on a backlog (`make bench-correlator`).
+    Correlator(bench::correlator::Options),
+}
+
+/// A bench's verdict as an exit code: 0 when every run is a valid measurement.
+fn verdict(valid: anyhow::Result<bool>) -> anyhow::Result<u8> {
+    valid.map(|valid| if valid { 0 } else { 1 })
+}
+
+fn main() -> ExitCode {
+    let result = match Options::parse().bench {
+        Bench::Correlator(options) => verdict(bench::correlator::run(&options)),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
