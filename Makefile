@@ -92,7 +92,8 @@ bench-correlator: deps
 ## latency, missing/duplicated, CPU of ingest, broker and generator, peak RSS;
 ## Markdown in target/bench-sustained/report.md.
 bench-sustained: deps
-	bash loadtest/sustained.sh
+	$(CARGO) build --release --bin ingest --bin loadtest --bin bench
+	target/release/bench sustained
 
 ## The whole pipeline held at a rate: loadtest -> ingest -> Kafka -> correlator (built-in
 ## rules) -> Kafka for BENCH_DURATION s (60) at each of BENCH_RATES (highest first) until

@@ -9,6 +9,7 @@ pub mod correlator;
 pub mod metrics;
 pub mod proc_stat;
 pub mod services;
+pub mod sustained;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -71,12 +72,60 @@ impl Drop for Private {
     }
 }
 
+/// The shape of ingest's load in `bench sustained` and `bench vs-prometheus`.
+#[derive(Debug, clap::Args)]
+pub struct Load {
+    /// loadtest --connections: HTTP connections.
+    #[arg(long, env = "BENCH_CONNECTIONS", default_value_t = 16)]
+    pub connections: u64,
+    /// loadtest --series: synthetic series.
+    #[arg(long, env = "BENCH_SERIES", default_value_t = 200_000)]
+    pub series: u64,
+    /// loadtest --samples-per-request.
+    #[arg(long, env = "BENCH_SAMPLES_PER_REQUEST", default_value_t = 2000)]
+    pub samples_per_request: u64,
+}
+
+impl Load {
+    /// The load as loadtest's arguments.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--connections".into(),
+            self.connections.to_string(),
+            "--series".into(),
+            self.series.to_string(),
+            "--samples-per-request".into(),
+            self.samples_per_request.to_string(),
+        ]
+    }
+}
+
 /// Where the services' binaries are: `given`, or beside this binary.
 pub fn bin_dir(given: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     match given {
         Some(directory) => Ok(directory.clone()),
         None => crate::binaries_beside_this_one(),
     }
+}
+
+/// An ingest on `port` writing to `brokers` with the keys of `keys`, `env`
+/// on top of this process's environment, its output in `log` (truncated).
+pub fn ingest_service(
+    binary: PathBuf,
+    brokers: &str,
+    port: u16,
+    keys: &Path,
+    env: Vec<(&str, String)>,
+    log: PathBuf,
+) -> Service {
+    let _ = std::fs::remove_file(&log);
+    let mut all = vec![
+        ("KAFKA_BROKERS", brokers.to_string()),
+        ("INGEST_LISTEN", format!("127.0.0.1:{port}")),
+        ("API_KEYS_FILE", keys.display().to_string()),
+    ];
+    all.extend(env);
+    Service::new("ingest", binary, owned(all), log, port).inheriting_env()
 }
 
 /// Environment variables as a [`Service`] takes them.

@@ -18,6 +18,8 @@ struct Options {
 enum Bench {
     /// The correlator's Kafka-to-Kafka throughput on a backlog (`make bench-correlator`).
     Correlator(bench::correlator::Options),
+    /// ingest held at a rate, then every acknowledged sample checked in Kafka (`make bench-sustained`).
+    Sustained(bench::sustained::Options),
 }
 
 /// A bench's verdict as an exit code: 0 when every run is a valid measurement.
@@ -28,6 +30,7 @@ fn verdict(valid: anyhow::Result<bool>) -> anyhow::Result<u8> {
 fn main() -> ExitCode {
     let result = match Options::parse().bench {
         Bench::Correlator(options) => verdict(bench::correlator::run(&options)),
+        Bench::Sustained(options) => verdict(bench::sustained::run(&options)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
