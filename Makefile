@@ -101,7 +101,8 @@ bench-sustained: deps
 ## 39992/39993): rate, latency, end-to-end lag p50/p99, CPU per process; Markdown in
 ## target/bench-pipeline/report.md.
 bench-pipeline: deps
-	bash loadtest/pipeline.sh
+	$(CARGO) build --release --bin ingest --bin correlator --bin loadtest --bin bench
+	target/release/bench pipeline
 
 lint: deps
 	$(CARGO) fmt --all -- --check

@@ -39,13 +39,11 @@ use clap::Args;
 
 use super::metrics::{CorrelatorCounters, correlator_counters};
 use super::proc_stat::{self, ThreadTicks};
-use super::services::{Services, clear_work_dir};
-use super::{Private, RunLock, say, strings};
+use super::services::{Services, locked_work_dir};
+use super::{Private, say, strings};
 use crate::processes::repository_root;
 
 const NAME: &str = "bench-correlator";
-const API_KEY: &str = "bench-correlator-key-0123456789";
-const CLUSTER: &str = "bench-correlator-cluster";
 /// Only the pod rule of the built-in Kubernetes rules: one binding per sample.
 const POD_RULE: &str = r#"[[rules]]
 name = "k8s-pod"
@@ -240,16 +238,10 @@ pub fn run(options: &Options) -> anyhow::Result<bool> {
         );
     }
 
-    let repository = repository_root();
-    let work = repository.join("target").join(NAME);
-    let _lock = RunLock::take(&repository, NAME)?;
-    clear_work_dir(&work)?;
+    let (work, _lock) = locked_work_dir(NAME)?;
     let bin_dir = super::bin_dir(&options.bin_dir)?;
     let copies = work.join("bin");
     let copy = |binary: &Path, name: &str| super::copy_binary(binary, &copies, name);
-    let ingest = copy(&bin_dir.join("ingest"), "ingest")?;
-    let correlator = copy(&bin_dir.join("correlator"), "correlator")?;
-    let loadtest = copy(&bin_dir.join("loadtest"), "loadtest")?;
     let ceiling = copy(
         &bin_dir.join("examples").join("produce_ceiling"),
         "produce_ceiling",
@@ -258,19 +250,11 @@ pub fn run(options: &Options) -> anyhow::Result<bool> {
         Some(path) => Some(copy(Path::new(path), "correlator-baseline")?),
         None => None,
     };
-    let revision = super::code_revision(&repository);
+    let revision = super::code_revision(&repository_root());
 
     let ports = [options.kafka_port, options.kafka_controller_port];
     let mut private = Private::start(NAME, ports, &work)?;
-    let mut bench = Services::new(
-        NAME,
-        API_KEY,
-        CLUSTER,
-        &work,
-        &private,
-        options.partitions,
-        [ingest, correlator, loadtest],
-    )?;
+    let mut bench = Services::new(NAME, &work, &private, options.partitions, &bin_dir)?;
     bench.partition_by_labels = std::env::var("BENCH_PARTITION_BY_LABELS").ok();
     let (ingest_port, correlator_port) = (bench.ingest_port, bench.correlator_port);
     let pod_rule = work.join("bindings-pod.toml");
@@ -321,7 +305,7 @@ pub fn run(options: &Options) -> anyhow::Result<bool> {
             vec![options.samples_per_request.to_string()],
             strings(&["--passes"]),
             vec![options.passes.to_string()],
-            strings(&["--cluster-name", CLUSTER, "--run-id"]),
+            strings(&["--cluster-name", &bench.cluster, "--run-id"]),
             vec![format!("{}-fill", bench.prefix)],
             strings(&["--verify", "--brokers"]),
             vec![

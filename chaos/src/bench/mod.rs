@@ -7,6 +7,7 @@
 
 pub mod correlator;
 pub mod metrics;
+pub mod pipeline;
 pub mod proc_stat;
 pub mod services;
 pub mod sustained;

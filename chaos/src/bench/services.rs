@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use super::metrics::correlator_counters;
-use super::{Offsets, Private, owned, say, strings};
+use super::{Offsets, Private, RunLock, owned, say, strings};
 use crate::processes::Service;
 
 /// A bench's fixed parts: paths, binaries, topics and ports.
@@ -23,9 +23,10 @@ pub struct Services {
     pub stamp: String,
     /// Of every topic and consumer group: `<bench>.<stamp>`.
     pub prefix: String,
-    pub api_key: &'static str,
-    /// loadtest's `--cluster-name`.
-    pub cluster: &'static str,
+    /// The key of the one tenant: `<bench>-key-0123456789`.
+    pub api_key: String,
+    /// loadtest's `--cluster-name`: `<bench>-cluster`.
+    pub cluster: String,
     pub ingest: PathBuf,
     pub correlator: PathBuf,
     pub loadtest: PathBuf,
@@ -41,20 +42,22 @@ pub struct Services {
 
 impl Services {
     /// The services of bench `name` on `private`'s broker: its keys file
-    /// (one tenant, key `api_key`) in `work`, ingest and the correlator on
-    /// the first free ports from the broker's plus 2, every topic with
+    /// (one tenant) in `work`, copies of ingest, the correlator and loadtest
+    /// from `bin_dir` in `work/bin` (a build by someone else in the same tree
+    /// must not swap a binary between runs), ingest and the correlator on the
+    /// first free ports from the broker's plus 2, every topic with
     /// `partitions` partitions.
     pub fn new(
         name: &'static str,
-        api_key: &'static str,
-        cluster: &'static str,
         work: &Path,
         private: &Private,
         partitions: u32,
-        [ingest, correlator, loadtest]: [PathBuf; 3],
+        bin_dir: &Path,
     ) -> anyhow::Result<Services> {
+        let copy = |name: &str| super::copy_binary(&bin_dir.join(name), &work.join("bin"), name);
         let ingest_port = super::free_port_from(private.broker.port + 2);
         let stamp = super::stamp()?;
+        let api_key = format!("{name}-key-0123456789");
         Ok(Services {
             name,
             work: work.to_path_buf(),
@@ -62,12 +65,12 @@ impl Services {
             partitions,
             prefix: format!("{name}.{stamp}"),
             stamp,
+            keys: super::write_bench_keys(work, &api_key)?,
             api_key,
-            cluster,
-            ingest,
-            correlator,
-            loadtest,
-            keys: super::write_bench_keys(work, api_key)?,
+            cluster: format!("{name}-cluster"),
+            ingest: copy("ingest")?,
+            correlator: copy("correlator")?,
+            loadtest: copy("loadtest")?,
             ingest_port,
             correlator_port: super::free_port_from(ingest_port + 1),
             partition_by_labels: None,
@@ -187,7 +190,7 @@ impl Services {
         let log = self.work.join("runs").join(format!("{log}.log"));
         let mut command = Command::new(&self.loadtest);
         command
-            .args(["--url", &self.ingest_url(), "--api-key", self.api_key])
+            .args(["--url", &self.ingest_url(), "--api-key", &self.api_key])
             .args(args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?);
@@ -223,7 +226,7 @@ impl Services {
             strings(&["--rate", "1000", "--duration", "1", "--series"]),
             vec![series.to_string(), "--samples-per-request".into()],
             vec![samples_per_request.to_string()],
-            strings(&["--cluster-name", self.cluster, "--run-id"]),
+            strings(&["--cluster-name", &self.cluster, "--run-id"]),
             vec![format!("{}-topology", self.prefix), "--topology".into()],
         ]
         .concat();
@@ -278,8 +281,18 @@ impl Services {
     }
 }
 
+/// `target/<name>`, the work dir of a bench that runs alone (the run lock,
+/// held until dropped) and starts clean.
+pub fn locked_work_dir(name: &str) -> anyhow::Result<(PathBuf, RunLock)> {
+    let repository = crate::processes::repository_root();
+    let lock = RunLock::take(&repository, name)?;
+    let work = repository.join("target").join(name);
+    clear_work_dir(&work)?;
+    Ok((work, lock))
+}
+
 /// The previous run's logs, summaries and report go.
-pub fn clear_work_dir(work: &Path) -> anyhow::Result<()> {
+fn clear_work_dir(work: &Path) -> anyhow::Result<()> {
     let runs = work.join("runs");
     if runs.exists() {
         std::fs::remove_dir_all(&runs)?;

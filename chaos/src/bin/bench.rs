@@ -20,6 +20,8 @@ enum Bench {
     Correlator(bench::correlator::Options),
     /// ingest held at a rate, then every acknowledged sample checked in Kafka (`make bench-sustained`).
     Sustained(bench::sustained::Options),
+    /// The whole pipeline held at a rate, every sample verified out of the join (`make bench-pipeline`).
+    Pipeline(bench::pipeline::Options),
 }
 
 /// A bench's verdict as an exit code: 0 when every run is a valid measurement.
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
     let result = match Options::parse().bench {
         Bench::Correlator(options) => verdict(bench::correlator::run(&options)),
         Bench::Sustained(options) => verdict(bench::sustained::run(&options)),
+        Bench::Pipeline(options) => verdict(bench::pipeline::run(&options)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
