@@ -77,7 +77,8 @@ k6: deps
 ## (private Kafka on 39792/39793); Markdown table with the ratios, also written to
 ## target/bench-vs-prometheus/report.md. BENCH_DURATION=20, BENCH_SERIES=200000, ...
 bench-vs-prometheus: deps
-	bash loadtest/compare-prometheus.sh
+	$(CARGO) build --release --bin ingest --bin loadtest --bin bench
+	target/release/bench vs-prometheus
 
 ## The correlator's Kafka-to-Kafka throughput on a backlog (private Kafka on 39892/39893):
 ## samples/s, bound records/s, CPU and peak RSS, with 3 bindings per sample and with 1;

@@ -127,6 +127,8 @@ pub struct Service {
     pub log: PathBuf,
     pub health_port: u16,
     args: Vec<String>,
+    /// The path that answers 200 once the service is ready.
+    ready_path: &'static str,
     /// Whether the child sees this process's environment (under `env`), or only `PATH`.
     inherit_env: bool,
     child: Option<Child>,
@@ -147,6 +149,7 @@ impl Service {
             log,
             health_port,
             args: Vec::new(),
+            ready_path: "/readyz",
             inherit_env: false,
             child: None,
         }
@@ -155,6 +158,12 @@ impl Service {
     /// Command-line arguments for every start.
     pub fn with_args(mut self, args: Vec<String>) -> Service {
         self.args = args;
+        self
+    }
+
+    /// Readiness at `path` rather than `/readyz`.
+    pub fn with_ready_path(mut self, path: &'static str) -> Service {
+        self.ready_path = path;
         self
     }
 
@@ -199,10 +208,10 @@ impl Service {
         Ok(())
     }
 
-    /// Waits for `/readyz` to answer 200; fails early if the process exits.
+    /// Waits for `/readyz` (or the ready path) to answer 200; fails early if the process exits.
     pub fn wait_ready(&mut self, within: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let url = format!("http://127.0.0.1:{}/readyz", self.health_port);
+        let url = format!("http://127.0.0.1:{}{}", self.health_port, self.ready_path);
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;

@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod proc_stat;
 pub mod services;
 pub mod sustained;
+pub mod vs_prometheus;
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -303,6 +304,16 @@ pub fn shell_exit_code(status: ExitStatus) -> i32 {
 pub fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `command -v`: a path as given, or the first executable of that name on PATH.
+pub fn which(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return is_executable(Path::new(program)).then(|| PathBuf::from(program));
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|directory| directory.join(program))
+        .find(|path| is_executable(path))
 }
 
 /// Copies `binary` into `bin_dir` as `name`: a build by someone else in the

@@ -22,6 +22,8 @@ enum Bench {
     Sustained(bench::sustained::Options),
     /// The whole pipeline held at a rate, every sample verified out of the join (`make bench-pipeline`).
     Pipeline(bench::pipeline::Options),
+    /// ingest against Prometheus' own remote-write receiver, same load in one run (`make bench-vs-prometheus`).
+    VsPrometheus(bench::vs_prometheus::Options),
 }
 
 /// A bench's verdict as an exit code: 0 when every run is a valid measurement.
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Bench::Correlator(options) => verdict(bench::correlator::run(&options)),
         Bench::Sustained(options) => verdict(bench::sustained::run(&options)),
         Bench::Pipeline(options) => verdict(bench::pipeline::run(&options)),
+        Bench::VsPrometheus(options) => verdict(bench::vs_prometheus::run(&options)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
