@@ -71,7 +71,8 @@ fuzz: deps
 ## K6_SCENARIO=constant-rate|ramp|spike|many-tenants, K6_ARGS="-e RATE=100 -e DURATION=1m".
 K6_SCENARIO ?= constant-rate
 k6: deps
-	bash loadtest/k6/run.sh $(K6_SCENARIO) --local $(K6_ARGS)
+	$(CARGO) build --release --bin ingest --bin bench
+	target/release/bench k6 $(K6_SCENARIO) --local $(K6_ARGS)
 
 ## ingest against Prometheus' own remote-write receiver, same load in the same run
 ## (private Kafka on 39792/39793); Markdown table with the ratios, also written to

@@ -18,6 +18,7 @@ pub fn repository_root() -> PathBuf {
 
 /// A single-node KRaft broker of its own, on its own ports and data directory,
 /// so stopping it touches nothing else on the machine.
+#[derive(Clone)]
 pub struct Broker {
     pub port: u16,
     controller_port: u16,
@@ -45,6 +46,12 @@ impl Broker {
             state_dir,
             heap_opts: None,
         }
+    }
+
+    /// `KAFKA_HEAP_OPTS` for kafka.sh.
+    pub fn with_heap(mut self, heap_opts: &'static str) -> Broker {
+        self.heap_opts = Some(heap_opts);
+        self
     }
 
     pub fn bootstrap(&self) -> String {

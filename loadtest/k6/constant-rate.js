@@ -6,7 +6,7 @@
 // A k6 script for k6 with k6/x/remotewrite (built by build-k6.sh, or with
 // xk6-client-prometheus-remote):
 //   k6 run -e INGEST_URL=... -e API_KEY=... constant-rate.js
-// or through loadtest/k6/run.sh (README.md).
+// or through `bench k6` (`make k6`, README.md).
 //
 //   RATE=50 DURATION=20s SERIES_PER_REQUEST=100 VUS=50 P99_MS=500
 import { check } from 'k6';

@@ -6,6 +6,8 @@
 //! `services` runs ingest and correlators on one broker.
 
 pub mod correlator;
+pub mod interrupt;
+pub mod k6;
 pub mod metrics;
 pub mod pipeline;
 pub mod proc_stat;
@@ -50,6 +52,7 @@ impl Private {
             broker,
             services: Vec::new(),
         };
+        interrupt::register(&private.broker, false);
         private
             .broker
             .start()
@@ -71,6 +74,7 @@ impl Drop for Private {
         if let Err(error) = self.broker.reset() {
             say(self.name, &format!("resetting the broker: {error:#}"));
         }
+        interrupt::unregister(&self.broker);
     }
 }
 
@@ -110,24 +114,48 @@ pub fn bin_dir(given: &Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
 }
 
-/// An ingest on `port` writing to `brokers` with the keys of `keys`, `env`
-/// on top of this process's environment, its output in `log` (truncated).
-pub fn ingest_service(
+/// Bench `name`'s ingest on `port` writing to `broker` with the keys of
+/// `keys`, on top of this process's environment, started and ready within a
+/// minute (the end of its log shown when not); with `stamp`, its topics are
+/// `bench.samples.<stamp>` and `bench.topology.<stamp>`. Its output goes to
+/// `log` (truncated first).
+pub fn start_ingest(
+    name: &str,
     binary: PathBuf,
-    brokers: &str,
+    broker: &Broker,
     port: u16,
     keys: &Path,
-    env: Vec<(&str, String)>,
+    stamp: Option<&str>,
     log: PathBuf,
-) -> Service {
+) -> anyhow::Result<Service> {
+    say(
+        name,
+        &format!(
+            "starting ingest on 127.0.0.1:{port} (Kafka {}; log {})",
+            broker.bootstrap(),
+            log.display()
+        ),
+    );
     let _ = std::fs::remove_file(&log);
-    let mut all = vec![
-        ("KAFKA_BROKERS", brokers.to_string()),
+    let mut env = vec![
+        ("KAFKA_BROKERS", broker.bootstrap()),
         ("INGEST_LISTEN", format!("127.0.0.1:{port}")),
         ("API_KEYS_FILE", keys.display().to_string()),
     ];
-    all.extend(env);
-    Service::new("ingest", binary, owned(all), log, port).inheriting_env()
+    if let Some(stamp) = stamp {
+        env.push(("TOPIC_SAMPLES", format!("bench.samples.{stamp}")));
+        env.push(("TOPIC_TOPOLOGY_RAW", format!("bench.topology.{stamp}")));
+    }
+    let mut ingest = Service::new("ingest", binary, owned(env), log.clone(), port).inheriting_env();
+    ingest.start()?;
+    if let Err(error) = ingest.wait_ready(Duration::from_secs(60)) {
+        eprintln!("{}", tail(&log, 20));
+        return Err(error.context(format!(
+            "ingest did not become ready; see {}",
+            log.display()
+        )));
+    }
+    Ok(ingest)
 }
 
 /// Environment variables as a [`Service`] takes them.

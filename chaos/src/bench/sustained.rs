@@ -117,28 +117,17 @@ pub fn run(options: &Options) -> anyhow::Result<bool> {
     let ingest_port = super::free_port_from(options.kafka_port + 2);
     let keys = super::write_bench_keys(&work, API_KEY)?;
     let log = work.join("ingest.log");
-    say(
+    let ingest = super::start_ingest(
         NAME,
-        &format!(
-            "starting ingest on 127.0.0.1:{ingest_port} (log {})",
-            log.display()
-        ),
-    );
-    private.services.push(super::ingest_service(
         ingest,
-        &brokers,
+        &private.broker,
         ingest_port,
         &keys,
-        vec![
-            ("TOPIC_SAMPLES", topic.clone()),
-            ("TOPIC_TOPOLOGY_RAW", format!("bench.topology.{stamp}")),
-        ],
+        Some(&stamp),
         log,
-    ));
-    let ingest = &mut private.services[0];
-    ingest.start()?;
-    ingest.wait_ready(Duration::from_secs(60))?;
+    )?;
     let ingest_pid = ingest.pid().expect("started");
+    private.services.push(ingest);
     let common: Vec<String> = [
         "--url",
         &format!("http://127.0.0.1:{ingest_port}/receiver/prometheus/api/v1/write"),

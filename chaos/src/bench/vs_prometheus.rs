@@ -337,26 +337,16 @@ pub fn run(options: &Options) -> anyhow::Result<bool> {
     let ingest_port = super::free_port_from(options.kafka_port + 2);
     let keys = super::write_bench_keys(&work, API_KEY)?;
     let ingest_log = work.join("ingest.log");
-    say(
+    let binary = bin_dir.join("ingest");
+    let ingest = super::start_ingest(
         NAME,
-        &format!(
-            "starting ingest on 127.0.0.1:{ingest_port} (log {})",
-            ingest_log.display()
-        ),
-    );
-    let mut ingest = super::ingest_service(
-        bin_dir.join("ingest"),
-        &private.broker.bootstrap(),
+        binary,
+        &private.broker,
         ingest_port,
         &keys,
-        vec![
-            ("TOPIC_SAMPLES", format!("bench.samples.{stamp}")),
-            ("TOPIC_TOPOLOGY_RAW", format!("bench.topology.{stamp}")),
-        ],
+        Some(&stamp),
         ingest_log,
-    );
-    ingest.start()?;
-    ingest.wait_ready(Duration::from_secs(60))?;
+    )?;
     let ingest_pid = ingest.pid().expect("started");
     private.services.push(ingest);
 

@@ -1,6 +1,6 @@
-//! `bench`: the benchmarks on a private broker that `make bench-*` run
-//! (loadtest/README.md); each setting is also its `BENCH_*` environment
-//! variable.
+//! `bench`: the benchmarks on a private broker that `make bench-*` and
+//! `make k6` run (loadtest/README.md, loadtest/k6/README.md); each setting
+//! is also its `BENCH_*` environment variable.
 
 use std::process::ExitCode;
 
@@ -24,6 +24,8 @@ enum Bench {
     Pipeline(bench::pipeline::Options),
     /// ingest against Prometheus' own remote-write receiver, same load in one run (`make bench-vs-prometheus`).
     VsPrometheus(bench::vs_prometheus::Options),
+    /// A k6 scenario of loadtest/k6 against ingest (`make k6`); the exit code is k6's.
+    K6(bench::k6::Options),
 }
 
 /// A bench's verdict as an exit code: 0 when every run is a valid measurement.
@@ -32,11 +34,14 @@ fn verdict(valid: anyhow::Result<bool>) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let result = match Options::parse().bench {
+    let options = Options::parse();
+    bench::interrupt::stop_brokers_on_signal();
+    let result = match options.bench {
         Bench::Correlator(options) => verdict(bench::correlator::run(&options)),
         Bench::Sustained(options) => verdict(bench::sustained::run(&options)),
         Bench::Pipeline(options) => verdict(bench::pipeline::run(&options)),
         Bench::VsPrometheus(options) => verdict(bench::vs_prometheus::run(&options)),
+        Bench::K6(options) => bench::k6::run(&options).map(|code| u8::try_from(code).unwrap_or(1)),
     };
     match result {
         Ok(code) => ExitCode::from(code),
