@@ -785,7 +785,7 @@ fn report(backlog: &Backlog, joins: &[JoinRun], ceilings: &[CeilingRun]) -> Stri
          Code: {}{baseline}. {} CPUs, {} GiB. \
          Each run: a fresh correlator and consumer group reading the whole backlog (at-least-once, protobuf output). \
          Rates over the time from the first consumed record to the last sample joined; CPU from ready (topology loaded) to that moment; \
-         \"others\": the rest of the machine's busy CPU (other jobs, the script's polling, hypervisor steal).\n\n",
+         \"others\": the rest of the machine's busy CPU (other jobs, the bench's polling, hypervisor steal).\n\n",
         b.seconds,
         b.connections,
         b.series,
