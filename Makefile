@@ -71,26 +71,31 @@ fuzz: deps
 ## K6_SCENARIO=constant-rate|ramp|spike|many-tenants, K6_ARGS="-e RATE=100 -e DURATION=1m".
 K6_SCENARIO ?= constant-rate
 k6: deps
-	bash loadtest/k6/run.sh $(K6_SCENARIO) --local $(K6_ARGS)
+	$(CARGO) build --release --bin ingest --bin bench
+	target/release/bench k6 $(K6_SCENARIO) --local $(K6_ARGS)
 
 ## ingest against Prometheus' own remote-write receiver, same load in the same run
 ## (private Kafka on 39792/39793); Markdown table with the ratios, also written to
 ## target/bench-vs-prometheus/report.md. BENCH_DURATION=20, BENCH_SERIES=200000, ...
 bench-vs-prometheus: deps
-	bash loadtest/compare-prometheus.sh
+	$(CARGO) build --release --bin ingest --bin loadtest --bin bench
+	target/release/bench vs-prometheus
 
 ## The correlator's Kafka-to-Kafka throughput on a backlog (private Kafka on 39892/39893):
 ## samples/s, bound records/s, CPU and peak RSS, with 3 bindings per sample and with 1;
 ## Markdown table, also in target/bench-correlator/report.md. BENCH_SERIES=100000, BENCH_SECONDS=10, ...
+## (`target/release/bench correlator --help` lists them all).
 bench-correlator: deps
-	bash loadtest/correlator-throughput.sh
+	$(CARGO) build --release --bin ingest --bin correlator --bin loadtest --bin bench --example produce_ceiling
+	target/release/bench correlator
 
 ## ingest held at BENCH_RATE samples/s (1000000) for BENCH_DURATION s (60), then every
 ## acknowledged sample checked in Kafka (private Kafka on 39692/39693): throughput,
 ## latency, missing/duplicated, CPU of ingest, broker and generator, peak RSS;
 ## Markdown in target/bench-sustained/report.md.
 bench-sustained: deps
-	bash loadtest/sustained.sh
+	$(CARGO) build --release --bin ingest --bin loadtest --bin bench
+	target/release/bench sustained
 
 ## The whole pipeline held at a rate: loadtest -> ingest -> Kafka -> correlator (built-in
 ## rules) -> Kafka for BENCH_DURATION s (60) at each of BENCH_RATES (highest first) until
@@ -98,7 +103,8 @@ bench-sustained: deps
 ## 39992/39993): rate, latency, end-to-end lag p50/p99, CPU per process; Markdown in
 ## target/bench-pipeline/report.md.
 bench-pipeline: deps
-	bash loadtest/pipeline.sh
+	$(CARGO) build --release --bin ingest --bin correlator --bin loadtest --bin bench
+	target/release/bench pipeline
 
 lint: deps
 	$(CARGO) fmt --all -- --check

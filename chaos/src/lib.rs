@@ -2,8 +2,10 @@
 //! broker, ingest, the correlator, the loadtest generator) are started, put
 //! under load, hurt, and then every acknowledged sample is looked for:
 //! `processes` runs the parts, `scenarios` the faults, `report` the figures;
-//! `cluster` and `cluster_scenarios` do the same on a replicated cluster.
+//! `cluster` and `cluster_scenarios` do the same on a replicated cluster;
+//! `bench` runs the benchmarks on a private broker.
 
+pub mod bench;
 pub mod cluster;
 pub mod cluster_scenarios;
 pub mod processes;

@@ -18,10 +18,13 @@ pub fn repository_root() -> PathBuf {
 
 /// A single-node KRaft broker of its own, on its own ports and data directory,
 /// so stopping it touches nothing else on the machine.
+#[derive(Clone)]
 pub struct Broker {
     pub port: u16,
     controller_port: u16,
-    state_dir: PathBuf,
+    pub state_dir: PathBuf,
+    /// `KAFKA_HEAP_OPTS` for kafka.sh; `None` leaves the caller's or kafka.sh's own.
+    heap_opts: Option<&'static str>,
 }
 
 impl Broker {
@@ -30,7 +33,25 @@ impl Broker {
             port,
             controller_port: port + 1,
             state_dir,
+            heap_opts: Some("-Xms256m -Xmx768m"),
         }
+    }
+
+    /// A broker with kafka.sh's own heap (or the caller's `KAFKA_HEAP_OPTS`),
+    /// as the benchmarks run it.
+    pub fn with_default_heap(port: u16, controller_port: u16, state_dir: PathBuf) -> Broker {
+        Broker {
+            port,
+            controller_port,
+            state_dir,
+            heap_opts: None,
+        }
+    }
+
+    /// `KAFKA_HEAP_OPTS` for kafka.sh.
+    pub fn with_heap(mut self, heap_opts: &'static str) -> Broker {
+        self.heap_opts = Some(heap_opts);
+        self
     }
 
     pub fn bootstrap(&self) -> String {
@@ -40,13 +61,17 @@ impl Broker {
     fn script(&self, action: &str) -> anyhow::Result<()> {
         let log = self.state_dir.with_extension("script.log");
         std::fs::create_dir_all(&self.state_dir)?;
-        let status = Command::new("bash")
+        let mut command = Command::new("bash");
+        command
             .arg(repository_root().join("deploy/local/kafka.sh"))
             .arg(action)
             .env("KAFKA_PORT", self.port.to_string())
             .env("KAFKA_CONTROLLER_PORT", self.controller_port.to_string())
-            .env("KAFKA_STATE_DIR", &self.state_dir)
-            .env("KAFKA_HEAP_OPTS", "-Xms256m -Xmx768m")
+            .env("KAFKA_STATE_DIR", &self.state_dir);
+        if let Some(heap_opts) = self.heap_opts {
+            command.env("KAFKA_HEAP_OPTS", heap_opts);
+        }
+        let status = command
             .stdout(File::options().create(true).append(true).open(&log)?)
             .stderr(File::options().create(true).append(true).open(&log)?)
             .status()
@@ -108,6 +133,11 @@ pub struct Service {
     env: Vec<(String, String)>,
     pub log: PathBuf,
     pub health_port: u16,
+    args: Vec<String>,
+    /// The path that answers 200 once the service is ready.
+    ready_path: &'static str,
+    /// Whether the child sees this process's environment (under `env`), or only `PATH`.
+    inherit_env: bool,
     child: Option<Child>,
 }
 
@@ -125,16 +155,53 @@ impl Service {
             env,
             log,
             health_port,
+            args: Vec::new(),
+            ready_path: "/readyz",
+            inherit_env: false,
             child: None,
         }
+    }
+
+    /// Command-line arguments for every start.
+    pub fn with_args(mut self, args: Vec<String>) -> Service {
+        self.args = args;
+        self
+    }
+
+    /// Readiness at `path` rather than `/readyz`.
+    pub fn with_ready_path(mut self, path: &'static str) -> Service {
+        self.ready_path = path;
+        self
+    }
+
+    /// The child inherits this process's environment, `env` on top.
+    pub fn inheriting_env(mut self) -> Service {
+        self.inherit_env = true;
+        self
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process was started and has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     pub fn start(&mut self) -> anyhow::Result<()> {
         let log = File::options().create(true).append(true).open(&self.log)?;
         let mut command = Command::new(&self.binary);
+        if !self.inherit_env {
+            command
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default());
+        }
         command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -148,10 +215,10 @@ impl Service {
         Ok(())
     }
 
-    /// Waits for `/readyz` to answer 200; fails early if the process exits.
+    /// Waits for `/readyz` (or the ready path) to answer 200; fails early if the process exits.
     pub fn wait_ready(&mut self, within: Duration) -> anyhow::Result<Duration> {
         let started = Instant::now();
-        let url = format!("http://127.0.0.1:{}/readyz", self.health_port);
+        let url = format!("http://127.0.0.1:{}{}", self.health_port, self.ready_path);
         let client = reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
