@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
+use shared::config::{KafkaSection, read_toml};
+use shared::logging::LogFormat;
 
 use crate::forward::config::{ForwardOptions, ForwardSettings};
 use crate::index::AsOf;
@@ -169,12 +171,6 @@ pub struct Options {
     pub forward: ForwardOptions,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaSection {
-    pub properties: BTreeMap<String, String>,
-}
-
 #[derive(Debug, Clone)]
 pub struct Topics {
     pub samples: String,
@@ -200,7 +196,7 @@ pub struct Settings {
     pub transactional_id_prefix: String,
     pub topology_load_timeout: Duration,
     pub shutdown_timeout: Duration,
-    pub log_format: ingest::config::LogFormat,
+    pub log_format: LogFormat,
     pub kafka_properties: BTreeMap<String, String>,
 }
 
@@ -216,8 +212,7 @@ impl Settings {
             "json" => OutputEncoding::Json,
             other => bail!("OUTPUT_ENCODING must be protobuf or json, not {other:?}"),
         };
-        let log_format =
-            ingest::config::LogFormat::parse(cli.log_format.or(file.log_format).as_deref())?;
+        let log_format = LogFormat::parse(cli.log_format.or(file.log_format).as_deref())?;
         let join_defaults = JoinSettings::default();
         let defaults = &join_defaults.labels;
         let label = |name: &str,
@@ -451,7 +446,7 @@ pub fn load() -> anyhow::Result<(Run, Settings)> {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Options> {
-    ingest::config::read_toml(path)
+    read_toml(path)
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
 use serde::Deserialize;
+use shared::config::{KafkaSection, read_toml};
+use shared::logging::LogFormat;
 
 /// Every setting is optional here so that the file, the environment and the
 /// defaults can be layered; [`Settings::resolve`] turns it into [`Settings`].
@@ -120,31 +122,6 @@ pub struct Options {
     /// Extra librdkafka properties, applied last (TOML `[kafka.properties]` only).
     #[arg(skip)]
     pub kafka: KafkaSection,
-}
-
-/// The `[kafka]` table of the TOML file.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaSection {
-    /// Arbitrary librdkafka properties (SASL, TLS, tuning), applied onto every client.
-    pub properties: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-impl LogFormat {
-    /// `LOG_FORMAT`: text (the default) or json.
-    pub fn parse(value: Option<&str>) -> anyhow::Result<LogFormat> {
-        match value.unwrap_or("text") {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
-        }
-    }
 }
 
 /// `PARTITION_BY_LABELS`, default `namespace,pod`: sorted, empty names
@@ -368,13 +345,6 @@ impl Settings {
 
 fn read_file(path: &Path) -> anyhow::Result<Options> {
     read_toml(path)
-}
-
-/// Reads a TOML settings file, naming it in any error.
-pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
 #[cfg(test)]

@@ -217,7 +217,7 @@ fn consume(settings: &Settings, from_beginning: bool, shared: &Shared) -> anyhow
                 .find(|(n, _)| *n == name)
                 .map_or("", |(_, v)| *v)
         };
-        let content_type = match header("content-type") {
+        let content_type = match header(proto::keys::HEADER_CONTENT_TYPE) {
             "" => proto::CONTENT_TYPE_V2,
             given => given,
         };
