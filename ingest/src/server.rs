@@ -53,7 +53,7 @@ pub fn build_state(settings: Settings) -> anyhow::Result<AppState> {
 pub fn publisher_settings(settings: &Settings) -> PublisherSettings {
     PublisherSettings {
         brokers: settings.kafka_brokers.clone(),
-        compression: settings.kafka_compression.clone(),
+        compression: settings.kafka_compression.as_str().into(),
         // Deliveries resolve before the request's own deadline, so no answer waits past it.
         delivery_timeout: settings
             .request_timeout

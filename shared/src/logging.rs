@@ -1,22 +1,13 @@
 //! Logging of both services: `tracing` to stderr, as text or JSON lines.
 
-use anyhow::bail;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
     Json,
-}
-
-impl LogFormat {
-    /// `LOG_FORMAT`: text (the default) or json.
-    pub fn parse(value: Option<&str>) -> anyhow::Result<LogFormat> {
-        match value.unwrap_or("text") {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
-        }
-    }
 }
 
 /// Sets up `tracing` in the chosen format; `RUST_LOG` overrides the levels.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Remote-write protocol of the forwarded requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
 /// Every setting is optional here so that the command line, the environment
 /// and the file can be layered; [`ForwardSettings::resolve`] applies the defaults.
-#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+#[derive(Debug, Default, Clone, clap::Args, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwardOptions {
     /// Remote-write endpoint, e.g. http://prometheus:9090/api/v1/write (required)
