@@ -347,10 +347,13 @@ pub fn load() -> anyhow::Result<(Run, Settings)> {
             from_beginning,
             web: ViewSettings::resolve(view)?,
         },
-        Some(Command::Forward(options)) => Run::Forward(Box::new(ForwardSettings::resolve(
-            *options,
-            file.forward.clone(),
-        )?)),
+        Some(Command::Forward(_)) => {
+            let forward = matches
+                .subcommand_matches("forward")
+                .expect("the forward command");
+            let options = shared::settings::layer(forward, file.forward.clone())?;
+            Run::Forward(Box::new(ForwardSettings::resolve(options)?))
+        }
     };
     let options = shared::settings::layer(&matches, file)?;
     Ok((run, Settings::resolve(options)?))

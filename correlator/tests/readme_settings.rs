@@ -1,5 +1,6 @@
 //! The README's configuration tables list exactly the settings `--help`
-//! prints, with the same defaults: for ingest and for the correlator.
+//! prints, with the same defaults: for ingest, the correlator and
+//! `correlator forward`.
 //!
 //! A row names one or more variables in backticks; its default cell starts
 //! with as many backticked defaults, separated by ", ", or with prose (such
@@ -11,15 +12,15 @@ use clap::CommandFactory;
 
 const README: &str = include_str!("../../README.md");
 
-/// Variable → default (`None`: none) of the first table after `heading`
-/// within `section`.
+/// Variable → default (`None`: none) of the first table of variables after
+/// `heading` within `section`.
 fn readme_table(section: &str, heading: &str) -> BTreeMap<String, Option<String>> {
     let section_start = README.find(section).expect("the section");
     let rest = &README[section_start..];
     let table_start = rest.find(heading).expect("the heading");
     let rows = rest[table_start..]
         .lines()
-        .skip_while(|line| !line.starts_with('|'))
+        .skip_while(|line| !line.starts_with("| variable |"))
         .take_while(|line| line.starts_with('|'))
         .skip(2); // the header and its rule
     let mut settings = BTreeMap::new();
@@ -85,5 +86,18 @@ fn the_correlator_table_is_its_help() {
     assert_eq!(
         readme_table("## Correlator reference", "### Configuration"),
         help_settings(&correlator::config::Cli::command())
+    );
+}
+
+#[test]
+fn the_forward_table_is_its_help() {
+    let command = correlator::config::Cli::command();
+    let forward = command.find_subcommand("forward").expect("forward");
+    assert_eq!(
+        readme_table(
+            "## Correlator reference",
+            "### Forwarding to a metrics store"
+        ),
+        help_settings(forward)
     );
 }
