@@ -3,12 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::{Parser, Subcommand};
-use serde::Deserialize;
+use clap::{ArgAction, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use shared::config::{KafkaSection, read_toml};
+use shared::logging::LogFormat;
 
 use crate::forward::config::{ForwardOptions, ForwardSettings};
 use crate::index::AsOf;
@@ -59,108 +61,125 @@ pub enum Run {
     Forward(Box<ForwardSettings>),
 }
 
-/// Every setting is optional here so that the file, the environment and the
-/// defaults can be layered; [`Settings::resolve`] applies the defaults.
-#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+/// Every setting, each declared once: its doc is the `--help` text, its
+/// `env` the variable, its `default_value` the default (for the file's
+/// missing keys too, see [`Default`]); its name in lowercase is the file's key.
+/// [`Settings::resolve`] checks and converts the layered options.
+#[derive(Debug, Clone, clap::Args, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
-    /// TOML file with any of the settings below (keys are the variable names in lowercase) and a `[kafka.properties]` table.
+    /// TOML file with any of the settings below (keys are the variable names in lowercase) and a `[kafka.properties]` table
     #[arg(long, env = "CORRELATOR_CONFIG", global = true)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
-    /// Kafka bootstrap servers [default: 127.0.0.1:9092]
-    #[arg(long, env = "KAFKA_BROKERS", global = true)]
-    pub kafka_brokers: Option<String>,
-    /// Address of the metrics and health listener [default: 0.0.0.0:8081]
-    #[arg(long, env = "CORRELATOR_LISTEN")]
-    pub correlator_listen: Option<SocketAddr>,
+    /// Kafka bootstrap servers
+    #[arg(
+        long,
+        env = "KAFKA_BROKERS",
+        global = true,
+        default_value = "127.0.0.1:9092"
+    )]
+    pub kafka_brokers: String,
+    /// Address of the metrics and health listener
+    #[arg(long, env = "CORRELATOR_LISTEN", default_value = "0.0.0.0:8081")]
+    pub correlator_listen: SocketAddr,
     /// TOML file of binding rules that replaces the built-in Kubernetes rules
     #[arg(long, env = "BINDINGS_FILE")]
     pub bindings_file: Option<PathBuf>,
-    /// Consumer group of the join; the materializer uses `<group>-topology` [default: correlator]
-    #[arg(long, env = "KAFKA_GROUP_ID")]
-    pub kafka_group_id: Option<String>,
-    /// Encoding of bound and unbound records: protobuf or json [default: protobuf]
-    #[arg(long, env = "OUTPUT_ENCODING", global = true)]
-    pub output_encoding: Option<String>,
-    /// Label of bound series holding their component's externalId [default: component_external_id]
-    #[arg(long, env = "COMPONENT_LABEL_EXTERNAL_ID", global = true)]
-    pub component_label_external_id: Option<String>,
-    /// Label of bound series holding their component's type; empty: none [default: component_type]
-    #[arg(long, env = "COMPONENT_LABEL_TYPE", global = true)]
-    pub component_label_type: Option<String>,
-    /// Label of bound series holding their component's name; empty: none [default: component_name]
-    #[arg(long, env = "COMPONENT_LABEL_NAME", global = true)]
-    pub component_label_name: Option<String>,
-    /// Label of unbound series holding the reason [default: unbound_reason]
-    #[arg(long, env = "UNBOUND_LABEL_REASON", global = true)]
-    pub unbound_label_reason: Option<String>,
-    /// Label of unbound series holding the detail of the reason [default: unbound_detail]
-    #[arg(long, env = "UNBOUND_LABEL_DETAIL", global = true)]
-    pub unbound_label_detail: Option<String>,
-    /// Most remote-write 1.0 metric families whose metadata the join remembers; past it, it starts over [default: 100000]
-    #[arg(long, env = "METADATA_FAMILIES_MAX")]
-    pub metadata_families_max: Option<usize>,
-    /// [default: metrics.samples]
-    #[arg(long, env = "TOPIC_SAMPLES")]
-    pub topic_samples: Option<String>,
-    /// [default: topology.raw]
-    #[arg(long, env = "TOPIC_TOPOLOGY_RAW")]
-    pub topic_topology_raw: Option<String>,
-    /// [default: topology.components]
-    #[arg(long, env = "TOPIC_TOPOLOGY")]
-    pub topic_topology: Option<String>,
-    /// [default: metrics.bound]
-    #[arg(long, env = "TOPIC_BOUND", global = true)]
-    pub topic_bound: Option<String>,
-    /// [default: metrics.unbound]
-    #[arg(long, env = "TOPIC_UNBOUND", global = true)]
-    pub topic_unbound: Option<String>,
-    /// Create missing topics at start [default: true]
-    #[arg(long, env = "CREATE_TOPICS")]
-    pub create_topics: Option<bool>,
-    /// Partitions of topics this service creates [default: 8]
-    #[arg(long, env = "TOPIC_PARTITIONS")]
-    pub topic_partitions: Option<i32>,
-    /// Replication factor of topics this service creates; -1 takes the broker's default [default: -1]
-    #[arg(long, env = "TOPIC_REPLICATION_FACTOR")]
-    pub topic_replication_factor: Option<i32>,
-    /// A sample may be this much older than its component's first report, in ms [default: 60000]
-    #[arg(long, env = "JOIN_SKEW_MS")]
-    pub join_skew_ms: Option<i64>,
-    /// A deleted component still binds samples this long after its deletion, in ms [default: 120000]
-    #[arg(long, env = "DELETE_GRACE_MS")]
-    pub delete_grace_ms: Option<i64>,
-    /// Samples older than the newest seen minus this go to metrics.unbound as late, in ms [default: 1800000]
-    #[arg(long, env = "HISTORY_MS")]
-    pub history_ms: Option<i64>,
-    /// How long a sample waits for its component before it is unbound as no_component, in ms [default: 120000]
-    #[arg(long, env = "PENDING_GRACE_MS")]
-    pub pending_grace_ms: Option<i64>,
-    /// Most samples waiting for their component at once [default: 1000000]
-    #[arg(long, env = "PENDING_MAX_SAMPLES")]
-    pub pending_max_samples: Option<usize>,
-    /// Most series whose rendered identifiers are cached [default: 2000000]
-    #[arg(long, env = "SERIES_CACHE_MAX")]
-    pub series_cache_max: Option<usize>,
-    /// A snapshot not completed within this is abandoned (deleting nothing), in ms [default: 600000]
-    #[arg(long, env = "SNAPSHOT_TIMEOUT_MS")]
-    pub snapshot_timeout_ms: Option<u64>,
-    /// Exactly-once output with Kafka transactions [default: false]
-    #[arg(long, env = "EXACTLY_ONCE")]
-    pub exactly_once: Option<bool>,
-    /// Prefix of the transactional.id in exactly-once mode; each instance adds its own suffix [default: correlator]
-    #[arg(long, env = "TRANSACTIONAL_ID_PREFIX")]
-    pub transactional_id_prefix: Option<String>,
-    /// How long loading topology.components at start may take, in ms [default: 300000]
-    #[arg(long, env = "TOPOLOGY_LOAD_TIMEOUT_MS")]
-    pub topology_load_timeout_ms: Option<u64>,
-    /// On SIGTERM, how long finishing in-flight work may take, in ms [default: 30000]
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS")]
-    pub shutdown_timeout_ms: Option<u64>,
-    /// Log format: text or json [default: text]
-    #[arg(long, env = "LOG_FORMAT", global = true)]
-    pub log_format: Option<String>,
+    /// Consumer group of the join; the materializer uses `<group>-topology`
+    #[arg(long, env = "KAFKA_GROUP_ID", default_value = "correlator")]
+    pub kafka_group_id: String,
+    /// Encoding of bound and unbound records
+    #[arg(long, env = "OUTPUT_ENCODING", global = true, value_enum, default_value_t = JoinSettings::default().encoding)]
+    pub output_encoding: OutputEncoding,
+    /// Label of bound series holding their component's externalId
+    #[arg(long, env = "COMPONENT_LABEL_EXTERNAL_ID", global = true, default_value_t = OutputLabels::default().external_id)]
+    pub component_label_external_id: String,
+    /// Label of bound series holding their component's type; empty: none
+    #[arg(long, env = "COMPONENT_LABEL_TYPE", global = true, default_value_t = OutputLabels::default().component_type)]
+    pub component_label_type: String,
+    /// Label of bound series holding their component's name; empty: none
+    #[arg(long, env = "COMPONENT_LABEL_NAME", global = true, default_value_t = OutputLabels::default().component_name)]
+    pub component_label_name: String,
+    /// Label of unbound series holding the reason
+    #[arg(long, env = "UNBOUND_LABEL_REASON", global = true, default_value_t = OutputLabels::default().unbound_reason)]
+    pub unbound_label_reason: String,
+    /// Label of unbound series holding the detail of the reason
+    #[arg(long, env = "UNBOUND_LABEL_DETAIL", global = true, default_value_t = OutputLabels::default().unbound_detail)]
+    pub unbound_label_detail: String,
+    /// Most remote-write 1.0 metric families whose metadata the join remembers; past it, it starts over
+    #[arg(long, env = "METADATA_FAMILIES_MAX", default_value_t = JoinSettings::default().metadata_families_max)]
+    pub metadata_families_max: usize,
+    /// Topic the join reads remote-write records from
+    #[arg(long, env = "TOPIC_SAMPLES", default_value = "metrics.samples")]
+    pub topic_samples: String,
+    /// Topic the materializer reads topology snapshot parts from
+    #[arg(long, env = "TOPIC_TOPOLOGY_RAW", default_value = "topology.raw")]
+    pub topic_topology_raw: String,
+    /// Compacted topic of the current components, one record each
+    #[arg(long, env = "TOPIC_TOPOLOGY", default_value = "topology.components")]
+    pub topic_topology: String,
+    /// Topic of the series bound to a component
+    #[arg(
+        long,
+        env = "TOPIC_BOUND",
+        global = true,
+        default_value = "metrics.bound"
+    )]
+    pub topic_bound: String,
+    /// Topic of the series bound to none, with the reason
+    #[arg(
+        long,
+        env = "TOPIC_UNBOUND",
+        global = true,
+        default_value = "metrics.unbound"
+    )]
+    pub topic_unbound: String,
+    /// Create missing topics at start
+    #[arg(long, env = "CREATE_TOPICS", action = ArgAction::Set, default_value_t = true)]
+    pub create_topics: bool,
+    /// Partitions of topics this service creates
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 8)]
+    pub topic_partitions: i32,
+    /// Replication factor of topics this service creates; -1 takes the broker's default
+    #[arg(long, env = "TOPIC_REPLICATION_FACTOR", default_value_t = -1)]
+    pub topic_replication_factor: i32,
+    /// A sample may be this much older than its component's first report, in ms
+    #[arg(long, env = "JOIN_SKEW_MS", default_value_t = JoinSettings::default().as_of.skew_ms)]
+    pub join_skew_ms: i64,
+    /// A deleted component still binds samples this long after its deletion, in ms
+    #[arg(long, env = "DELETE_GRACE_MS", default_value_t = JoinSettings::default().as_of.delete_grace_ms)]
+    pub delete_grace_ms: i64,
+    /// Samples older than the newest seen minus this go to metrics.unbound as late, in ms
+    #[arg(long, env = "HISTORY_MS", default_value_t = JoinSettings::default().history_ms)]
+    pub history_ms: i64,
+    /// How long a sample waits for its component before it is unbound as no_component, in ms
+    #[arg(long, env = "PENDING_GRACE_MS", default_value_t = JoinSettings::default().pending_grace_ms)]
+    pub pending_grace_ms: i64,
+    /// Most samples waiting for their component at once
+    #[arg(long, env = "PENDING_MAX_SAMPLES", default_value_t = JoinSettings::default().pending_max_samples)]
+    pub pending_max_samples: usize,
+    /// Most series whose rendered identifiers are cached
+    #[arg(long, env = "SERIES_CACHE_MAX", default_value_t = JoinSettings::default().series_cache_max)]
+    pub series_cache_max: usize,
+    /// A snapshot not completed within this is abandoned (deleting nothing), in ms
+    #[arg(long, env = "SNAPSHOT_TIMEOUT_MS", default_value_t = 600_000)]
+    pub snapshot_timeout_ms: u64,
+    /// Exactly-once output with Kafka transactions
+    #[arg(long, env = "EXACTLY_ONCE", action = ArgAction::Set, default_value_t = false)]
+    pub exactly_once: bool,
+    /// Prefix of the transactional.id in exactly-once mode; each instance adds its own suffix
+    #[arg(long, env = "TRANSACTIONAL_ID_PREFIX", default_value = "correlator")]
+    pub transactional_id_prefix: String,
+    /// How long loading topology.components at start may take, in ms
+    #[arg(long, env = "TOPOLOGY_LOAD_TIMEOUT_MS", default_value_t = 300_000)]
+    pub topology_load_timeout_ms: u64,
+    /// On SIGTERM, how long finishing in-flight work may take, in ms
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub shutdown_timeout_ms: u64,
+    /// Log format
+    #[arg(long, env = "LOG_FORMAT", global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// Extra librdkafka properties, applied last (TOML `[kafka.properties]` only).
     #[arg(skip)]
     pub kafka: KafkaSection,
@@ -169,10 +188,11 @@ pub struct Options {
     pub forward: ForwardOptions,
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaSection {
-    pub properties: BTreeMap<String, String>,
+impl Default for Options {
+    /// Every default: what the file does not set.
+    fn default() -> Options {
+        shared::settings::defaults()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -200,33 +220,14 @@ pub struct Settings {
     pub transactional_id_prefix: String,
     pub topology_load_timeout: Duration,
     pub shutdown_timeout: Duration,
-    pub log_format: ingest::config::LogFormat,
+    pub log_format: LogFormat,
     pub kafka_properties: BTreeMap<String, String>,
 }
 
 impl Settings {
-    pub fn resolve(cli: Options, file: Options) -> anyhow::Result<Settings> {
-        let encoding = match cli
-            .output_encoding
-            .or(file.output_encoding)
-            .as_deref()
-            .unwrap_or("protobuf")
-        {
-            "protobuf" => OutputEncoding::Protobuf,
-            "json" => OutputEncoding::Json,
-            other => bail!("OUTPUT_ENCODING must be protobuf or json, not {other:?}"),
-        };
-        let log_format =
-            ingest::config::LogFormat::parse(cli.log_format.or(file.log_format).as_deref())?;
-        let join_defaults = JoinSettings::default();
-        let defaults = &join_defaults.labels;
-        let label = |name: &str,
-                     cli: Option<String>,
-                     file: Option<String>,
-                     default: &str,
-                     may_be_empty: bool|
-         -> anyhow::Result<String> {
-            let value = cli.or(file).unwrap_or_else(|| default.to_string());
+    /// Checks the layered `options` and gives them their types.
+    pub fn resolve(options: Options) -> anyhow::Result<Settings> {
+        let label = |name: &str, value: String, may_be_empty: bool| -> anyhow::Result<String> {
             if value.is_empty() && may_be_empty {
                 return Ok(value);
             }
@@ -246,39 +247,13 @@ impl Settings {
         let labels = OutputLabels {
             external_id: label(
                 "COMPONENT_LABEL_EXTERNAL_ID",
-                cli.component_label_external_id,
-                file.component_label_external_id,
-                &defaults.external_id,
+                options.component_label_external_id,
                 false,
             )?,
-            component_type: label(
-                "COMPONENT_LABEL_TYPE",
-                cli.component_label_type,
-                file.component_label_type,
-                &defaults.component_type,
-                true,
-            )?,
-            component_name: label(
-                "COMPONENT_LABEL_NAME",
-                cli.component_label_name,
-                file.component_label_name,
-                &defaults.component_name,
-                true,
-            )?,
-            unbound_reason: label(
-                "UNBOUND_LABEL_REASON",
-                cli.unbound_label_reason,
-                file.unbound_label_reason,
-                &defaults.unbound_reason,
-                false,
-            )?,
-            unbound_detail: label(
-                "UNBOUND_LABEL_DETAIL",
-                cli.unbound_label_detail,
-                file.unbound_label_detail,
-                &defaults.unbound_detail,
-                false,
-            )?,
+            component_type: label("COMPONENT_LABEL_TYPE", options.component_label_type, true)?,
+            component_name: label("COMPONENT_LABEL_NAME", options.component_label_name, true)?,
+            unbound_reason: label("UNBOUND_LABEL_REASON", options.unbound_label_reason, false)?,
+            unbound_detail: label("UNBOUND_LABEL_DETAIL", options.unbound_label_detail, false)?,
         };
         let added = [
             &labels.external_id,
@@ -304,111 +279,40 @@ impl Settings {
             Ok(value)
         };
         let settings = Settings {
-            kafka_brokers: cli
-                .kafka_brokers
-                .or(file.kafka_brokers)
-                .unwrap_or_else(|| "127.0.0.1:9092".into()),
-            listen: cli
-                .correlator_listen
-                .or(file.correlator_listen)
-                .unwrap_or_else(|| "0.0.0.0:8081".parse().expect("valid default")),
-            bindings_file: cli.bindings_file.or(file.bindings_file),
-            group_id: cli
-                .kafka_group_id
-                .or(file.kafka_group_id)
-                .unwrap_or_else(|| "correlator".into()),
+            kafka_brokers: options.kafka_brokers,
+            listen: options.correlator_listen,
+            bindings_file: options.bindings_file,
+            group_id: options.kafka_group_id,
             topics: Topics {
-                samples: cli
-                    .topic_samples
-                    .or(file.topic_samples)
-                    .unwrap_or_else(|| "metrics.samples".into()),
-                topology_raw: cli
-                    .topic_topology_raw
-                    .or(file.topic_topology_raw)
-                    .unwrap_or_else(|| "topology.raw".into()),
-                topology: cli
-                    .topic_topology
-                    .or(file.topic_topology)
-                    .unwrap_or_else(|| "topology.components".into()),
-                bound: cli
-                    .topic_bound
-                    .or(file.topic_bound)
-                    .unwrap_or_else(|| "metrics.bound".into()),
-                unbound: cli
-                    .topic_unbound
-                    .or(file.topic_unbound)
-                    .unwrap_or_else(|| "metrics.unbound".into()),
+                samples: options.topic_samples,
+                topology_raw: options.topic_topology_raw,
+                topology: options.topic_topology,
+                bound: options.topic_bound,
+                unbound: options.topic_unbound,
             },
-            create_topics: cli.create_topics.or(file.create_topics).unwrap_or(true),
-            topic_partitions: cli.topic_partitions.or(file.topic_partitions).unwrap_or(8),
-            topic_replication_factor: cli
-                .topic_replication_factor
-                .or(file.topic_replication_factor)
-                .unwrap_or(-1),
+            create_topics: options.create_topics,
+            topic_partitions: options.topic_partitions,
+            topic_replication_factor: options.topic_replication_factor,
             join: JoinSettings {
                 as_of: AsOf {
-                    skew_ms: positive(
-                        "JOIN_SKEW_MS",
-                        cli.join_skew_ms
-                            .or(file.join_skew_ms)
-                            .unwrap_or(join_defaults.as_of.skew_ms),
-                    )?,
-                    delete_grace_ms: positive(
-                        "DELETE_GRACE_MS",
-                        cli.delete_grace_ms
-                            .or(file.delete_grace_ms)
-                            .unwrap_or(join_defaults.as_of.delete_grace_ms),
-                    )?,
+                    skew_ms: positive("JOIN_SKEW_MS", options.join_skew_ms)?,
+                    delete_grace_ms: positive("DELETE_GRACE_MS", options.delete_grace_ms)?,
                 },
-                history_ms: positive(
-                    "HISTORY_MS",
-                    cli.history_ms
-                        .or(file.history_ms)
-                        .unwrap_or(join_defaults.history_ms),
-                )?,
-                pending_grace_ms: positive(
-                    "PENDING_GRACE_MS",
-                    cli.pending_grace_ms
-                        .or(file.pending_grace_ms)
-                        .unwrap_or(join_defaults.pending_grace_ms),
-                )?,
-                pending_max_samples: cli
-                    .pending_max_samples
-                    .or(file.pending_max_samples)
-                    .unwrap_or(join_defaults.pending_max_samples),
-                series_cache_max: cli
-                    .series_cache_max
-                    .or(file.series_cache_max)
-                    .unwrap_or(join_defaults.series_cache_max),
-                metadata_families_max: cli
-                    .metadata_families_max
-                    .or(file.metadata_families_max)
-                    .unwrap_or(join_defaults.metadata_families_max),
-                encoding,
+                history_ms: positive("HISTORY_MS", options.history_ms)?,
+                pending_grace_ms: positive("PENDING_GRACE_MS", options.pending_grace_ms)?,
+                pending_max_samples: options.pending_max_samples,
+                series_cache_max: options.series_cache_max,
+                metadata_families_max: options.metadata_families_max,
+                encoding: options.output_encoding,
                 labels,
             },
-            snapshot_timeout: Duration::from_millis(
-                cli.snapshot_timeout_ms
-                    .or(file.snapshot_timeout_ms)
-                    .unwrap_or(600_000),
-            ),
-            exactly_once: cli.exactly_once.or(file.exactly_once).unwrap_or(false),
-            transactional_id_prefix: cli
-                .transactional_id_prefix
-                .or(file.transactional_id_prefix)
-                .unwrap_or_else(|| "correlator".into()),
-            topology_load_timeout: Duration::from_millis(
-                cli.topology_load_timeout_ms
-                    .or(file.topology_load_timeout_ms)
-                    .unwrap_or(300_000),
-            ),
-            shutdown_timeout: Duration::from_millis(
-                cli.shutdown_timeout_ms
-                    .or(file.shutdown_timeout_ms)
-                    .unwrap_or(30_000),
-            ),
-            log_format,
-            kafka_properties: file.kafka.properties,
+            snapshot_timeout: Duration::from_millis(options.snapshot_timeout_ms),
+            exactly_once: options.exactly_once,
+            transactional_id_prefix: options.transactional_id_prefix,
+            topology_load_timeout: Duration::from_millis(options.topology_load_timeout_ms),
+            shutdown_timeout: Duration::from_millis(options.shutdown_timeout_ms),
+            log_format: options.log_format,
+            kafka_properties: options.kafka.properties,
         };
         if settings.topic_partitions < 1 {
             bail!("TOPIC_PARTITIONS must be at least 1");
@@ -426,9 +330,10 @@ impl Settings {
 
 /// Parses the command line and environment and reads `--config` if given.
 pub fn load() -> anyhow::Result<(Run, Settings)> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let file = match &cli.options.config {
-        Some(path) => read_file(path)?,
+        Some(path) => read_toml(path)?,
         None => Options::default(),
     };
     let run = match cli.command {
@@ -442,44 +347,56 @@ pub fn load() -> anyhow::Result<(Run, Settings)> {
             from_beginning,
             web: ViewSettings::resolve(view)?,
         },
-        Some(Command::Forward(options)) => Run::Forward(Box::new(ForwardSettings::resolve(
-            *options,
-            file.forward.clone(),
-        )?)),
+        Some(Command::Forward(_)) => {
+            let forward = matches
+                .subcommand_matches("forward")
+                .expect("the forward command");
+            let options = shared::settings::layer(forward, file.forward.clone())?;
+            Run::Forward(Box::new(ForwardSettings::resolve(options)?))
+        }
     };
-    Ok((run, Settings::resolve(cli.options, file)?))
-}
-
-fn read_file(path: &Path) -> anyhow::Result<Options> {
-    ingest::config::read_toml(path)
+    let options = shared::settings::layer(&matches, file)?;
+    Ok((run, Settings::resolve(options)?))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `args` (without the program's name) over `file`, as [`load`] layers them.
+    fn layered(args: &[&str], file: &str) -> anyhow::Result<Settings> {
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("correlator").chain(args.iter().copied()))?;
+        let file: Options = toml::from_str(file)?;
+        Settings::resolve(shared::settings::layer(&matches, file)?)
+    }
+
     #[test]
     fn defaults_and_overrides() {
-        let file: Options =
-            toml::from_str("output_encoding = \"json\"\nkafka_group_id = \"g\"\n").unwrap();
-        let cli = Options {
-            kafka_group_id: Some("from-env".into()),
-            ..Options::default()
-        };
-        let settings = Settings::resolve(cli, file).unwrap();
-        assert_eq!(settings.group_id, "from-env");
+        let file = "output_encoding = \"json\"\nkafka_group_id = \"g\"\ntopic_bound = \"b\"\n";
+        let settings = layered(&["--kafka-group-id", "from-cli"], file).unwrap();
+        assert_eq!(settings.group_id, "from-cli");
         assert_eq!(settings.join.encoding, OutputEncoding::Json);
         assert_eq!(settings.topics.topology, "topology.components");
         assert_eq!(settings.listen.port(), 8081);
-        let bad = Options {
-            output_encoding: Some("xml".into()),
-            ..Options::default()
-        };
+        // A global option after the subcommand is the correlator's too.
+        let tail = layered(&["tail", "--topic-bound", "from-tail"], file).unwrap();
+        assert_eq!(tail.topics.bound, "from-tail");
+        let defaults = Settings::resolve(Options::default()).unwrap();
+        assert_eq!(defaults.join.history_ms, JoinSettings::default().history_ms);
+        assert_eq!(defaults.join.labels, OutputLabels::default());
+        assert_eq!(defaults.join.encoding, OutputEncoding::Protobuf);
+        assert_eq!(defaults.log_format, LogFormat::Text);
+        let error_of = |args: &[&str], file: &str| layered(args, file).unwrap_err().to_string();
+        let bad = error_of(&["--output-encoding", "xml"], "");
         assert!(
-            Settings::resolve(bad, Options::default())
-                .unwrap_err()
-                .to_string()
-                .contains("OUTPUT_ENCODING")
+            bad.contains("OUTPUT_ENCODING") && bad.contains("protobuf, json"),
+            "{bad}"
+        );
+        let bad = error_of(&[], "output_encoding = \"xml\"");
+        assert!(
+            bad.contains("output_encoding") && bad.contains("json"),
+            "{bad}"
         );
     }
 }

@@ -307,7 +307,7 @@ mod tests {
     }
 
     fn settings() -> Settings {
-        Settings::resolve(Options::default(), Options::default()).unwrap()
+        Settings::resolve(Options::default()).unwrap()
     }
 
     /// A producer of the mock `cluster`, with `properties`.

@@ -388,7 +388,7 @@ fn identifier_key(tenant: &str, identifier: &str) -> String {
 /// `tenant/<externalId>`, the key of `metrics.bound`; the tenant is escaped as
 /// in `topology.components` keys ('%' and '/' as "%25" and "%2F").
 pub fn bound_key(tenant: &str, external_id: &str) -> String {
-    format!("{}/{external_id}", ingest::topology::key_segment(tenant))
+    format!("{}/{external_id}", proto::keys::key_segment(tenant))
 }
 
 /// Counters the service turns into metrics.

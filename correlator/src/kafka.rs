@@ -3,12 +3,9 @@
 //! consumers' rebalance handling and offset storing. The join, the
 //! materializer and the topology feed all build their clients here.
 
-use std::sync::{Arc, Mutex};
-
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tracing::{debug, warn};
+use rdkafka::ClientConfig;
+use shared::kafka::client_config;
+pub use shared::kafka::{RebalanceContext, store_next_offset};
 
 use crate::config::Settings;
 
@@ -18,60 +15,11 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
 
 /// The brokers, then `defaults`, then `[kafka.properties]`, which override them.
 pub fn kafka_config(settings: &Settings, defaults: &[(&str, &str)]) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &settings.kafka_brokers);
-    for (name, value) in defaults {
-        config.set(*name, *value);
-    }
-    for (name, value) in &settings.kafka_properties {
-        config.set(name, value);
-    }
-    config
-}
-
-/// Commits stored offsets before partitions move, and tells the loop which left.
-pub struct RebalanceContext {
-    pub revoked: Arc<Mutex<Vec<i32>>>,
-}
-
-impl ClientContext for RebalanceContext {}
-
-impl ConsumerContext for RebalanceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            // Stored offsets cover only acknowledged work: safe to commit now.
-            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
-                warn!(%error, "commit before rebalance");
-            }
-            let ids: Vec<i32> = partitions
-                .elements()
-                .iter()
-                .map(|e| e.partition())
-                .collect();
-            self.revoked.lock().expect("revoked lock").extend(ids);
-        }
-    }
-}
-
-/// Stores `next` as the offset to resume `partition` from (the next record to
-/// read). rdkafka's `store_offset` would add one to it, as librdkafka's legacy
-/// call does; a list of exact offsets says what it means.
-pub fn store_next_offset<C: Consumer<X>, X: ConsumerContext>(
-    consumer: &C,
-    topic: &str,
-    partition: i32,
-    next: i64,
-) {
-    let mut offsets = TopicPartitionList::new();
-    if offsets
-        .add_partition_offset(topic, partition, Offset::Offset(next))
-        .is_ok()
-    {
-        if let Err(error) = consumer.store_offsets(&offsets) {
-            // A partition that moved to another member cannot be stored: its new owner reads again.
-            debug!(%error, partition, "storing offset");
-        }
-    }
+    client_config(
+        &settings.kafka_brokers,
+        defaults.iter().copied(),
+        &settings.kafka_properties,
+    )
 }
 
 pub fn now_ms() -> i64 {
@@ -169,7 +117,7 @@ mod tests {
 
     #[test]
     fn kafka_properties_override_the_defaults() {
-        let mut settings = Settings::resolve(Options::default(), Options::default()).unwrap();
+        let mut settings = Settings::resolve(Options::default()).unwrap();
         settings
             .kafka_properties
             .insert("linger.ms".into(), "50".into());
@@ -192,7 +140,7 @@ mod tests {
     /// librdkafka's default, under which topology.components was compacted.
     #[test]
     fn only_output_producers_use_the_java_partitioner() {
-        let settings = Settings::resolve(Options::default(), Options::default()).unwrap();
+        let settings = Settings::resolve(Options::default()).unwrap();
         let murmur2 = Some("murmur2_random");
         let outputs = output_producer_config(&settings);
         assert_eq!(outputs.get("partitioner"), murmur2);
@@ -204,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_transactional_producer_keeps_what_transactions_need() {
-        let mut settings = Settings::resolve(Options::default(), Options::default()).unwrap();
+        let mut settings = Settings::resolve(Options::default()).unwrap();
         for (name, value) in [("compression.type", "zstd"), ("acks", "1")] {
             settings.kafka_properties.insert(name.into(), value.into());
         }

@@ -152,7 +152,7 @@ async fn publish_changes(
         let mut record: FutureRecord<'_, String, Vec<u8>> = FutureRecord::to(topic).key(*key);
         if let Some(tenant) = tenant {
             record = record.headers(OwnedHeaders::new().insert(Header {
-                key: "tenant",
+                key: proto::keys::HEADER_TENANT,
                 value: Some(tenant),
             }));
         }

@@ -10,7 +10,11 @@ use serde_json::{Map, Value, json};
 
 use crate::join::{Destination, Output};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// `OUTPUT_ENCODING`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum OutputEncoding {
     Protobuf,
     Json,

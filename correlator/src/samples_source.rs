@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
+use proto::keys::{HEADER_CONTENT_TYPE, HEADER_TENANT};
 use rdkafka::Offset;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerGroupMetadata};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -258,8 +259,8 @@ fn record_of(message: &BorrowedMessage<'_>) -> SampleRecord {
         for header in headers.iter() {
             let value = String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned();
             match header.key {
-                "tenant" => tenant = value,
-                "content-type" => content_type = value,
+                HEADER_TENANT => tenant = value,
+                HEADER_CONTENT_TYPE => content_type = value,
                 _ => {}
             }
         }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::Context;
-use ingest::publish::{PublisherSettings, TopicSpec};
+use shared::kafka::{TopicSpec, create_topics};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info};
 
@@ -80,16 +80,10 @@ async fn readyz(health: web::Data<Health>) -> HttpResponse {
 /// Creates the topics of [`topics`] that are missing, trying again until
 /// the topology load timeout (the broker may still be starting).
 pub async fn create_missing_topics(settings: &Settings) -> anyhow::Result<()> {
-    let publisher = PublisherSettings {
-        brokers: settings.kafka_brokers.clone(),
-        compression: "lz4".into(),
-        delivery_timeout: Duration::from_secs(30),
-        max_record_bytes: 1 << 20,
-        properties: settings.kafka_properties.clone(),
-    };
+    let admin = crate::kafka::kafka_config(settings, &[]);
     let specs = topics(settings);
     let deadline = tokio::time::Instant::now() + settings.topology_load_timeout;
-    while let Err(create_error) = ingest::publish::create_topics(&publisher, &specs).await {
+    while let Err(create_error) = create_topics(&admin, &specs).await {
         if tokio::time::Instant::now() > deadline {
             return Err(create_error).context("creating topics");
         }

@@ -107,7 +107,7 @@ pub fn component_key(tenant: &str, instance: &Instance, external_id: &str) -> St
 
 /// The escaped `tenant/instance.type/instance.url`, as ingest keys `topology.raw`.
 pub fn instance_key(tenant: &str, instance: &Instance) -> String {
-    ingest::topology::record_key(tenant, &instance.kind, &instance.url)
+    proto::keys::record_key(tenant, &instance.kind, &instance.url)
 }
 
 /// The ways `key` may split into an instance key (escaped) and an externalId:
@@ -776,7 +776,7 @@ mod tests {
         // The instance key of a component key is the topology.raw key of its parts.
         assert_eq!(
             instance_key("acme", &instance("k8s/x", "https://h:6443")),
-            ingest::topology::record_key("acme", "k8s/x", "https://h:6443")
+            proto::keys::record_key("acme", "k8s/x", "https://h:6443")
         );
     }
 

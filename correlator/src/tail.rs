@@ -177,7 +177,7 @@ pub fn run(settings: &Settings, unbound: bool, from_beginning: bool) -> anyhow::
         let headers = record_headers(&message);
         let content_type = headers
             .iter()
-            .find(|(name, _)| *name == "content-type")
+            .find(|(name, _)| *name == proto::keys::HEADER_CONTENT_TYPE)
             .map_or(proto::CONTENT_TYPE_V2, |(_, value)| *value);
         println!(
             "{}",

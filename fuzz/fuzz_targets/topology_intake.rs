@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!kind.is_empty() && !url.is_empty());
         assert_eq!(
             *key,
-            ingest::topology::record_key(TENANT, kind, url),
+            proto::keys::record_key(TENANT, kind, url),
             "record key"
         );
         // What ingest accepts, the correlator's materializer can read.

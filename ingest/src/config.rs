@@ -3,16 +3,20 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use clap::Parser;
-use serde::Deserialize;
+use anyhow::bail;
+use clap::{ArgAction, CommandFactory, Parser};
+use serde::{Deserialize, Serialize};
+use shared::config::{KafkaSection, read_toml};
+use shared::logging::LogFormat;
 
-/// Every setting is optional here so that the file, the environment and the
-/// defaults can be layered; [`Settings::resolve`] turns it into [`Settings`].
-#[derive(Debug, Default, Clone, Parser, Deserialize)]
+/// Every setting, each declared once: its doc is the `--help` text, its
+/// `env` the variable, its `default_value` the default (for the file's
+/// missing keys too, see [`Default`]); its name in lowercase is the file's key.
+/// [`Settings::resolve`] checks and converts the layered options.
+#[derive(Debug, Clone, Parser, Deserialize, Serialize)]
 #[command(
     name = "ingest",
     version,
@@ -20,18 +24,18 @@ use serde::Deserialize;
 )]
 #[serde(default, deny_unknown_fields)]
 pub struct Options {
-    /// TOML file with any of the settings below (keys are the variable names in lowercase) and a `[kafka.properties]` table.
+    /// TOML file with any of the settings below (keys are the variable names in lowercase) and a `[kafka.properties]` table
     #[arg(long, env = "INGEST_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// Kafka bootstrap servers, comma separated [default: 127.0.0.1:9092]
-    #[arg(long, env = "KAFKA_BROKERS")]
-    pub kafka_brokers: Option<String>,
+    /// Kafka bootstrap servers, comma separated
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
 
-    /// Address the HTTP listener binds [default: 0.0.0.0:8080]
-    #[arg(long, env = "INGEST_LISTEN")]
-    pub ingest_listen: Option<SocketAddr>,
+    /// Address the HTTP listener binds
+    #[arg(long, env = "INGEST_LISTEN", default_value = "0.0.0.0:8080")]
+    pub ingest_listen: SocketAddr,
 
     /// The API keys file (TOML, `[[keys]]` with tenant, key or sha256, optional quotas and limits); re-read when it changes
     #[arg(long, env = "API_KEYS_FILE")]
@@ -45,114 +49,124 @@ pub struct Options {
     #[arg(long, env = "TLS_KEY_FILE")]
     pub tls_key_file: Option<PathBuf>,
 
-    /// Topic for remote-write records [default: metrics.samples]
-    #[arg(long, env = "TOPIC_SAMPLES")]
-    pub topic_samples: Option<String>,
+    /// Topic for remote-write records
+    #[arg(long, env = "TOPIC_SAMPLES", default_value = "metrics.samples")]
+    pub topic_samples: String,
 
-    /// Topic for topology snapshot parts [default: topology.raw]
-    #[arg(long, env = "TOPIC_TOPOLOGY_RAW")]
-    pub topic_topology_raw: Option<String>,
+    /// Topic for topology snapshot parts
+    #[arg(long, env = "TOPIC_TOPOLOGY_RAW", default_value = "topology.raw")]
+    pub topic_topology_raw: String,
 
-    /// Create missing topics at start [default: true]
-    #[arg(long, env = "CREATE_TOPICS")]
-    pub create_topics: Option<bool>,
+    /// Create missing topics at start
+    #[arg(long, env = "CREATE_TOPICS", action = ArgAction::Set, default_value_t = true)]
+    pub create_topics: bool,
 
-    /// Partitions of topics this service creates [default: 8]
-    #[arg(long, env = "TOPIC_PARTITIONS")]
-    pub topic_partitions: Option<i32>,
+    /// Partitions of topics this service creates
+    #[arg(long, env = "TOPIC_PARTITIONS", default_value_t = 8)]
+    pub topic_partitions: i32,
 
-    /// Label names, comma separated: a series carrying all of them goes to the partition of their values alone, so a pod's series share one; empty spreads every series by all its labels [default: namespace,pod]
-    #[arg(long, env = "PARTITION_BY_LABELS", value_delimiter = ',')]
-    pub partition_by_labels: Option<Vec<String>>,
+    /// Label names, comma separated: a series carrying all of them goes to the partition of their values alone, so a pod's series share one; empty spreads every series by all its labels
+    #[arg(
+        long,
+        env = "PARTITION_BY_LABELS",
+        value_delimiter = ',',
+        default_value = "namespace,pod"
+    )]
+    pub partition_by_labels: Vec<String>,
 
-    /// Replication factor of topics this service creates; -1 takes the broker's default [default: -1]
-    #[arg(long, env = "TOPIC_REPLICATION_FACTOR")]
-    pub topic_replication_factor: Option<i32>,
+    /// Replication factor of topics this service creates; -1 takes the broker's default
+    #[arg(long, env = "TOPIC_REPLICATION_FACTOR", default_value_t = -1)]
+    pub topic_replication_factor: i32,
 
-    /// Largest request body accepted, in bytes, before decompression [default: 16777216]
-    #[arg(long, env = "MAX_BODY_BYTES")]
-    pub max_body_bytes: Option<usize>,
+    /// Largest request body accepted, in bytes, before decompression
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
 
-    /// Largest decompressed remote-write body, in bytes; checked against the snappy header before allocating [default: 33554432]
-    #[arg(long, env = "MAX_DECODED_BYTES")]
-    pub max_decoded_bytes: Option<usize>,
+    /// Largest decompressed remote-write body, in bytes; checked against the snappy header before allocating
+    #[arg(long, env = "MAX_DECODED_BYTES", default_value_t = 32 << 20)]
+    pub max_decoded_bytes: usize,
 
-    /// Most request bytes (decompressed) held in memory at once across all requests; past it requests get 503 [default: 268435456]
-    #[arg(long, env = "MAX_INFLIGHT_BYTES")]
-    pub max_inflight_bytes: Option<usize>,
+    /// Most request bytes (decompressed) held in memory at once across all requests; past it requests get 503
+    #[arg(long, env = "MAX_INFLIGHT_BYTES", default_value_t = 256 << 20)]
+    pub max_inflight_bytes: usize,
 
-    /// Default most labels per series (a tenant's keys entry may override it) [default: 40]
-    #[arg(long, env = "MAX_LABELS_PER_SERIES")]
-    pub max_labels_per_series: Option<usize>,
+    /// Default most labels per series (a tenant's keys entry may override it)
+    #[arg(long, env = "MAX_LABELS_PER_SERIES", default_value_t = SeriesLimits::default().max_labels_per_series)]
+    pub max_labels_per_series: usize,
 
-    /// Default longest label name in bytes [default: 1024]
-    #[arg(long, env = "MAX_LABEL_NAME_LENGTH")]
-    pub max_label_name_length: Option<usize>,
+    /// Default longest label name in bytes
+    #[arg(long, env = "MAX_LABEL_NAME_LENGTH", default_value_t = SeriesLimits::default().max_label_name_length)]
+    pub max_label_name_length: usize,
 
-    /// Default longest label value in bytes [default: 4096]
-    #[arg(long, env = "MAX_LABEL_VALUE_LENGTH")]
-    pub max_label_value_length: Option<usize>,
+    /// Default longest label value in bytes
+    #[arg(long, env = "MAX_LABEL_VALUE_LENGTH", default_value_t = SeriesLimits::default().max_label_value_length)]
+    pub max_label_value_length: usize,
 
-    /// Time a request may take end to end, Kafka acks included, in milliseconds [default: 10000]
-    #[arg(long, env = "REQUEST_TIMEOUT_MS")]
-    pub request_timeout_ms: Option<u64>,
+    /// Time a request may take end to end, Kafka acks included, in milliseconds
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
 
-    /// On SIGTERM, how long /readyz answers 503 before the listener closes, in milliseconds [default: 0]
-    #[arg(long, env = "SHUTDOWN_DELAY_MS")]
-    pub shutdown_delay_ms: Option<u64>,
+    /// On SIGTERM, how long /readyz answers 503 before the listener closes, in milliseconds
+    #[arg(long, env = "SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
 
-    /// On SIGTERM, how long in-flight requests and the producer flush may take, in milliseconds [default: 30000]
-    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS")]
-    pub shutdown_timeout_ms: Option<u64>,
+    /// On SIGTERM, how long in-flight requests and the producer flush may take, in milliseconds
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub shutdown_timeout_ms: u64,
 
-    /// HTTP worker threads; 0 means one per core [default: 0]
-    #[arg(long, env = "INGEST_WORKERS")]
-    pub ingest_workers: Option<usize>,
+    /// HTTP worker threads; 0 means one per core
+    #[arg(long, env = "INGEST_WORKERS", default_value_t = 0)]
+    pub ingest_workers: usize,
 
-    /// Producer compression: none, gzip, snappy, lz4 or zstd [default: lz4]
-    #[arg(long, env = "KAFKA_COMPRESSION")]
-    pub kafka_compression: Option<String>,
+    /// Producer compression
+    #[arg(long, env = "KAFKA_COMPRESSION", value_enum, default_value_t = Compression::Lz4)]
+    pub kafka_compression: Compression,
 
-    /// Log format: text or json [default: text]
-    #[arg(long, env = "LOG_FORMAT")]
-    pub log_format: Option<String>,
+    /// Log format
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// Extra librdkafka properties, applied last (TOML `[kafka.properties]` only).
     #[arg(skip)]
     pub kafka: KafkaSection,
 }
 
-/// The `[kafka]` table of the TOML file.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct KafkaSection {
-    /// Arbitrary librdkafka properties (SASL, TLS, tuning), applied onto every client.
-    pub properties: BTreeMap<String, String>,
+impl Default for Options {
+    /// Every default: what the file does not set.
+    fn default() -> Options {
+        shared::settings::defaults()
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
+/// `KAFKA_COMPRESSION`: the producer's `compression.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
 }
 
-impl LogFormat {
-    /// `LOG_FORMAT`: text (the default) or json.
-    pub fn parse(value: Option<&str>) -> anyhow::Result<LogFormat> {
-        match value.unwrap_or("text") {
-            "text" => Ok(LogFormat::Text),
-            "json" => Ok(LogFormat::Json),
-            other => bail!("LOG_FORMAT must be text or json, not {other:?}"),
+impl Compression {
+    /// librdkafka's name of it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
         }
     }
 }
 
-/// `PARTITION_BY_LABELS`, default `namespace,pod`: sorted, empty names
+/// `PARTITION_BY_LABELS`: sorted, empty names
 /// dropped (so an empty value keys every series by all its labels), each a
 /// legacy Prometheus label name.
-fn partition_by_labels(value: Option<Vec<String>>) -> anyhow::Result<Vec<String>> {
+fn partition_by_labels(value: Vec<String>) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = value
-        .unwrap_or_else(|| vec!["namespace".into(), "pod".into()])
         .into_iter()
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
@@ -220,33 +234,30 @@ pub struct Settings {
     pub shutdown_delay: Duration,
     pub shutdown_timeout: Duration,
     pub workers: usize,
-    pub kafka_compression: String,
+    pub kafka_compression: Compression,
     pub log_format: LogFormat,
     pub kafka_properties: BTreeMap<String, String>,
 }
 
 impl Settings {
-    /// Parses the command line and environment, reads `--config` if given, and validates.
+    /// Parses the command line and environment, reads `--config` if given,
+    /// layers them, and validates.
     pub fn load() -> anyhow::Result<Settings> {
-        let cli = Options::parse();
-        let file = match &cli.config {
-            Some(path) => read_file(path)?,
+        let matches = Options::command().get_matches();
+        let file = match matches.get_one::<PathBuf>("config") {
+            Some(path) => read_toml(path)?,
             None => Options::default(),
         };
-        Settings::resolve(cli, file)
+        Settings::resolve(shared::settings::layer(&matches, file)?)
     }
 
-    /// Layers `cli` (command line and environment) over `file` over the defaults.
-    pub fn resolve(cli: Options, file: Options) -> anyhow::Result<Settings> {
-        let defaults = SeriesLimits::default();
-        let Some(api_keys_file) = cli.api_keys_file.or(file.api_keys_file) else {
+    /// Checks the layered `options` and gives them their types.
+    pub fn resolve(options: Options) -> anyhow::Result<Settings> {
+        let Some(api_keys_file) = options.api_keys_file else {
             bail!("API_KEYS_FILE is required: the TOML file of API keys and tenants");
         };
         // Half a pair is a mistake, never a silent fallback to plain HTTP.
-        let tls = match (
-            cli.tls_cert_file.or(file.tls_cert_file),
-            cli.tls_key_file.or(file.tls_key_file),
-        ) {
+        let tls = match (options.tls_cert_file, options.tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(TlsFiles {
                 cert_file,
                 key_file,
@@ -255,90 +266,32 @@ impl Settings {
             (Some(_), None) => bail!("TLS_KEY_FILE is required when TLS_CERT_FILE is set"),
             (None, Some(_)) => bail!("TLS_CERT_FILE is required when TLS_KEY_FILE is set"),
         };
-        let log_format = LogFormat::parse(cli.log_format.or(file.log_format).as_deref())?;
-        let kafka_compression = cli
-            .kafka_compression
-            .or(file.kafka_compression)
-            .unwrap_or_else(|| "lz4".into());
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&kafka_compression.as_str()) {
-            bail!(
-                "KAFKA_COMPRESSION must be none, gzip, snappy, lz4 or zstd, not {kafka_compression:?}"
-            );
-        }
         let settings = Settings {
-            kafka_brokers: cli
-                .kafka_brokers
-                .or(file.kafka_brokers)
-                .unwrap_or_else(|| "127.0.0.1:9092".into()),
-            listen: cli
-                .ingest_listen
-                .or(file.ingest_listen)
-                .unwrap_or_else(|| "0.0.0.0:8080".parse().expect("valid default")),
+            kafka_brokers: options.kafka_brokers,
+            listen: options.ingest_listen,
             api_keys_file,
             tls,
-            topic_samples: cli
-                .topic_samples
-                .or(file.topic_samples)
-                .unwrap_or_else(|| "metrics.samples".into()),
-            topic_topology_raw: cli
-                .topic_topology_raw
-                .or(file.topic_topology_raw)
-                .unwrap_or_else(|| "topology.raw".into()),
-            create_topics: cli.create_topics.or(file.create_topics).unwrap_or(true),
-            topic_partitions: cli.topic_partitions.or(file.topic_partitions).unwrap_or(8),
-            partition_by_labels: partition_by_labels(
-                cli.partition_by_labels.or(file.partition_by_labels),
-            )?
-            .into(),
-            topic_replication_factor: cli
-                .topic_replication_factor
-                .or(file.topic_replication_factor)
-                .unwrap_or(-1),
-            max_body_bytes: cli
-                .max_body_bytes
-                .or(file.max_body_bytes)
-                .unwrap_or(16 << 20),
-            max_decoded_bytes: cli
-                .max_decoded_bytes
-                .or(file.max_decoded_bytes)
-                .unwrap_or(32 << 20),
-            max_inflight_bytes: cli
-                .max_inflight_bytes
-                .or(file.max_inflight_bytes)
-                .unwrap_or(256 << 20),
+            topic_samples: options.topic_samples,
+            topic_topology_raw: options.topic_topology_raw,
+            create_topics: options.create_topics,
+            topic_partitions: options.topic_partitions,
+            partition_by_labels: partition_by_labels(options.partition_by_labels)?.into(),
+            topic_replication_factor: options.topic_replication_factor,
+            max_body_bytes: options.max_body_bytes,
+            max_decoded_bytes: options.max_decoded_bytes,
+            max_inflight_bytes: options.max_inflight_bytes,
             series_limits: SeriesLimits {
-                max_labels_per_series: cli
-                    .max_labels_per_series
-                    .or(file.max_labels_per_series)
-                    .unwrap_or(defaults.max_labels_per_series),
-                max_label_name_length: cli
-                    .max_label_name_length
-                    .or(file.max_label_name_length)
-                    .unwrap_or(defaults.max_label_name_length),
-                max_label_value_length: cli
-                    .max_label_value_length
-                    .or(file.max_label_value_length)
-                    .unwrap_or(defaults.max_label_value_length),
+                max_labels_per_series: options.max_labels_per_series,
+                max_label_name_length: options.max_label_name_length,
+                max_label_value_length: options.max_label_value_length,
             },
-            request_timeout: Duration::from_millis(
-                cli.request_timeout_ms
-                    .or(file.request_timeout_ms)
-                    .unwrap_or(10_000),
-            ),
-            shutdown_delay: Duration::from_millis(
-                cli.shutdown_delay_ms
-                    .or(file.shutdown_delay_ms)
-                    .unwrap_or(0),
-            ),
-            shutdown_timeout: Duration::from_millis(
-                cli.shutdown_timeout_ms
-                    .or(file.shutdown_timeout_ms)
-                    .unwrap_or(30_000),
-            ),
-            workers: cli.ingest_workers.or(file.ingest_workers).unwrap_or(0),
-            kafka_compression,
-            log_format,
-            kafka_properties: file.kafka.properties,
+            request_timeout: Duration::from_millis(options.request_timeout_ms),
+            shutdown_delay: Duration::from_millis(options.shutdown_delay_ms),
+            shutdown_timeout: Duration::from_millis(options.shutdown_timeout_ms),
+            workers: options.ingest_workers,
+            kafka_compression: options.kafka_compression,
+            log_format: options.log_format,
+            kafka_properties: options.kafka.properties,
         };
         settings.validate()?;
         Ok(settings)
@@ -366,55 +319,63 @@ impl Settings {
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<Options> {
-    read_toml(path)
-}
-
-/// Reads a TOML settings file, naming it in any error.
-pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// `args` (without the program's name) over `file`, as [`Settings::load`] layers them.
+    fn layered(args: &[&str], file: &str) -> anyhow::Result<Settings> {
+        let matches = Options::command()
+            .try_get_matches_from(std::iter::once("ingest").chain(args.iter().copied()))?;
+        let file: Options = toml::from_str(file)?;
+        Settings::resolve(shared::settings::layer(&matches, file)?)
+    }
+
     #[test]
-    fn environment_overrides_file_and_defaults_fill_the_rest() {
-        let file: Options = toml::from_str(
-            r#"
+    fn the_command_line_overrides_the_file_and_defaults_fill_the_rest() {
+        let file = r#"
             api_keys_file = "/etc/keys.toml"
             kafka_brokers = "file:9092"
             topic_samples = "from-file"
+            topic_partitions = 3
             [kafka.properties]
             "security.protocol" = "SASL_SSL"
-            "#,
+            "#;
+        let settings = layered(
+            &["--kafka-brokers", "cli:9092", "--topic-partitions", "8"],
+            file,
         )
         .unwrap();
-        let cli = Options {
-            kafka_brokers: Some("env:9092".into()),
-            ..Options::default()
-        };
-        let settings = Settings::resolve(cli, file).unwrap();
-        assert_eq!(settings.kafka_brokers, "env:9092");
+        assert_eq!(settings.kafka_brokers, "cli:9092");
+        assert_eq!(
+            settings.topic_partitions, 8,
+            "a value given equal to the default still overrides the file"
+        );
         assert_eq!(settings.topic_samples, "from-file");
-        assert_eq!(settings.topic_topology_raw, "topology.raw");
+        assert_eq!(settings.api_keys_file, PathBuf::from("/etc/keys.toml"));
         assert_eq!(settings.kafka_properties["security.protocol"], "SASL_SSL");
-        assert_eq!(settings.listen.port(), 8080);
-        assert_eq!(&*settings.partition_by_labels, &["namespace", "pod"]);
+        let defaults = Settings::resolve(Options {
+            api_keys_file: Some("k.toml".into()),
+            ..Options::default()
+        })
+        .unwrap();
+        assert_eq!(defaults.topic_topology_raw, "topology.raw");
+        assert_eq!(defaults.listen.port(), 8080);
+        assert_eq!(&*defaults.partition_by_labels, &["namespace", "pod"]);
+        assert_eq!(defaults.kafka_compression, Compression::Lz4);
+        assert_eq!(defaults.max_body_bytes, 16 << 20);
+        assert_eq!(defaults.series_limits, SeriesLimits::default());
+        assert_eq!(defaults.log_format, LogFormat::Text);
     }
 
     #[test]
     fn partition_labels_are_sorted_may_be_none_and_must_be_label_names() {
         let with = |value: &str| {
-            let cli = Options::try_parse_from(["ingest", "--partition-by-labels", value]).unwrap();
-            let file = Options {
-                api_keys_file: Some("k.toml".into()),
-                ..Options::default()
-            };
-            Settings::resolve(cli, file).map(|settings| settings.partition_by_labels.to_vec())
+            layered(
+                &["--partition-by-labels", value],
+                "api_keys_file = \"k.toml\"",
+            )
+            .map(|settings| settings.partition_by_labels.to_vec())
         };
         assert_eq!(with("pod,namespace").unwrap(), ["namespace", "pod"]);
         assert!(with("").unwrap().is_empty());
@@ -430,60 +391,45 @@ mod tests {
         let unknown = toml::from_str::<Options>("kafka_brokerz = \"x\"").unwrap_err();
         assert!(unknown.to_string().contains("kafka_brokerz"), "{unknown}");
 
-        let missing = Settings::resolve(Options::default(), Options::default()).unwrap_err();
+        let missing = Settings::resolve(Options::default()).unwrap_err();
         assert!(missing.to_string().contains("API_KEYS_FILE"));
 
-        let bad_format = Options {
-            api_keys_file: Some("k.toml".into()),
-            log_format: Some("xml".into()),
-            ..Options::default()
-        };
-        let error = Settings::resolve(bad_format, Options::default()).unwrap_err();
-        assert!(error.to_string().contains("LOG_FORMAT"));
+        let bad_format = layered(&["--log-format", "xml"], "")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad_format.contains("LOG_FORMAT") && bad_format.contains("text, json"),
+            "{bad_format}"
+        );
+        let bad_compression = toml::from_str::<Options>("kafka_compression = \"brotli\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            bad_compression.contains("kafka_compression") && bad_compression.contains("zstd"),
+            "{bad_compression}"
+        );
     }
 
     #[test]
     fn tls_needs_both_files_and_layers_like_the_rest() {
-        let keys = || Options {
-            api_keys_file: Some("k.toml".into()),
-            ..Options::default()
-        };
-        let plain = Settings::resolve(keys(), Options::default()).unwrap();
-        assert_eq!(plain.tls, None);
+        let keys = "api_keys_file = \"k.toml\"\n";
+        assert_eq!(layered(&[], keys).unwrap().tls, None);
 
-        let cert_only = Options {
-            tls_cert_file: Some("cert.pem".into()),
-            ..keys()
-        };
-        let error = Settings::resolve(cert_only, Options::default()).unwrap_err();
+        let error = layered(&["--tls-cert-file", "cert.pem"], keys).unwrap_err();
         assert!(
             error.to_string().contains("TLS_KEY_FILE is required"),
             "{error}"
         );
-
-        let key_only = Options {
-            tls_key_file: Some("key.pem".into()),
-            ..keys()
-        };
-        let error = Settings::resolve(key_only, Options::default()).unwrap_err();
+        let error = layered(&["--tls-key-file", "key.pem"], keys).unwrap_err();
         assert!(
             error.to_string().contains("TLS_CERT_FILE is required"),
             "{error}"
         );
 
-        // The environment's certificate with the file's key makes a pair.
-        let file: Options = toml::from_str(
-            r#"
-            tls_cert_file = "/file/cert.pem"
-            tls_key_file = "/file/key.pem"
-            "#,
-        )
-        .unwrap();
-        let cli = Options {
-            tls_cert_file: Some("/env/cert.pem".into()),
-            ..keys()
-        };
-        let settings = Settings::resolve(cli, file).unwrap();
+        // The command line's certificate with the file's key makes a pair.
+        let file =
+            format!("{keys}tls_cert_file = \"/file/cert.pem\"\ntls_key_file = \"/file/key.pem\"\n");
+        let settings = layered(&["--tls-cert-file", "/env/cert.pem"], &file).unwrap();
         assert_eq!(
             settings.tls,
             Some(TlsFiles {

@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    ingest::server::init_logging(settings.log_format);
+    shared::logging::init(settings.log_format);
     let result = actix_web::rt::System::new().block_on(ingest::server::run(settings));
     match result {
         Ok(()) => ExitCode::SUCCESS,

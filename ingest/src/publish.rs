@@ -7,9 +7,8 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
+use proto::keys::{HEADER_CONTENT_TYPE, HEADER_TENANT};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
@@ -37,15 +36,6 @@ pub struct PublisherSettings {
     pub delivery_timeout: Duration,
     pub max_record_bytes: usize,
     pub properties: BTreeMap<String, String>,
-}
-
-/// A topic the service writes and, when allowed, creates.
-#[derive(Debug, Clone)]
-pub struct TopicSpec {
-    pub name: String,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    pub config: Vec<(&'static str, String)>,
 }
 
 pub struct Publisher {
@@ -190,11 +180,11 @@ impl Publisher {
         for (partition, payload) in records {
             let headers = OwnedHeaders::new_with_capacity(2)
                 .insert(Header {
-                    key: "tenant",
+                    key: HEADER_TENANT,
                     value: Some(tenant),
                 })
                 .insert(Header {
-                    key: "content-type",
+                    key: HEADER_CONTENT_TYPE,
                     value: Some(content_type),
                 });
             let mut record = FutureRecord::to(topic)
@@ -303,61 +293,18 @@ impl Publisher {
 }
 
 fn producer_config(settings: &PublisherSettings) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", &settings.brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("compression.type", &settings.compression)
-        .set("linger.ms", "2")
-        .set(
+    let defaults = [
+        ("acks", "all".to_string()),
+        ("enable.idempotence", "true".into()),
+        ("compression.type", settings.compression.clone()),
+        ("linger.ms", "2".into()),
+        (
             "message.timeout.ms",
             settings.delivery_timeout.as_millis().to_string(),
-        )
-        .set("message.max.bytes", settings.max_record_bytes.to_string())
+        ),
+        ("message.max.bytes", settings.max_record_bytes.to_string()),
         // The Java clients' partitioner, so keyed records land where they would.
-        .set("partitioner", "murmur2_random");
-    for (name, value) in &settings.properties {
-        config.set(name, value);
-    }
-    config
-}
-
-/// Creates the topics that do not exist yet; existing ones are left alone.
-pub async fn create_topics(
-    settings: &PublisherSettings,
-    topics: &[TopicSpec],
-) -> Result<(), KafkaError> {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &settings.brokers);
-    for (name, value) in &settings.properties {
-        config.set(name, value);
-    }
-    let admin: AdminClient<DefaultClientContext> = config.create()?;
-    let new_topics: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|spec| {
-            let mut topic = NewTopic::new(
-                &spec.name,
-                spec.partitions,
-                TopicReplication::Fixed(spec.replication_factor),
-            );
-            for (name, value) in &spec.config {
-                topic = topic.set(name, value);
-            }
-            topic
-        })
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in admin.create_topics(&new_topics, &options).await? {
-        match result {
-            Ok(name) => info!(topic = %name, "created topic"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((name, code)) => {
-                return Err(KafkaError::AdminOp(code))
-                    .inspect_err(|_| error!(topic = %name, %code, "creating topic failed"));
-            }
-        }
-    }
-    Ok(())
+        ("partitioner", "murmur2_random".into()),
+    ];
+    shared::kafka::client_config(&settings.brokers, defaults, &settings.properties)
 }

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use shared::kafka::{NO_DEFAULTS, TopicSpec, client_config, create_topics};
 use tracing::{error, info, warn};
 
 use crate::allocator;
 use crate::auth::{ApiKeys, Reload};
 use crate::config::Settings;
 use crate::metrics::{Metrics, ResultLabels};
-use crate::publish::{self, Publisher, PublisherSettings, TopicSpec};
+use crate::publish::{Publisher, PublisherSettings};
 use crate::rate_limit::RateLimiters;
 use crate::routes;
 use crate::state::{AppState, InflightBytes};
@@ -52,7 +53,7 @@ pub fn build_state(settings: Settings) -> anyhow::Result<AppState> {
 pub fn publisher_settings(settings: &Settings) -> PublisherSettings {
     PublisherSettings {
         brokers: settings.kafka_brokers.clone(),
-        compression: settings.kafka_compression.clone(),
+        compression: settings.kafka_compression.as_str().into(),
         // Deliveries resolve before the request's own deadline, so no answer waits past it.
         delivery_timeout: settings
             .request_timeout
@@ -71,6 +72,16 @@ fn producer_properties(settings: &Settings) -> std::collections::BTreeMap<String
         .entry("queue.buffering.max.kbytes".into())
         .or_insert_with(|| (settings.max_inflight_bytes / 1024).max(1).to_string());
     properties
+}
+
+/// Settings of the admin client that creates the topics: the brokers and the
+/// producer's properties.
+fn admin_config(settings: &Settings) -> rdkafka::ClientConfig {
+    client_config(
+        &settings.kafka_brokers,
+        NO_DEFAULTS,
+        &producer_properties(settings),
+    )
 }
 
 /// Threads each worker decodes large bodies on: together about one per core.
@@ -104,9 +115,9 @@ pub fn spawn_upkeep(state: web::Data<AppState>) {
     let upkeep = state.clone();
     tokio::spawn(async move {
         if upkeep.settings.create_topics {
-            let publisher = publisher_settings(&upkeep.settings);
+            let admin = admin_config(&upkeep.settings);
             let topics = topics(&upkeep.settings);
-            while let Err(create_error) = publish::create_topics(&publisher, &topics).await {
+            while let Err(create_error) = create_topics(&admin, &topics).await {
                 warn!(error = %create_error, "creating topics failed, retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
@@ -281,19 +292,5 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = terminate.recv() => {}
         _ = interrupt.recv() => {}
-    }
-}
-
-/// Sets up `tracing` in the chosen format.
-pub fn init_logging(format: crate::config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,librdkafka=warn,rdkafka=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        crate::config::LogFormat::Json => builder.json().init(),
-        crate::config::LogFormat::Text => builder.init(),
     }
 }

@@ -4,7 +4,6 @@
 //! `tenant/instance.type/instance.url` (segments escaped) so every part of one
 //! instance stays in order on one partition; the answer waits for every ack.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
 use std::sync::Arc;
@@ -12,6 +11,7 @@ use std::time::Instant;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use proto::keys::record_key;
 use serde_json::{Map, Value};
 use tracing::debug;
 
@@ -218,36 +218,6 @@ pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8
         records.push((key, encoded));
     }
     Ok(records)
-}
-
-/// The `topology.raw` key of an instance's parts: `tenant/instance.type/instance.url`,
-/// each segment escaped by [`key_segment`]. It is also the prefix of the
-/// correlator's `topology.components` keys (`.../externalId`).
-pub fn record_key(tenant: &str, instance_type: &str, instance_url: &str) -> String {
-    format!(
-        "{}/{}/{}",
-        key_segment(tenant),
-        key_segment(instance_type),
-        key_segment(instance_url)
-    )
-}
-
-/// One segment of a `/`-separated record key with '%' written as "%25" and '/'
-/// as "%2F", so values holding '/' cannot make two keys equal. Text without
-/// either character is unchanged. The correlator escapes the same way.
-pub fn key_segment(value: &str) -> Cow<'_, str> {
-    if !value.contains(['%', '/']) {
-        return Cow::Borrowed(value);
-    }
-    let mut escaped = String::with_capacity(value.len() + 8);
-    for character in value.chars() {
-        match character {
-            '%' => escaped.push_str("%25"),
-            '/' => escaped.push_str("%2F"),
-            other => escaped.push(other),
-        }
-    }
-    Cow::Owned(escaped)
 }
 
 /// A part the correlator could not read, and where: the message reads
@@ -737,32 +707,7 @@ mod tests {
     }
 
     #[test]
-    fn key_segments_escape_percent_and_slash_only() {
-        assert_eq!(key_segment("demo-cluster"), "demo-cluster");
-        assert!(matches!(key_segment("demo-cluster"), Cow::Borrowed(_)));
-        assert_eq!(
-            key_segment("https://api:6443/x"),
-            "https:%2F%2Fapi:6443%2Fx"
-        );
-        assert_eq!(key_segment("50%/x"), "50%25%2Fx");
-        assert_eq!(
-            record_key("acme", "kubernetes", "demo-cluster"),
-            "acme/kubernetes/demo-cluster",
-            "keys without '/' or '%' are as the contract writes them"
-        );
-        // (type, url) pairs that one unescaped '/' would make equal stay apart.
-        let tuples = [
-            ("acme", "a/b", "c"),
-            ("acme", "a", "b/c"),
-            ("acme", "a%2Fb", "c"),
-            ("acme", "a", "b%2Fc"),
-            ("acme", "a%", "2Fb/c"),
-        ];
-        let keys: std::collections::BTreeSet<String> = tuples
-            .iter()
-            .map(|(tenant, kind, url)| record_key(tenant, kind, url))
-            .collect();
-        assert_eq!(keys.len(), tuples.len(), "{keys:?}");
+    fn instance_segments_of_the_key_are_escaped() {
         let payload = br#"{"topologies": [{"instance": {"type": "k8s/x", "url": "https://h/c"}}]}"#;
         let records = parts_to_records(payload, "acme").unwrap();
         assert_eq!(records[0].0, "acme/k8s%2Fx/https:%2F%2Fh%2Fc");

@@ -4,7 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use ingest::publish::{self, Publisher, PublisherSettings, TopicSpec};
+use ingest::publish::{Publisher, PublisherSettings};
+use shared::kafka::{NO_DEFAULTS, TopicSpec, client_config, create_topics};
 
 /// A publisher of the real broker, with `topic` created with `partitions`.
 async fn fresh_publisher(topic: &str, partitions: i32) -> Publisher {
@@ -21,7 +22,8 @@ async fn fresh_publisher(topic: &str, partitions: i32) -> Publisher {
         replication_factor: -1,
         config: vec![],
     };
-    publish::create_topics(&settings, &[spec]).await.unwrap();
+    let admin = client_config(&settings.brokers, NO_DEFAULTS, &settings.properties);
+    create_topics(&admin, &[spec]).await.unwrap();
     Publisher::new(settings, topic.to_string()).unwrap()
 }
 

@@ -419,7 +419,7 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
     let dir = common::TempDir::new();
     let quota = "[[keys]]\ntenant = \"limited\"\nkey = \"limited-key-000000000000\"\nsamples_per_second = 1\nburst_samples = 2\n";
     let state = common::ready_state(common::settings(common::keys_file(&dir, quota), |o| {
-        o.max_body_bytes = Some(64 * 1024);
+        o.max_body_bytes = 64 * 1024;
     }))
     .await;
     let app = app!(state);
@@ -894,7 +894,7 @@ async fn a_tenants_series_go_only_to_the_partitions_of_its_shard() {
         "[[keys]]\ntenant = \"gamma\"\nkey = \"{KEY_C}\"\nshard_size = 2\n\n[[keys]]\ntenant = \"delta\"\nkey = \"{KEY_D}\"\nshard_size = 5\n"
     );
     let settings = common::settings(common::keys_file(&dir, &extra), |options| {
-        options.topic_partitions = Some(16);
+        options.topic_partitions = 16;
     });
     let state = common::ready_state(settings).await;
     let app = app!(state);

@@ -2,8 +2,9 @@
 //! put them on the wire, the pipeline's own records, a zero-copy protobuf
 //! field reader for the hot paths that must not allocate per label, and the
 //! shard of partitions a tenant writes to (which ingest and the correlator
-//! must compute alike).
+//! must compute alike), and the records' keys and headers.
 
+pub mod keys;
 pub mod shard;
 pub mod wire;
 

@@ -6,25 +6,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde::Deserialize;
+use clap::ArgAction;
+use serde::{Deserialize, Serialize};
 
-/// Remote-write protocol of the forwarded requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Remote-write protocol of the forwarded requests (`FORWARD_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize, Serialize)]
 pub enum Protocol {
-    /// `prometheus.WriteRequest`, for receivers that speak only 1.0.
+    // `prometheus.WriteRequest`, for receivers that speak only 1.0. (Plain
+    // comments: a variant's doc would make `--help` print the long form.)
+    #[value(name = "1.0", alias = "1")]
+    #[serde(rename = "1.0", alias = "1")]
     V1,
-    /// `io.prometheus.write.v2.Request`, as the records hold it.
+    // `io.prometheus.write.v2.Request`, as the records hold it.
+    #[value(name = "2.0", alias = "2")]
+    #[serde(rename = "2.0", alias = "2")]
     V2,
-}
-
-impl Protocol {
-    fn parse(text: &str) -> anyhow::Result<Protocol> {
-        match text {
-            "1.0" | "1" => Ok(Protocol::V1),
-            "2.0" | "2" => Ok(Protocol::V2),
-            other => bail!("FORWARD_PROTOCOL must be 1.0 or 2.0, not {other:?}"),
-        }
-    }
 }
 
 pub const DEFAULT_GROUP: &str = "forward";
@@ -37,47 +33,47 @@ pub const DEFAULT_MIN_BACKOFF_MS: u64 = 30;
 pub const DEFAULT_MAX_BACKOFF_MS: u64 = 5000;
 pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
-/// Every setting is optional here so that the command line, the environment
-/// and the file can be layered; [`ForwardSettings::resolve`] applies the defaults.
-#[derive(Debug, Default, Clone, clap::Args, Deserialize)]
+/// Every setting, declared as the correlator's are (see [`crate::config::Options`]);
+/// [`ForwardSettings::resolve`] checks and converts the layered options.
+#[derive(Debug, Clone, clap::Args, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ForwardOptions {
     /// Remote-write endpoint, e.g. http://prometheus:9090/api/v1/write (required)
     #[arg(long, env = "FORWARD_URL")]
     pub url: Option<String>,
-    /// Protocol of the requests: 2.0 (the records as they are) or 1.0 [default: 2.0]
-    #[arg(long, env = "FORWARD_PROTOCOL")]
-    pub protocol: Option<String>,
-    /// Consumer group of the forwarder [default: forward]
-    #[arg(long, env = "FORWARD_GROUP")]
-    pub group: Option<String>,
-    /// Forward metrics.unbound too [default: false]
-    #[arg(long, env = "FORWARD_UNBOUND")]
-    pub unbound: Option<bool>,
-    /// Address of the metrics and health listener [default: 0.0.0.0:8082]
-    #[arg(long, env = "FORWARD_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Parallel senders per topic; a series always goes through the same one [default: 4]
-    #[arg(long, env = "FORWARD_SHARDS")]
-    pub shards: Option<usize>,
-    /// Most samples, histograms and exemplars in one request [default: 2000]
-    #[arg(long, env = "FORWARD_MAX_POINTS_PER_REQUEST")]
-    pub max_points_per_request: Option<usize>,
-    /// Most bytes of one request before compression (estimated) [default: 4194304]
-    #[arg(long, env = "FORWARD_MAX_REQUEST_BYTES")]
-    pub max_request_bytes: Option<usize>,
-    /// How long a request that is not full waits for more series, in ms [default: 1000]
-    #[arg(long, env = "FORWARD_BATCH_DEADLINE_MS")]
-    pub batch_deadline_ms: Option<u64>,
-    /// First wait before a retry, in ms; it doubles on each retry [default: 30]
-    #[arg(long, env = "FORWARD_MIN_BACKOFF_MS")]
-    pub min_backoff_ms: Option<u64>,
-    /// Longest wait between retries, in ms (a Retry-After header may ask for longer) [default: 5000]
-    #[arg(long, env = "FORWARD_MAX_BACKOFF_MS")]
-    pub max_backoff_ms: Option<u64>,
-    /// Timeout of one request, in ms [default: 30000]
-    #[arg(long, env = "FORWARD_TIMEOUT_MS")]
-    pub timeout_ms: Option<u64>,
+    /// Protocol of the requests: 2.0 (the records as they are) or 1.0
+    #[arg(long, env = "FORWARD_PROTOCOL", value_enum, default_value_t = Protocol::V2)]
+    pub protocol: Protocol,
+    /// Consumer group of the forwarder
+    #[arg(long, env = "FORWARD_GROUP", default_value = DEFAULT_GROUP)]
+    pub group: String,
+    /// Forward metrics.unbound too
+    #[arg(long, env = "FORWARD_UNBOUND", action = ArgAction::Set, default_value_t = false)]
+    pub unbound: bool,
+    /// Address of the metrics and health listener
+    #[arg(long, env = "FORWARD_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Parallel senders per topic; a series always goes through the same one
+    #[arg(long, env = "FORWARD_SHARDS", default_value_t = DEFAULT_SHARDS)]
+    pub shards: usize,
+    /// Most samples, histograms and exemplars in one request
+    #[arg(long, env = "FORWARD_MAX_POINTS_PER_REQUEST", default_value_t = DEFAULT_MAX_POINTS_PER_REQUEST)]
+    pub max_points_per_request: usize,
+    /// Most bytes of one request before compression (estimated)
+    #[arg(long, env = "FORWARD_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+    /// How long a request that is not full waits for more series, in ms
+    #[arg(long, env = "FORWARD_BATCH_DEADLINE_MS", default_value_t = DEFAULT_BATCH_DEADLINE_MS)]
+    pub batch_deadline_ms: u64,
+    /// First wait before a retry, in ms; it doubles on each retry
+    #[arg(long, env = "FORWARD_MIN_BACKOFF_MS", default_value_t = DEFAULT_MIN_BACKOFF_MS)]
+    pub min_backoff_ms: u64,
+    /// Longest wait between retries, in ms (a Retry-After header may ask for longer)
+    #[arg(long, env = "FORWARD_MAX_BACKOFF_MS", default_value_t = DEFAULT_MAX_BACKOFF_MS)]
+    pub max_backoff_ms: u64,
+    /// Timeout of one request, in ms
+    #[arg(long, env = "FORWARD_TIMEOUT_MS", default_value_t = DEFAULT_TIMEOUT_MS)]
+    pub timeout_ms: u64,
     /// Headers sent with every request, "Name: value", comma-separated (e.g. X-Scope-OrgID: acme)
     #[arg(
         long = "header",
@@ -102,6 +98,13 @@ pub struct ForwardOptions {
     /// PEM file of the CA certificates that sign the endpoint's (besides the system's)
     #[arg(long, env = "FORWARD_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
+}
+
+impl Default for ForwardOptions {
+    /// Every default: what the file's `[forward]` table does not set.
+    fn default() -> ForwardOptions {
+        shared::settings::defaults()
+    }
 }
 
 /// A value kept out of logs and `Debug` output.
@@ -148,14 +151,14 @@ pub struct ForwardSettings {
 }
 
 impl ForwardSettings {
-    pub fn resolve(cli: ForwardOptions, file: ForwardOptions) -> anyhow::Result<ForwardSettings> {
-        let Some(url) = cli.url.or(file.url) else {
+    /// Checks the layered `options` and gives them their types.
+    pub fn resolve(options: ForwardOptions) -> anyhow::Result<ForwardSettings> {
+        let Some(url) = options.url else {
             bail!("FORWARD_URL (--url) is required: the remote-write endpoint to send to");
         };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             bail!("FORWARD_URL must start with http:// or https://, not {url:?}");
         }
-        let protocol = Protocol::parse(cli.protocol.or(file.protocol).as_deref().unwrap_or("2.0"))?;
         let at_least_one = |name: &str, value: usize| -> anyhow::Result<usize> {
             if value == 0 {
                 bail!("{name} must be at least 1");
@@ -163,18 +166,13 @@ impl ForwardSettings {
             Ok(value)
         };
         let mut headers = Vec::new();
-        for header in cli.headers.or(file.headers).unwrap_or_default() {
+        for header in options.headers.unwrap_or_default() {
             let Some((name, value)) = header.split_once(':') else {
                 bail!("FORWARD_HEADERS: {header:?} is not \"Name: value\"");
             };
             headers.push((name.trim().to_string(), Secret(value.trim().to_string())));
         }
-        let username = cli.basic_auth_username.or(file.basic_auth_username);
-        let password = cli.basic_auth_password.or(file.basic_auth_password);
-        let token = match (
-            cli.bearer_token.or(file.bearer_token),
-            cli.bearer_token_file.or(file.bearer_token_file),
-        ) {
+        let token = match (options.bearer_token, options.bearer_token_file) {
             (Some(token), None) => Some(token),
             (None, Some(path)) => Some(
                 std::fs::read_to_string(&path)
@@ -187,7 +185,11 @@ impl ForwardSettings {
                 bail!("FORWARD_BEARER_TOKEN and FORWARD_BEARER_TOKEN_FILE exclude each other")
             }
         };
-        let auth = match (username, password, token) {
+        let auth = match (
+            options.basic_auth_username,
+            options.basic_auth_password,
+            token,
+        ) {
             (None, None, None) => Auth::None,
             (Some(username), password, None) => Auth::Basic {
                 username,
@@ -199,68 +201,39 @@ impl ForwardSettings {
             }
             (_, _, Some(_)) => bail!("basic auth and a bearer token exclude each other"),
         };
-        let min_backoff = cli
-            .min_backoff_ms
-            .or(file.min_backoff_ms)
-            .unwrap_or(DEFAULT_MIN_BACKOFF_MS);
-        let max_backoff = cli
-            .max_backoff_ms
-            .or(file.max_backoff_ms)
-            .unwrap_or(DEFAULT_MAX_BACKOFF_MS);
+        let (min_backoff, max_backoff) = (options.min_backoff_ms, options.max_backoff_ms);
         if min_backoff == 0 || max_backoff < min_backoff {
             bail!("FORWARD_MIN_BACKOFF_MS must be at least 1 and at most FORWARD_MAX_BACKOFF_MS");
         }
         Ok(ForwardSettings {
             url,
-            protocol,
-            group: cli
-                .group
-                .or(file.group)
-                .unwrap_or_else(|| DEFAULT_GROUP.into()),
-            unbound: cli.unbound.or(file.unbound).unwrap_or(false),
-            listen: cli
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
-            shards: at_least_one(
-                "FORWARD_SHARDS",
-                cli.shards.or(file.shards).unwrap_or(DEFAULT_SHARDS),
-            )?,
+            protocol: options.protocol,
+            group: options.group,
+            unbound: options.unbound,
+            listen: options.listen,
+            shards: at_least_one("FORWARD_SHARDS", options.shards)?,
             limits: BatchLimits {
                 max_points: at_least_one(
                     "FORWARD_MAX_POINTS_PER_REQUEST",
-                    cli.max_points_per_request
-                        .or(file.max_points_per_request)
-                        .unwrap_or(DEFAULT_MAX_POINTS_PER_REQUEST),
+                    options.max_points_per_request,
                 )?,
-                max_bytes: at_least_one(
-                    "FORWARD_MAX_REQUEST_BYTES",
-                    cli.max_request_bytes
-                        .or(file.max_request_bytes)
-                        .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
-                )?,
+                max_bytes: at_least_one("FORWARD_MAX_REQUEST_BYTES", options.max_request_bytes)?,
             },
-            batch_deadline: Duration::from_millis(
-                cli.batch_deadline_ms
-                    .or(file.batch_deadline_ms)
-                    .unwrap_or(DEFAULT_BATCH_DEADLINE_MS),
-            ),
+            batch_deadline: Duration::from_millis(options.batch_deadline_ms),
             min_backoff: Duration::from_millis(min_backoff),
             max_backoff: Duration::from_millis(max_backoff),
-            timeout: Duration::from_millis(
-                cli.timeout_ms
-                    .or(file.timeout_ms)
-                    .unwrap_or(DEFAULT_TIMEOUT_MS),
-            ),
+            timeout: Duration::from_millis(options.timeout_ms),
             headers,
             auth,
-            tls_ca_file: cli.tls_ca_file.or(file.tls_ca_file),
+            tls_ca_file: options.tls_ca_file,
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn with_url() -> ForwardOptions {
@@ -270,16 +243,29 @@ mod tests {
         }
     }
 
+    /// `correlator forward` with `args` over the `[forward]` table `file`, as
+    /// [`crate::config::load`] layers them.
+    fn layered(args: &[&str], file: &str) -> anyhow::Result<ForwardSettings> {
+        let matches = crate::config::Cli::command().try_get_matches_from(
+            ["correlator", "forward"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )?;
+        let forward = matches.subcommand_matches("forward").expect("forward");
+        let file: ForwardOptions = toml::from_str(file)?;
+        ForwardSettings::resolve(shared::settings::layer(forward, file)?)
+    }
+
     #[test]
     fn defaults_fill_what_neither_the_command_line_nor_the_file_sets() {
-        let file: ForwardOptions =
-            toml::from_str("protocol = \"1.0\"\nshards = 8\nheaders = [\"X-Scope-OrgID: acme\"]\n")
-                .unwrap();
-        let cli = ForwardOptions {
-            shards: Some(2),
-            ..with_url()
-        };
-        let settings = ForwardSettings::resolve(cli, file).unwrap();
+        let file = "protocol = \"1\"\nshards = 8\nheaders = [\"X-Scope-OrgID: acme\"]\n";
+        let args = [
+            "--url",
+            "http://127.0.0.1:9090/api/v1/write",
+            "--shards",
+            "2",
+        ];
+        let settings = layered(&args, file).unwrap();
         assert_eq!(settings.protocol, Protocol::V1);
         assert_eq!(settings.shards, 2);
         assert_eq!(settings.group, "forward");
@@ -297,7 +283,7 @@ mod tests {
             "kafka_brokers = \"k:9092\"\n[forward]\nurl = \"https://m/api/v1/push\"\nmax_points_per_request = 500\n",
         )
         .unwrap();
-        let settings = ForwardSettings::resolve(ForwardOptions::default(), file.forward).unwrap();
+        let settings = ForwardSettings::resolve(file.forward).unwrap();
         assert_eq!(settings.url, "https://m/api/v1/push");
         assert_eq!(settings.limits.max_points, 500);
         assert!(toml::from_str::<crate::config::Options>("[forward]\nshard = 2\n").is_err());
@@ -305,18 +291,13 @@ mod tests {
 
     #[test]
     fn invalid_settings_say_which() {
-        let error = |options: ForwardOptions| {
-            ForwardSettings::resolve(options, ForwardOptions::default())
-                .unwrap_err()
-                .to_string()
-        };
+        let error =
+            |options: ForwardOptions| ForwardSettings::resolve(options).unwrap_err().to_string();
         assert!(error(ForwardOptions::default()).contains("FORWARD_URL"));
+        let protocol = layered(&["--protocol", "3"], "").unwrap_err().to_string();
         assert!(
-            error(ForwardOptions {
-                protocol: Some("3".into()),
-                ..with_url()
-            })
-            .contains("FORWARD_PROTOCOL")
+            protocol.contains("--protocol") && protocol.contains("1.0, 2.0"),
+            "{protocol}"
         );
         assert!(
             error(ForwardOptions {
@@ -337,14 +318,11 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let settings = ForwardSettings::resolve(
-            ForwardOptions {
-                basic_auth_username: Some("user".into()),
-                basic_auth_password: Some("hunter2".into()),
-                ..with_url()
-            },
-            ForwardOptions::default(),
-        )
+        let settings = ForwardSettings::resolve(ForwardOptions {
+            basic_auth_username: Some("user".into()),
+            basic_auth_password: Some("hunter2".into()),
+            ..with_url()
+        })
         .unwrap();
         assert!(!format!("{settings:?}").contains("hunter2"));
     }

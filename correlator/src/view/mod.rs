@@ -34,18 +34,18 @@ pub struct ViewOptions {
     /// Serve the binding view (both output topics, fleet-wide) on this address instead of printing lines, e.g. 127.0.0.1:8090
     #[arg(long, env = "TAIL_WEB")]
     pub web: Option<SocketAddr>,
-    /// Series the view keeps at most, bound and unbound; past it the least recently written is forgotten [default: 10000]
-    #[arg(long, env = "VIEW_SERIES_MAX")]
-    pub view_series_max: Option<usize>,
-    /// Latest points kept per series [default: 30]
-    #[arg(long, env = "VIEW_POINTS_PER_SERIES")]
-    pub view_points_per_series: Option<usize>,
-    /// Minutes of history in the per-tenant chart [default: 15]
-    #[arg(long, env = "VIEW_MINUTES")]
-    pub view_minutes: Option<usize>,
-    /// Seconds between the page's reloads [default: 5]
-    #[arg(long, env = "VIEW_REFRESH_SECONDS")]
-    pub view_refresh_seconds: Option<u32>,
+    /// Series the view keeps at most, bound and unbound; past it the least recently written is forgotten
+    #[arg(long, env = "VIEW_SERIES_MAX", default_value_t = state::default_series_max())]
+    pub view_series_max: usize,
+    /// Latest points kept per series
+    #[arg(long, env = "VIEW_POINTS_PER_SERIES", default_value_t = state::default_points_per_series())]
+    pub view_points_per_series: usize,
+    /// Minutes of history in the per-tenant chart
+    #[arg(long, env = "VIEW_MINUTES", default_value_t = state::default_minutes())]
+    pub view_minutes: usize,
+    /// Seconds between the page's reloads
+    #[arg(long, env = "VIEW_REFRESH_SECONDS", default_value_t = default_refresh_seconds())]
+    pub view_refresh_seconds: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,23 +62,16 @@ impl ViewSettings {
             return Ok(None);
         };
         let limits = Limits {
-            series_max: options
-                .view_series_max
-                .unwrap_or_else(state::default_series_max),
-            points_per_series: options
-                .view_points_per_series
-                .unwrap_or_else(state::default_points_per_series),
-            minutes: options.view_minutes.unwrap_or_else(state::default_minutes),
+            series_max: options.view_series_max,
+            points_per_series: options.view_points_per_series,
+            minutes: options.view_minutes,
         };
         anyhow::ensure!(limits.series_max > 0, "VIEW_SERIES_MAX must be at least 1");
         anyhow::ensure!(limits.minutes > 0, "VIEW_MINUTES must be at least 1");
         Ok(Some(ViewSettings {
             listen,
             limits,
-            refresh_seconds: options
-                .view_refresh_seconds
-                .unwrap_or_else(default_refresh_seconds)
-                .max(1),
+            refresh_seconds: options.view_refresh_seconds.max(1),
         }))
     }
 }
@@ -217,7 +210,7 @@ fn consume(settings: &Settings, from_beginning: bool, shared: &Shared) -> anyhow
                 .find(|(n, _)| *n == name)
                 .map_or("", |(_, v)| *v)
         };
-        let content_type = match header("content-type") {
+        let content_type = match header(proto::keys::HEADER_CONTENT_TYPE) {
             "" => proto::CONTENT_TYPE_V2,
             given => given,
         };

@@ -47,9 +47,9 @@ pub async fn ingest(dir: &TempDir, topics: &Topics, partitions: i32) -> web::Dat
     let samples = topics.samples.clone();
     let raw = topics.topology_raw.clone();
     kafka::ready_state(kafka::settings(keys, move |options| {
-        options.topic_samples = Some(samples);
-        options.topic_topology_raw = Some(raw);
-        options.topic_partitions = Some(partitions);
+        options.topic_samples = samples;
+        options.topic_topology_raw = raw;
+        options.topic_partitions = partitions;
     }))
     .await
 }

@@ -62,16 +62,16 @@ pub fn keys_file(dir: &TempDir, extra: &str) -> PathBuf {
 /// Settings with fresh topics and the given keys file.
 pub fn settings(keys: PathBuf, tweak: impl FnOnce(&mut Options)) -> Settings {
     let mut options = Options {
-        kafka_brokers: Some(brokers()),
+        kafka_brokers: brokers(),
         api_keys_file: Some(keys),
-        topic_samples: Some(unique("samples")),
-        topic_topology_raw: Some(unique("topology-raw")),
-        topic_partitions: Some(4),
-        request_timeout_ms: Some(5000),
+        topic_samples: unique("samples"),
+        topic_topology_raw: unique("topology-raw"),
+        topic_partitions: 4,
+        request_timeout_ms: 5000,
         ..Options::default()
     };
     tweak(&mut options);
-    Settings::resolve(options, Options::default()).unwrap()
+    Settings::resolve(options).unwrap()
 }
 
 /// Shared state with topics created and metadata in, as the server has it once ready.
