@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use proto::fields::{prometheus as v1, v2};
 use proto::records::UnboundReason;
-use proto::wire::{self, Fields, Value, WireError, read_varint};
+use proto::wire::{self, Field, Fields, Value, WireError, read_varint};
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -177,7 +177,7 @@ struct SeriesEntry {
 }
 
 /// The series cache, per tenant, keyed by the exact bytes of a series' labels
-/// as remote-write 1.0 encodes them (each label a `TimeSeries` field 1). Exact
+/// as remote-write 1.0 encodes them (each label a `TimeSeries.labels` field). Exact
 /// keys mean no hash collision can hand a series another's binding. A series
 /// encoded two ways gets two entries, both right.
 type TenantSeries = HashMap<Box<[u8]>, SeriesEntry, KeyHashing>;
@@ -507,7 +507,7 @@ fn sort_labels(labels: &mut [(u32, u32)], interner: &Interner) {
     }
 }
 
-/// Appends a label's key bytes: a `TimeSeries` field 1 holding a `Label`.
+/// Appends a label's key bytes: a `TimeSeries.labels` field holding a `Label`.
 fn put_key_label(keys: &mut Vec<u8>, name: &str, value: &str, scratch: &mut Vec<u8>) {
     scratch.clear();
     wire::put_len_field(scratch, v1::LABEL_NAME, name.as_bytes());
@@ -515,7 +515,7 @@ fn put_key_label(keys: &mut Vec<u8>, name: &str, value: &str, scratch: &mut Vec<
     wire::put_len_field(keys, v1::TIME_SERIES_LABELS, scratch);
 }
 
-/// A 1.0 exemplar: labels = 1 (Label), value = 2, timestamp = 3.
+/// A 1.0 exemplar: its labels (each a `Label`), value and timestamp.
 fn read_v1_exemplar<'a>(
     exemplar: &'a [u8],
     labels: &mut Vec<(&'a str, &'a str)>,
@@ -535,11 +535,11 @@ fn read_v1_exemplar<'a>(
 
 /// Packed (as every sender writes them) or one unpacked reference per field.
 fn read_refs(
-    value: &Value<'_>,
+    field: &Field<'_>,
     out: &mut Vec<u32>,
     reference: &dyn Fn(u64) -> Result<u32, JoinError>,
 ) -> Result<(), JoinError> {
-    match value {
+    match &field.value {
         Value::Len(packed) => {
             let mut position = 0;
             while position < packed.len() {
@@ -549,7 +549,7 @@ fn read_refs(
         Value::Varint(single) => out.push(reference(*single)?),
         other => {
             return Err(JoinError::Wire(WireError::UnexpectedWireType {
-                field: 1,
+                field: field.number,
                 wire_type: other.wire_type(),
             }));
         }
@@ -1088,7 +1088,7 @@ impl Joiner {
             for inner in Fields::new(field.bytes()?) {
                 let inner = inner?;
                 match inner.number {
-                    v2::TIME_SERIES_LABELS_REFS => read_refs(&inner.value, &mut refs, &reference)?,
+                    v2::TIME_SERIES_LABELS_REFS => read_refs(&inner, &mut refs, &reference)?,
                     v2::TIME_SERIES_SAMPLES => {
                         let bytes = inner.bytes()?;
                         let timestamp = varint_field(bytes, v2::SAMPLE_TIMESTAMP)?;
@@ -1106,7 +1106,7 @@ impl Joiner {
                             let part = part?;
                             match part.number {
                                 v2::EXEMPLAR_LABELS_REFS => {
-                                    read_refs(&part.value, &mut exemplar_refs, &reference)?
+                                    read_refs(&part, &mut exemplar_refs, &reference)?
                                 }
                                 v2::EXEMPLAR_VALUE => value = f64::from_bits(part.fixed64()?),
                                 v2::EXEMPLAR_TIMESTAMP => timestamp = part.varint()? as i64,
@@ -2353,11 +2353,21 @@ mod tests {
 
     #[test]
     fn corrupt_records_are_errors_not_panics() {
+        use proto::fields::v2 as v2_field;
+        use wire::{WIRE_LEN, WIRE_VARINT, key_byte};
         let mut joiner = joiner_with_p1();
         for payload in [
-            &[0x0a, 0xff][..],
-            &[0x2a, 0x02, 0x08, 0x09][..],
-            &[0x22, 0x01, b'x'][..],
+            // A series whose length is cut short.
+            &[key_byte(v1::WRITE_REQUEST_TIMESERIES, WIRE_LEN), 0xff][..],
+            // A series of one unpacked ref into a table without it.
+            &[
+                key_byte(v2_field::REQUEST_TIMESERIES, WIRE_LEN),
+                2,
+                key_byte(v2_field::TIME_SERIES_LABELS_REFS, WIRE_VARINT),
+                9,
+            ][..],
+            // A table without "" first.
+            &[key_byte(v2_field::REQUEST_SYMBOLS, WIRE_LEN), 1, b'x'][..],
         ] {
             for content_type in [proto::CONTENT_TYPE_V1, proto::CONTENT_TYPE_V2] {
                 let _ = joiner.process("acme", content_type, payload, ORIGIN, 0);

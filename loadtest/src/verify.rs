@@ -648,7 +648,8 @@ mod tests {
     fn corrupt_records_of_this_run_are_errors() {
         let mut decoder = Decoder::new();
         // A series that says it is 5 bytes long and holds the run id only.
-        let truncated = [0x0a, 0x05, b'r', b'u', b'n'];
+        let series_key = proto::wire::key_byte(v1::WRITE_REQUEST_TIMESERIES, proto::wire::WIRE_LEN);
+        let truncated = [series_key, 5, b'r', b'u', b'n'];
         let result =
             decoder.samples_of_run(proto::CONTENT_TYPE_V1, &truncated, "l", "run", &mut |_| {});
         assert!(result.is_err());
