@@ -2351,6 +2351,80 @@ mod tests {
         assert!(joiner.pending_samples() <= 2);
     }
 
+    /// A group in an unknown field is skipped as prost skips it, in a 1.0
+    /// series and in a 2.0 request; a stray end group is refused by both.
+    #[test]
+    fn groups_are_read_as_prost_reads_them() {
+        use proto::fields::v2 as v2_field;
+        use wire::{WIRE_END_GROUP, WIRE_START_GROUP};
+        // A group holding one varint, or with `end_only` its end tag alone.
+        let group = |out: &mut Vec<u8>, number: u32, end_only: bool| {
+            if !end_only {
+                wire::put_key(out, number, WIRE_START_GROUP);
+                wire::put_int64(out, number, 3);
+            }
+            wire::put_key(out, number, WIRE_END_GROUP);
+        };
+        let v1_record = |end_only: Option<bool>| {
+            let mut series = series(pod_labels("node_load1", "p1"), 10_000).encode_to_vec();
+            if let Some(end_only) = end_only {
+                group(&mut series, v1::TIME_SERIES_HISTOGRAMS + 1, end_only);
+            }
+            let mut request = Vec::new();
+            wire::put_len_field(&mut request, v1::WRITE_REQUEST_TIMESERIES, &series);
+            request
+        };
+        let v2_record = |end_only: Option<bool>| {
+            let labels = pod_labels("node_load1", "p1").into_iter();
+            let series = BatchSeries {
+                labels: labels.map(|label| (label.name, label.value)).collect(),
+                samples: vec![v2::Sample {
+                    value: 1.0,
+                    timestamp: 10_000,
+                    start_timestamp: 0,
+                }],
+                ..Default::default()
+            };
+            let mut request = crate::forward::request::encode_series_v2(&[series]);
+            if let Some(end_only) = end_only {
+                group(&mut request, v2_field::REQUEST_TIMESERIES + 1, end_only);
+            }
+            request
+        };
+        let prost_reads = |content_type: &str, bytes: &[u8]| match content_type {
+            proto::CONTENT_TYPE_V1 => WriteRequest::decode(bytes).is_ok(),
+            _ => v2::Request::decode(bytes).is_ok(),
+        };
+        for (content_type, record) in [
+            (
+                proto::CONTENT_TYPE_V1,
+                &v1_record as &dyn Fn(Option<bool>) -> Vec<u8>,
+            ),
+            (proto::CONTENT_TYPE_V2, &v2_record),
+        ] {
+            let process =
+                |bytes: &[u8]| joiner_with_p1().process("acme", content_type, bytes, ORIGIN, 0);
+            let plain = process(&record(None)).unwrap();
+            let with_group = record(Some(false));
+            assert!(prost_reads(content_type, &with_group), "{content_type}");
+            let skipped = process(&with_group).unwrap();
+            assert_eq!(bound_ids(&skipped), bound_ids(&plain), "{content_type}");
+            assert!(!bound_ids(&plain).is_empty(), "{content_type}");
+            for (a, b) in plain.iter().zip(&skipped) {
+                assert_eq!(batch(a), batch(b), "{content_type}");
+            }
+            let stray = record(Some(true));
+            assert!(!prost_reads(content_type, &stray), "{content_type}");
+            assert!(
+                matches!(
+                    process(&stray),
+                    Err(JoinError::Wire(WireError::UnexpectedEndGroup))
+                ),
+                "{content_type}"
+            );
+        }
+    }
+
     #[test]
     fn corrupt_records_are_errors_not_panics() {
         use proto::fields::v2 as v2_field;
