@@ -371,22 +371,11 @@ impl Encoder {
             });
             if let Some(metadata) = metadata {
                 self.nested.clear();
-                for (number, value) in [
-                    (field::METADATA_TYPE, metadata.kind as u64),
-                    (
-                        field::METADATA_HELP_REF,
-                        u64::from(table.map(record, start, metadata.help)),
-                    ),
-                    (
-                        field::METADATA_UNIT_REF,
-                        u64::from(table.map(record, start, metadata.unit)),
-                    ),
-                ] {
-                    if value != 0 {
-                        wire::put_key(&mut self.nested, number, wire::WIRE_VARINT);
-                        wire::put_varint(&mut self.nested, value);
-                    }
-                }
+                let help = table.map(record, start, metadata.help);
+                let unit = table.map(record, start, metadata.unit);
+                wire::put_int64(&mut self.nested, field::METADATA_TYPE, metadata.kind.into());
+                wire::put_int64(&mut self.nested, field::METADATA_HELP_REF, help.into());
+                wire::put_int64(&mut self.nested, field::METADATA_UNIT_REF, unit.into());
                 wire::put_len_field(&mut self.rest, field::TIME_SERIES_METADATA, &self.nested);
             }
             table.put_message(
@@ -480,14 +469,11 @@ impl Encoder {
         }
         for (family, (kind, help, unit)) in families {
             self.nested.clear();
-            if kind != 0 {
-                wire::put_key(
-                    &mut self.nested,
-                    v1_field::METRIC_METADATA_TYPE,
-                    wire::WIRE_VARINT,
-                );
-                wire::put_varint(&mut self.nested, kind as u64);
-            }
+            wire::put_int64(
+                &mut self.nested,
+                v1_field::METRIC_METADATA_TYPE,
+                kind.into(),
+            );
             for (number, text) in [
                 (v1_field::METRIC_METADATA_METRIC_FAMILY_NAME, family),
                 (v1_field::METRIC_METADATA_HELP, help),
