@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use proto::EXPORTED_PREFIX;
 pub(crate) use proto::fields::v2 as field;
-use proto::wire::{self, WIRE_FIXED64, WIRE_VARINT};
+use proto::wire;
 
 /// Label strings, each once, by id (id 0 is ""): kept across records, so a
 /// cached series holds its labels as ids and a record of known series needs
@@ -364,28 +364,18 @@ impl<'i> RequestWriter<'i> {
             };
             let encoded = &mut self.metadata;
             encoded.clear();
-            for (number, value) in [
-                (field::METADATA_TYPE, kind as u64),
-                (field::METADATA_HELP_REF, u64::from(help)),
-                (field::METADATA_UNIT_REF, u64::from(unit)),
-            ] {
-                if value != 0 {
-                    wire::put_key(encoded, number, WIRE_VARINT);
-                    wire::put_varint(encoded, value);
-                }
-            }
+            wire::put_int64(encoded, field::METADATA_TYPE, i64::from(kind));
+            wire::put_int64(encoded, field::METADATA_HELP_REF, i64::from(help));
+            wire::put_int64(encoded, field::METADATA_UNIT_REF, i64::from(unit));
             if !encoded.is_empty() {
                 wire::put_len_field(&mut self.series, field::TIME_SERIES_METADATA, encoded);
             }
         }
-        if created_timestamp != 0 {
-            wire::put_key(
-                &mut self.series,
-                field::TIME_SERIES_CREATED_TIMESTAMP,
-                WIRE_VARINT,
-            );
-            wire::put_varint(&mut self.series, created_timestamp as u64);
-        }
+        wire::put_int64(
+            &mut self.series,
+            field::TIME_SERIES_CREATED_TIMESTAMP,
+            created_timestamp,
+        );
         wire::put_len_field(
             &mut self.timeseries,
             field::REQUEST_TIMESERIES,
@@ -529,12 +519,13 @@ impl<'i> RequestWriter<'i> {
         }
         let mut encoded = Vec::with_capacity(24 + refs.len());
         wire::put_packed_uint32(&mut encoded, field::EXEMPLAR_LABELS_REFS, &refs);
-        wire::put_key(&mut encoded, field::EXEMPLAR_VALUE, WIRE_FIXED64);
-        encoded.extend_from_slice(&exemplar.value.to_bits().to_le_bytes());
-        if exemplar.timestamp != 0 {
-            wire::put_key(&mut encoded, field::EXEMPLAR_TIMESTAMP, WIRE_VARINT);
-            wire::put_varint(&mut encoded, exemplar.timestamp as u64);
-        }
+        // Written even at 0.0: the value is kept to its bits, -0.0 included.
+        wire::put_fixed64(
+            &mut encoded,
+            field::EXEMPLAR_VALUE,
+            exemplar.value.to_bits(),
+        );
+        wire::put_int64(&mut encoded, field::EXEMPLAR_TIMESTAMP, exemplar.timestamp);
         wire::put_len_field(&mut self.series, field::TIME_SERIES_EXEMPLARS, &encoded);
     }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use proto::fields::{prometheus as v1, v2};
 use proto::records::UnboundReason;
-use proto::wire::{self, Fields, Value, WireError, read_varint};
+use proto::wire::{self, Field, Fields, Value, WireError, read_varint};
 use thiserror::Error;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
@@ -177,7 +177,7 @@ struct SeriesEntry {
 }
 
 /// The series cache, per tenant, keyed by the exact bytes of a series' labels
-/// as remote-write 1.0 encodes them (each label a `TimeSeries` field 1). Exact
+/// as remote-write 1.0 encodes them (each label a `TimeSeries.labels` field). Exact
 /// keys mean no hash collision can hand a series another's binding. A series
 /// encoded two ways gets two entries, both right.
 type TenantSeries = HashMap<Box<[u8]>, SeriesEntry, KeyHashing>;
@@ -507,7 +507,7 @@ fn sort_labels(labels: &mut [(u32, u32)], interner: &Interner) {
     }
 }
 
-/// Appends a label's key bytes: a `TimeSeries` field 1 holding a `Label`.
+/// Appends a label's key bytes: a `TimeSeries.labels` field holding a `Label`.
 fn put_key_label(keys: &mut Vec<u8>, name: &str, value: &str, scratch: &mut Vec<u8>) {
     scratch.clear();
     wire::put_len_field(scratch, v1::LABEL_NAME, name.as_bytes());
@@ -515,7 +515,7 @@ fn put_key_label(keys: &mut Vec<u8>, name: &str, value: &str, scratch: &mut Vec<
     wire::put_len_field(keys, v1::TIME_SERIES_LABELS, scratch);
 }
 
-/// A 1.0 exemplar: labels = 1 (Label), value = 2, timestamp = 3.
+/// A 1.0 exemplar: its labels (each a `Label`), value and timestamp.
 fn read_v1_exemplar<'a>(
     exemplar: &'a [u8],
     labels: &mut Vec<(&'a str, &'a str)>,
@@ -535,11 +535,11 @@ fn read_v1_exemplar<'a>(
 
 /// Packed (as every sender writes them) or one unpacked reference per field.
 fn read_refs(
-    value: &Value<'_>,
+    field: &Field<'_>,
     out: &mut Vec<u32>,
     reference: &dyn Fn(u64) -> Result<u32, JoinError>,
 ) -> Result<(), JoinError> {
-    match value {
+    match &field.value {
         Value::Len(packed) => {
             let mut position = 0;
             while position < packed.len() {
@@ -549,7 +549,7 @@ fn read_refs(
         Value::Varint(single) => out.push(reference(*single)?),
         other => {
             return Err(JoinError::Wire(WireError::UnexpectedWireType {
-                field: 1,
+                field: field.number,
                 wire_type: other.wire_type(),
             }));
         }
@@ -1089,7 +1089,7 @@ impl Joiner {
             for inner in Fields::new(field.bytes()?) {
                 let inner = inner?;
                 match inner.number {
-                    v2::TIME_SERIES_LABELS_REFS => read_refs(&inner.value, &mut refs, &reference)?,
+                    v2::TIME_SERIES_LABELS_REFS => read_refs(&inner, &mut refs, &reference)?,
                     v2::TIME_SERIES_SAMPLES => {
                         let bytes = inner.bytes()?;
                         let timestamp = sample_timestamp(bytes)?;
@@ -1107,7 +1107,7 @@ impl Joiner {
                             let part = part?;
                             match part.number {
                                 v2::EXEMPLAR_LABELS_REFS => {
-                                    read_refs(&part.value, &mut exemplar_refs, &reference)?
+                                    read_refs(&part, &mut exemplar_refs, &reference)?
                                 }
                                 v2::EXEMPLAR_VALUE => value = f64::from_bits(part.fixed64()?),
                                 v2::EXEMPLAR_TIMESTAMP => timestamp = part.varint()? as i64,
@@ -2504,13 +2504,97 @@ mod tests {
         assert!(joiner.pending_samples() <= 2);
     }
 
+    /// A group in an unknown field is skipped as prost skips it, in a 1.0
+    /// series and in a 2.0 request; a stray end group is refused by both.
+    #[test]
+    fn groups_are_read_as_prost_reads_them() {
+        use proto::fields::v2 as v2_field;
+        use wire::{WIRE_END_GROUP, WIRE_START_GROUP};
+        // A group holding one varint, or with `end_only` its end tag alone.
+        let group = |out: &mut Vec<u8>, number: u32, end_only: bool| {
+            if !end_only {
+                wire::put_key(out, number, WIRE_START_GROUP);
+                wire::put_int64(out, number, 3);
+            }
+            wire::put_key(out, number, WIRE_END_GROUP);
+        };
+        let v1_record = |end_only: Option<bool>| {
+            let mut series = series(pod_labels("node_load1", "p1"), 10_000).encode_to_vec();
+            if let Some(end_only) = end_only {
+                group(&mut series, v1::TIME_SERIES_HISTOGRAMS + 1, end_only);
+            }
+            let mut request = Vec::new();
+            wire::put_len_field(&mut request, v1::WRITE_REQUEST_TIMESERIES, &series);
+            request
+        };
+        let v2_record = |end_only: Option<bool>| {
+            let labels = pod_labels("node_load1", "p1").into_iter();
+            let series = BatchSeries {
+                labels: labels.map(|label| (label.name, label.value)).collect(),
+                samples: vec![v2::Sample {
+                    value: 1.0,
+                    timestamp: 10_000,
+                    start_timestamp: 0,
+                }],
+                ..Default::default()
+            };
+            let mut request = crate::forward::request::encode_series_v2(&[series]);
+            if let Some(end_only) = end_only {
+                group(&mut request, v2_field::REQUEST_TIMESERIES + 1, end_only);
+            }
+            request
+        };
+        let prost_reads = |content_type: &str, bytes: &[u8]| match content_type {
+            proto::CONTENT_TYPE_V1 => WriteRequest::decode(bytes).is_ok(),
+            _ => v2::Request::decode(bytes).is_ok(),
+        };
+        for (content_type, record) in [
+            (
+                proto::CONTENT_TYPE_V1,
+                &v1_record as &dyn Fn(Option<bool>) -> Vec<u8>,
+            ),
+            (proto::CONTENT_TYPE_V2, &v2_record),
+        ] {
+            let process =
+                |bytes: &[u8]| joiner_with_p1().process("acme", content_type, bytes, ORIGIN, 0);
+            let plain = process(&record(None)).unwrap();
+            let with_group = record(Some(false));
+            assert!(prost_reads(content_type, &with_group), "{content_type}");
+            let skipped = process(&with_group).unwrap();
+            assert_eq!(bound_ids(&skipped), bound_ids(&plain), "{content_type}");
+            assert!(!bound_ids(&plain).is_empty(), "{content_type}");
+            for (a, b) in plain.iter().zip(&skipped) {
+                assert_eq!(batch(a), batch(b), "{content_type}");
+            }
+            let stray = record(Some(true));
+            assert!(!prost_reads(content_type, &stray), "{content_type}");
+            assert!(
+                matches!(
+                    process(&stray),
+                    Err(JoinError::Wire(WireError::UnexpectedEndGroup))
+                ),
+                "{content_type}"
+            );
+        }
+    }
+
     #[test]
     fn corrupt_records_are_errors_not_panics() {
+        use proto::fields::v2 as v2_field;
+        use wire::{WIRE_LEN, WIRE_VARINT, key_byte};
         let mut joiner = joiner_with_p1();
         for payload in [
-            &[0x0a, 0xff][..],
-            &[0x2a, 0x02, 0x08, 0x09][..],
-            &[0x22, 0x01, b'x'][..],
+            // A series whose length is cut short.
+            &[key_byte(v1::WRITE_REQUEST_TIMESERIES, WIRE_LEN), 0xff][..],
+            // A series of one unpacked ref into a table without it.
+            &[
+                key_byte(v2_field::REQUEST_TIMESERIES, WIRE_LEN),
+                2,
+                key_byte(v2_field::TIME_SERIES_LABELS_REFS, WIRE_VARINT),
+                9,
+            ][..],
+            // A table without "" first.
+            &[key_byte(v2_field::REQUEST_SYMBOLS, WIRE_LEN), 1, b'x'][..],
         ] {
             for content_type in [proto::CONTENT_TYPE_V1, proto::CONTENT_TYPE_V2] {
                 let _ = joiner.process("acme", content_type, payload, ORIGIN, 0);

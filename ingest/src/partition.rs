@@ -848,13 +848,15 @@ mod tests {
     #[test]
     fn v1_groups_are_skipped_to_prosts_depth() {
         use proto::wire::{WIRE_END_GROUP, WIRE_START_GROUP};
+        // No field of `TimeSeries`: one past its last.
+        const UNKNOWN: u32 = field::TIME_SERIES_HISTOGRAMS + 1;
         let request = |depth: usize| {
             let mut series = series(&[("__name__", "up")], 1.0).encode_to_vec();
             for _ in 0..depth {
-                wire::put_key(&mut series, 9, WIRE_START_GROUP);
+                wire::put_key(&mut series, UNKNOWN, WIRE_START_GROUP);
             }
             for _ in 0..depth {
-                wire::put_key(&mut series, 9, WIRE_END_GROUP);
+                wire::put_key(&mut series, UNKNOWN, WIRE_END_GROUP);
             }
             let mut request = Vec::new();
             wire::put_len_field(&mut request, field::WRITE_REQUEST_TIMESERIES, &series);

@@ -644,11 +644,54 @@ mod tests {
         assert!(ids_of(Protocol::V1, &encode_v1(&batch), "none").is_empty());
     }
 
+    /// A group in an unknown field is skipped as prost skips it; a stray
+    /// end group is refused by both.
+    #[test]
+    fn groups_are_read_as_prost_reads_them() {
+        use prost::Message as _;
+        use proto::wire::{WIRE_END_GROUP, WIRE_START_GROUP, put_int64, put_key};
+        let batch = vec![series("a", "run", 1), series("b", "run", 2)];
+        for (protocol, plain, unknown) in [
+            (
+                Protocol::V1,
+                encode_v1(&batch),
+                v1::WRITE_REQUEST_METADATA + 1,
+            ),
+            (Protocol::V2, encode_v2(&batch), v2::REQUEST_TIMESERIES + 1),
+        ] {
+            let prost_reads = |bytes: &[u8]| match protocol {
+                Protocol::V1 => proto::prometheus::WriteRequest::decode(bytes).is_ok(),
+                Protocol::V2 => proto::v2::Request::decode(bytes).is_ok(),
+            };
+            let mut with_group = plain.clone();
+            put_key(&mut with_group, unknown, WIRE_START_GROUP);
+            put_int64(&mut with_group, unknown, 3);
+            put_key(&mut with_group, unknown, WIRE_END_GROUP);
+            assert!(prost_reads(&with_group));
+            assert_eq!(
+                ids_of(protocol, &with_group, "run"),
+                ids_of(protocol, &plain, "run")
+            );
+            let mut stray = plain.clone();
+            put_key(&mut stray, unknown, WIRE_END_GROUP);
+            assert!(!prost_reads(&stray));
+            let result = Decoder::new().samples_of_run(
+                protocol.content_type(),
+                &stray,
+                "loadtest_run",
+                "run",
+                &mut |_| {},
+            );
+            assert!(result.is_err(), "{protocol:?}");
+        }
+    }
+
     #[test]
     fn corrupt_records_of_this_run_are_errors() {
         let mut decoder = Decoder::new();
         // A series that says it is 5 bytes long and holds the run id only.
-        let truncated = [0x0a, 0x05, b'r', b'u', b'n'];
+        let series_key = proto::wire::key_byte(v1::WRITE_REQUEST_TIMESERIES, proto::wire::WIRE_LEN);
+        let truncated = [series_key, 5, b'r', b'u', b'n'];
         let result =
             decoder.samples_of_run(proto::CONTENT_TYPE_V1, &truncated, "l", "run", &mut |_| {});
         assert!(result.is_err());

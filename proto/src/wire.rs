@@ -492,6 +492,14 @@ pub fn put_double(out: &mut Vec<u8>, number: u32, value: f64) {
     }
 }
 
+/// Appends a `fixed64` (or `double`, as its bits) field even at 0, for a
+/// value whose bits must survive (-0.0 too).
+#[inline]
+pub fn put_fixed64(out: &mut Vec<u8>, number: u32, bits: u64) {
+    put_key(out, number, WIRE_FIXED64);
+    out.extend_from_slice(&bits.to_le_bytes());
+}
+
 /// The number of bytes `put_double` writes.
 #[inline]
 pub fn double_len(number: u32, value: f64) -> usize {
@@ -668,6 +676,27 @@ mod tests {
             assert_eq!(field, expected);
         }
         assert_eq!(key_byte(2, WIRE_LEN), 0x12);
+    }
+
+    /// A `fixed64` is prost's `double` where prost writes one, and reads
+    /// back to its bits at zero too.
+    #[test]
+    fn fixed64_is_a_double_kept_to_its_bits() {
+        use crate::Message;
+        use crate::fields::v2::EXEMPLAR_VALUE;
+        use crate::v2::Exemplar;
+
+        for value in [1.5, -2.0, f64::from_bits(crate::STALE_NAN_BITS), 0.0, -0.0] {
+            let mut ours = Vec::new();
+            put_fixed64(&mut ours, EXEMPLAR_VALUE, value.to_bits());
+            if value != 0.0 {
+                let mut double = Vec::new();
+                put_double(&mut double, EXEMPLAR_VALUE, value);
+                assert_eq!(ours, double);
+            }
+            let read = Exemplar::decode(&ours[..]).unwrap().value;
+            assert_eq!(read.to_bits(), value.to_bits());
+        }
     }
 
     #[test]

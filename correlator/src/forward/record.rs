@@ -311,16 +311,19 @@ fn check_sample(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+const SAMPLE_VALUE_KEY: u8 = wire::key_byte(field::SAMPLE_VALUE, wire::WIRE_FIXED64);
+const SAMPLE_TIMESTAMP_KEY: u8 = wire::key_byte(field::SAMPLE_TIMESTAMP, wire::WIRE_VARINT);
+
 /// A `Sample` of a value and a timestamp only, as the join writes those of
-/// 1.0 input: `0x09` and 8 bytes, then `0x10` and a varint to the end.
-/// Recognised without walking its fields.
+/// 1.0 input: the value's key and 8 bytes, then the timestamp's key and a
+/// varint to the end. Recognised without walking its fields.
 #[inline]
 pub(crate) fn is_plain_sample(bytes: &[u8]) -> bool {
     let Some((last, varint)) = bytes.get(10..).and_then(|tail| tail.split_last()) else {
         return false;
     };
-    bytes[0] == 0x09
-        && bytes[9] == 0x10
+    bytes[0] == SAMPLE_VALUE_KEY
+        && bytes[9] == SAMPLE_TIMESTAMP_KEY
         && *last < 0x80
         && varint.len() < 10
         && (varint.len() < 9 || *last <= 1)

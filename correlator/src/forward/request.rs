@@ -252,16 +252,19 @@ fn split_exemplar(found: &Field<'_>, refs: &mut Vec<u32>, rest: &mut Vec<u8>) {
     }
 }
 
-/// A `Label` (or any message of two strings, fields 1 and 2), empty strings left out as protobuf does.
+const LABEL_NAME_KEY: u8 = wire::key_byte(v1_field::LABEL_NAME, wire::WIRE_LEN);
+const LABEL_VALUE_KEY: u8 = wire::key_byte(v1_field::LABEL_VALUE, wire::WIRE_LEN);
+
+/// A `Label` as field `number`, empty strings left out as protobuf does.
 fn put_label(out: &mut Vec<u8>, number: u32, name: &[u8], value: &[u8]) {
     // Nearly every label: both strings set, and every length fits one byte.
     let label_len = 4 + name.len() + value.len();
     if !name.is_empty() && !value.is_empty() && label_len < 0x80 && number < 16 {
-        let tag = (number << 3) as u8 | wire::WIRE_LEN;
+        let tag = wire::key_byte(number, wire::WIRE_LEN);
         out.reserve(2 + label_len);
-        out.extend_from_slice(&[tag, label_len as u8, 0x0a, name.len() as u8]);
+        out.extend_from_slice(&[tag, label_len as u8, LABEL_NAME_KEY, name.len() as u8]);
         out.extend_from_slice(name);
-        out.extend_from_slice(&[0x12, value.len() as u8]);
+        out.extend_from_slice(&[LABEL_VALUE_KEY, value.len() as u8]);
         out.extend_from_slice(value);
         return;
     }
@@ -273,7 +276,7 @@ fn put_label(out: &mut Vec<u8>, number: u32, name: &[u8], value: &[u8]) {
         }
     };
     wire::put_len_prefix(out, number, string_len(name) + string_len(value));
-    for (number, text) in [(1, name), (2, value)] {
+    for (number, text) in [(v1_field::LABEL_NAME, name), (v1_field::LABEL_VALUE, value)] {
         if !text.is_empty() {
             wire::put_len_field(out, number, text);
         }
@@ -368,22 +371,11 @@ impl Encoder {
             });
             if let Some(metadata) = metadata {
                 self.nested.clear();
-                for (number, value) in [
-                    (field::METADATA_TYPE, metadata.kind as u64),
-                    (
-                        field::METADATA_HELP_REF,
-                        u64::from(table.map(record, start, metadata.help)),
-                    ),
-                    (
-                        field::METADATA_UNIT_REF,
-                        u64::from(table.map(record, start, metadata.unit)),
-                    ),
-                ] {
-                    if value != 0 {
-                        wire::put_key(&mut self.nested, number, wire::WIRE_VARINT);
-                        wire::put_varint(&mut self.nested, value);
-                    }
-                }
+                let help = table.map(record, start, metadata.help);
+                let unit = table.map(record, start, metadata.unit);
+                wire::put_int64(&mut self.nested, field::METADATA_TYPE, metadata.kind.into());
+                wire::put_int64(&mut self.nested, field::METADATA_HELP_REF, help.into());
+                wire::put_int64(&mut self.nested, field::METADATA_UNIT_REF, unit.into());
                 wire::put_len_field(&mut self.rest, field::TIME_SERIES_METADATA, &self.nested);
             }
             table.put_message(
@@ -409,15 +401,15 @@ impl Encoder {
             let record: &Record = &batch.records[*index as usize];
             self.rest.clear();
             let metadata = walk_series(record, span, &mut self.refs, |found| match found.number {
-                // 1.0's `Sample` is 2.0's without the start timestamp (field 3),
-                // in the same field of the series.
+                // 1.0's `Sample` is 2.0's without the start timestamp (the
+                // fields after its timestamp), in the same field of the series.
                 field::TIME_SERIES_SAMPLES if is_plain_sample(found.bytes().expect("checked")) => {
                     self.rest.extend_from_slice(found.raw)
                 }
-                // A histogram has 1.0's fields and 2.0's start timestamp (field 17).
+                // A histogram has 1.0's fields and 2.0's start timestamp after them.
                 field::TIME_SERIES_SAMPLES | field::TIME_SERIES_HISTOGRAMS => {
                     let (into, last_field) = if found.number == field::TIME_SERIES_SAMPLES {
-                        (v1_field::TIME_SERIES_SAMPLES, 2)
+                        (v1_field::TIME_SERIES_SAMPLES, v1_field::SAMPLE_TIMESTAMP)
                     } else {
                         (
                             v1_field::TIME_SERIES_HISTOGRAMS,
@@ -477,14 +469,11 @@ impl Encoder {
         }
         for (family, (kind, help, unit)) in families {
             self.nested.clear();
-            if kind != 0 {
-                wire::put_key(
-                    &mut self.nested,
-                    v1_field::METRIC_METADATA_TYPE,
-                    wire::WIRE_VARINT,
-                );
-                wire::put_varint(&mut self.nested, kind as u64);
-            }
+            wire::put_int64(
+                &mut self.nested,
+                v1_field::METRIC_METADATA_TYPE,
+                kind.into(),
+            );
             for (number, text) in [
                 (v1_field::METRIC_METADATA_METRIC_FAMILY_NAME, family),
                 (v1_field::METRIC_METADATA_HELP, help),
