@@ -1723,15 +1723,7 @@ fn utf8(bytes: &[u8]) -> Result<&str, JoinError> {
 }
 
 fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
-    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
-    for field in Fields::new(label) {
-        let field = field?;
-        match field.number {
-            v1::LABEL_NAME => name = field.bytes()?,
-            v1::LABEL_VALUE => value = field.bytes()?,
-            _ => {}
-        }
-    }
+    let (name, value) = wire::read_v1_label(label)?;
     Ok((utf8(name)?, utf8(value)?))
 }
 

@@ -4,24 +4,7 @@
 
 use thiserror::Error;
 
-/// The remote-write message a body holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    /// `prometheus.WriteRequest`
-    V1,
-    /// `io.prometheus.write.v2.Request`
-    V2,
-}
-
-impl Protocol {
-    /// The content type recorded on the Kafka record holding this protocol's messages.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Protocol::V1 => proto::CONTENT_TYPE_V1,
-            Protocol::V2 => proto::CONTENT_TYPE_V2,
-        }
-    }
-}
+pub use proto::Protocol;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum DecodeError {

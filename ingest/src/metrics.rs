@@ -201,9 +201,6 @@ impl Metrics {
 
     /// The text exposition (OpenMetrics) of every metric.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String");
-        text
+        shared::metrics::render(&self.registry)
     }
 }

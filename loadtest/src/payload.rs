@@ -21,12 +21,18 @@ pub enum Protocol {
     V2,
 }
 
+impl From<Protocol> for proto::Protocol {
+    fn from(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::V1 => proto::Protocol::V1,
+            Protocol::V2 => proto::Protocol::V2,
+        }
+    }
+}
+
 impl Protocol {
     pub fn content_type(self) -> &'static str {
-        match self {
-            Protocol::V1 => proto::CONTENT_TYPE_V1,
-            Protocol::V2 => proto::CONTENT_TYPE_V2,
-        }
+        proto::Protocol::from(self).content_type()
     }
 
     /// `v1` or `v2`, as on the command line.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use proto::fields::{prometheus as v1, v2};
-use proto::wire::{Fields, Value, WireError, read_varint};
+use proto::wire::{self, Fields, Value, WireError, read_varint};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -164,7 +164,7 @@ impl Decoder {
             for series_field in Fields::new(series) {
                 let series_field = series_field?;
                 if series_field.number == v1::TIME_SERIES_LABELS {
-                    let (name, value) = label_pair(series_field.bytes()?)?;
+                    let (name, value) = wire::read_v1_label(series_field.bytes()?)?;
                     self.labels
                         .push((span_of(payload, name), span_of(payload, value)));
                 }
@@ -297,20 +297,6 @@ const _: () = assert!(
 pub(crate) fn span_of(payload: &[u8], part: &[u8]) -> Span {
     let start = part.as_ptr() as usize - payload.as_ptr() as usize;
     (start, start + part.len())
-}
-
-fn label_pair(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
-    let mut name: &[u8] = &[];
-    let mut value: &[u8] = &[];
-    for field in Fields::new(label) {
-        let field = field?;
-        match field.number {
-            v1::LABEL_NAME => name = field.bytes()?,
-            v1::LABEL_VALUE => value = field.bytes()?,
-            _ => {}
-        }
-    }
-    Ok((name, value))
 }
 
 fn symbol(symbols: &[Span], reference: u64) -> Result<Span, VerifyError> {

@@ -88,6 +88,25 @@ pub const CONTENT_TYPE_V1: &str = "application/x-protobuf;proto=prometheus.Write
 /// Content type of a remote-write 2.0 body (and of `metrics.samples` records holding one).
 pub const CONTENT_TYPE_V2: &str = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
 
+/// The remote-write message a body (or a `metrics.samples` record) holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `prometheus.WriteRequest`
+    V1,
+    /// `io.prometheus.write.v2.Request`
+    V2,
+}
+
+impl Protocol {
+    /// The content type of a body, or a record's header, holding this protocol's messages.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Protocol::V1 => CONTENT_TYPE_V1,
+            Protocol::V2 => CONTENT_TYPE_V2,
+        }
+    }
+}
+
 /// The captured Prometheus traffic in `testdata/`, for tests and benchmarks.
 pub mod fixtures {
     use std::path::PathBuf;

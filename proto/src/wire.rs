@@ -322,6 +322,22 @@ impl<'a> Iterator for Fields<'a> {
     }
 }
 
+/// A remote-write 1.0 `Label`'s name and value bytes (empty when absent,
+/// the last one when repeated, as prost reads them).
+pub fn read_v1_label(label: &[u8]) -> Result<(&[u8], &[u8]), WireError> {
+    use crate::fields::prometheus::{LABEL_NAME, LABEL_VALUE};
+    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+    for field in Fields::new(label) {
+        let field = field?;
+        match field.number {
+            LABEL_NAME => name = field.bytes()?,
+            LABEL_VALUE => value = field.bytes()?,
+            _ => {}
+        }
+    }
+    Ok((name, value))
+}
+
 /// Reads a base-128 varint at `*pos`, advancing it.
 #[inline(always)]
 pub fn read_varint(buf: &[u8], pos: &mut usize) -> Result<u64, WireError> {
@@ -509,6 +525,33 @@ pub fn double_len(number: u32, value: f64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_v1_label_reads_as_prost_reads_it() {
+        use crate::Message;
+        use crate::prometheus::Label;
+        let label = Label {
+            name: "job".into(),
+            value: "node".into(),
+        }
+        .encode_to_vec();
+        assert_eq!(read_v1_label(&label).unwrap(), (&b"job"[..], &b"node"[..]));
+        // A repeated name: the last one, as prost keeps it; an absent value: empty.
+        let mut twice = label.clone();
+        twice.extend(
+            Label {
+                name: "env".into(),
+                value: String::new(),
+            }
+            .encode_to_vec(),
+        );
+        let decoded = Label::decode(&twice[..]).unwrap();
+        assert_eq!(
+            read_v1_label(&twice).unwrap(),
+            (decoded.name.as_bytes(), decoded.value.as_bytes())
+        );
+        assert!(read_v1_label(&label[..label.len() - 1]).is_err());
+    }
 
     #[test]
     fn varints_round_trip() {

@@ -1,8 +1,8 @@
 //! What both services share and the wire formats do not hold: how a Kafka
 //! client is configured (brokers, a client's defaults, then the operator's
 //! `[kafka.properties]`), how topics are created, the consumer helpers
-//! (rebalance commits, offset storing), logging, and reading and layering
-//! the settings.
+//! (rebalance commits, offset storing), logging, the `/metrics` text, and
+//! reading and layering the settings.
 //!
 //! A crate of its own rather than a part of `proto`: this is I/O (rdkafka,
 //! tracing, files), and `proto` stays pure so that the fuzz targets, the load
@@ -13,4 +13,5 @@
 pub mod config;
 pub mod kafka;
 pub mod logging;
+pub mod metrics;
 pub mod settings;
