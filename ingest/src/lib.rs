@@ -5,8 +5,10 @@
 //! A write flows through the modules in this order:
 //! [`auth`] → [`decode`] → [`validate`] and [`partition`] → [`rate_limit`] → [`publish`],
 //! driven by the handler in [`write`], which counts and logs what it refuses
-//! through [`refusals`]; [`routes`] is the route table, served
-//! over plain HTTP or, with a certificate, over HTTPS ([`tls`]).
+//! through [`refusals`]; [`request`] holds what every endpoint does with a
+//! request (authentication, reading the body, its time left, counting it),
+//! which the topology intake ([`topology`]) shares; [`routes`] is the route
+//! table, served over plain HTTP or, with a certificate, over HTTPS ([`tls`]).
 
 pub mod allocator;
 pub mod auth;
@@ -19,6 +21,7 @@ pub mod partition;
 pub mod publish;
 pub mod rate_limit;
 pub mod refusals;
+pub mod request;
 pub mod routes;
 pub mod server;
 pub mod state;

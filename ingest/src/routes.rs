@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 
 use crate::state::AppState;
-use crate::{topology, write};
+use crate::{request, topology, write};
 
 /// Registers every endpoint of the ingest service.
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -40,7 +40,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .api_keys
         .set(state.keys.current().len() as i64);
     let body = state.metrics.render();
-    write::record_request(&state, "metrics", StatusCode::OK, started);
+    request::record_request(&state, "metrics", StatusCode::OK, started);
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(body)
