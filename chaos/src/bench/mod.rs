@@ -60,6 +60,34 @@ impl Private {
         Ok(private)
     }
 
+    /// An ingest of `binary` on this broker, on the first free port from the
+    /// broker's + 2, taking `api_key` and writing to the topics of `stamp`
+    /// (see [`start_ingest`]), its log `work/ingest.log`; kept among the
+    /// services, so it stops with them. Its port and pid.
+    pub fn start_ingest(
+        &mut self,
+        binary: PathBuf,
+        work: &Path,
+        api_key: &str,
+        stamp: &str,
+    ) -> anyhow::Result<(u16, u32)> {
+        let port = free_port_from(self.broker.port + 2);
+        let keys = write_bench_keys(work, api_key)?;
+        let log = work.join("ingest.log");
+        let ingest = start_ingest(
+            self.name,
+            binary,
+            &self.broker,
+            port,
+            &keys,
+            Some(stamp),
+            log,
+        )?;
+        let pid = ingest.pid().expect("started");
+        self.services.push(ingest);
+        Ok((port, pid))
+    }
+
     /// SIGTERM to every service, waiting for each.
     pub fn stop_services(&mut self) {
         for mut service in self.services.drain(..) {

@@ -114,20 +114,7 @@ pub fn run(options: &Options) -> anyhow::Result<bool> {
     let stamp = super::stamp()?;
     let topic = format!("bench.samples.{stamp}");
 
-    let ingest_port = super::free_port_from(options.kafka_port + 2);
-    let keys = super::write_bench_keys(&work, API_KEY)?;
-    let log = work.join("ingest.log");
-    let ingest = super::start_ingest(
-        NAME,
-        ingest,
-        &private.broker,
-        ingest_port,
-        &keys,
-        Some(&stamp),
-        log,
-    )?;
-    let ingest_pid = ingest.pid().expect("started");
-    private.services.push(ingest);
+    let (ingest_port, ingest_pid) = private.start_ingest(ingest, &work, API_KEY, &stamp)?;
     let common: Vec<String> = [
         "--url",
         &format!("http://127.0.0.1:{ingest_port}/receiver/prometheus/api/v1/write"),

@@ -334,21 +334,8 @@ pub fn run(options: &Options) -> anyhow::Result<bool> {
     let ports = [options.kafka_port, options.kafka_controller_port];
     let mut private = Private::start(NAME, ports, &work)?;
     let stamp = super::stamp()?;
-    let ingest_port = super::free_port_from(options.kafka_port + 2);
-    let keys = super::write_bench_keys(&work, API_KEY)?;
-    let ingest_log = work.join("ingest.log");
-    let binary = bin_dir.join("ingest");
-    let ingest = super::start_ingest(
-        NAME,
-        binary,
-        &private.broker,
-        ingest_port,
-        &keys,
-        Some(&stamp),
-        ingest_log,
-    )?;
-    let ingest_pid = ingest.pid().expect("started");
-    private.services.push(ingest);
+    let (ingest_port, ingest_pid) =
+        private.start_ingest(bin_dir.join("ingest"), &work, API_KEY, &stamp)?;
 
     // No scrape jobs: everything Prometheus stores comes through the receiver.
     std::fs::write(
