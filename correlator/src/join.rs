@@ -1730,13 +1730,7 @@ fn read_label(label: &[u8]) -> Result<(&str, &str), JoinError> {
 /// The varint field `number` of an encoded message (a sample's or a
 /// histogram's timestamp), 0 when absent.
 /// The key byte of a 1.0 series' label field.
-const V1_LABEL_KEY: u8 = ((v1::TIME_SERIES_LABELS << 3) | wire::WIRE_LEN as u32) as u8;
-/// The key bytes of a sample's value (fixed64) and timestamp (varint), the
-/// same in 1.0 and 2.0 (`sample_timestamp` relies on it).
-const _: () = assert!(v1::SAMPLE_VALUE == v2::SAMPLE_VALUE);
-const _: () = assert!(v1::SAMPLE_TIMESTAMP == v2::SAMPLE_TIMESTAMP);
-const SAMPLE_VALUE_KEY: u8 = ((v1::SAMPLE_VALUE << 3) | wire::WIRE_FIXED64 as u32) as u8;
-const SAMPLE_TIMESTAMP_KEY: u8 = ((v1::SAMPLE_TIMESTAMP << 3) | wire::WIRE_VARINT as u32) as u8;
+const V1_LABEL_KEY: u8 = wire::key_byte(v1::TIME_SERIES_LABELS, wire::WIRE_LEN);
 
 /// The label fields at the start of a 1.0 series, as Prometheus writes them
 /// (each under 128 bytes), appended to `labels` without the field walker;
@@ -1755,29 +1749,12 @@ fn leading_v1_labels<'a>(series: &'a [u8], labels: &mut Vec<&'a [u8]>) -> usize 
     pos
 }
 
-/// A sample's timestamp. A sample as Prometheus writes it (its value, then
-/// its timestamp, nothing else) is read in place; any other is walked.
+/// A sample's timestamp: one as Prometheus writes it is read in place
+/// ([`wire::is_plain_sample`]), any other is walked.
 fn sample_timestamp(sample: &[u8]) -> Result<i64, JoinError> {
-    if let [
-        SAMPLE_VALUE_KEY,
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
-        _,
-        SAMPLE_TIMESTAMP_KEY,
-        ..,
-    ] = sample
-    {
-        let mut pos = 10;
-        if let Ok(timestamp) = read_varint(sample, &mut pos)
-            && pos == sample.len()
-        {
-            return Ok(timestamp as i64);
-        }
+    if wire::is_plain_sample(sample) {
+        let mut at = 10;
+        return Ok(read_varint(sample, &mut at)? as i64);
     }
     varint_field(sample, v1::SAMPLE_TIMESTAMP)
 }

@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use proto::fields::prometheus as field;
 use proto::shard::TenantShard;
-use proto::wire::{self, Fields, WIRE_FIXED64, WIRE_LEN, WIRE_VARINT, WireError, key_byte};
+use proto::wire::{self, Fields, WIRE_LEN, WireError, key_byte};
 use proto::{Message, v2};
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -366,8 +366,6 @@ const LABEL_KEY: u8 = key_byte(field::TIME_SERIES_LABELS, WIRE_LEN);
 const SAMPLE_KEY: u8 = key_byte(field::TIME_SERIES_SAMPLES, WIRE_LEN);
 const NAME_KEY: u8 = key_byte(field::LABEL_NAME, WIRE_LEN);
 const VALUE_KEY: u8 = key_byte(field::LABEL_VALUE, WIRE_LEN);
-const SAMPLE_VALUE_KEY: u8 = key_byte(field::SAMPLE_VALUE, WIRE_FIXED64);
-const SAMPLE_TIMESTAMP_KEY: u8 = key_byte(field::SAMPLE_TIMESTAMP, WIRE_VARINT);
 
 struct V1SeriesContents {
     samples: usize,
@@ -518,15 +516,7 @@ fn short_sample(series: &[u8], pos: usize) -> Option<usize> {
         return None;
     }
     let end = pos + 2 + len;
-    let sample = series.get(pos + 2..end)?;
-    if sample.len() < 11 || sample[0] != SAMPLE_VALUE_KEY || sample[9] != SAMPLE_TIMESTAMP_KEY {
-        return None;
-    }
-    let mut at = 10;
-    match wire::read_varint(sample, &mut at) {
-        Ok(_) if at == sample.len() => Some(end),
-        _ => None,
-    }
+    wire::is_plain_sample(series.get(pos + 2..end)?).then_some(end)
 }
 
 /// A label's name and value. Like prost, the last occurrence of a field wins;
@@ -771,10 +761,10 @@ mod tests {
         }
         let sample = |value: &[u8]| {
             let mut sample = value.to_vec();
-            sample.extend_from_slice(&[SAMPLE_TIMESTAMP_KEY, 0x01]); // timestamp 1
+            sample.extend_from_slice(&[wire::SAMPLE_TIMESTAMP_KEY, 0x01]); // timestamp 1
             sample
         };
-        let good_sample = sample(&[SAMPLE_VALUE_KEY, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]); // value 1.0
+        let good_sample = sample(&[wire::SAMPLE_VALUE_KEY, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]); // value 1.0
         let split = |raw: &[u8]| split_v1(raw, "tenant", &SeriesLimits::default(), 8);
 
         // Well-formed: forwarded, and prost reads the record.
@@ -783,7 +773,7 @@ mod tests {
         WriteRequest::decode(batch.records[0].1.as_slice()).unwrap();
 
         // A sample value sent as a varint: prost refuses the wire type.
-        let varint_value = sample(&[key_byte(field::SAMPLE_VALUE, WIRE_VARINT), 0x01]);
+        let varint_value = sample(&[key_byte(field::SAMPLE_VALUE, wire::WIRE_VARINT), 0x01]);
         assert!(split(&request(&[(SAMPLES, varint_value)], None)).is_err());
 
         // An exemplar label that is not UTF-8: the series is rejected.

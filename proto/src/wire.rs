@@ -436,6 +436,35 @@ pub const fn key_byte(number: u32, wire_type: u8) -> u8 {
     ((number << 3) as u8) | wire_type
 }
 
+/// The keys of a `Sample`'s value and timestamp, as senders write them.
+pub const SAMPLE_VALUE_KEY: u8 = key_byte(crate::fields::prometheus::SAMPLE_VALUE, WIRE_FIXED64);
+pub const SAMPLE_TIMESTAMP_KEY: u8 =
+    key_byte(crate::fields::prometheus::SAMPLE_TIMESTAMP, WIRE_VARINT);
+// 2.0's `Sample` numbers its value and timestamp as 1.0's does.
+const _: () = assert!(
+    crate::fields::prometheus::SAMPLE_VALUE == crate::fields::v2::SAMPLE_VALUE
+        && crate::fields::prometheus::SAMPLE_TIMESTAMP == crate::fields::v2::SAMPLE_TIMESTAMP
+);
+
+/// A `Sample` (1.0 or 2.0) as senders write it: its value (key and 8
+/// bytes), then its timestamp (key and a varint to the end), and nothing
+/// else; its timestamp's varint starts at byte 10. False for any other shape
+/// (a value or timestamp of 0 left out, a start timestamp, a truncated or
+/// overlong varint): the field walker reads those. Recognised without
+/// decoding a field.
+#[inline]
+pub fn is_plain_sample(sample: &[u8]) -> bool {
+    let Some((last, varint)) = sample.get(10..).and_then(|tail| tail.split_last()) else {
+        return false;
+    };
+    sample[0] == SAMPLE_VALUE_KEY
+        && sample[9] == SAMPLE_TIMESTAMP_KEY
+        && *last < 0x80
+        && varint.len() < 10
+        && (varint.len() < 9 || *last <= 1)
+        && varint.iter().all(|byte| *byte >= 0x80)
+}
+
 /// The number of bytes of a field key.
 #[inline]
 pub fn key_len(number: u32) -> usize {

@@ -311,24 +311,9 @@ fn check_sample(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-const SAMPLE_VALUE_KEY: u8 = wire::key_byte(field::SAMPLE_VALUE, wire::WIRE_FIXED64);
-const SAMPLE_TIMESTAMP_KEY: u8 = wire::key_byte(field::SAMPLE_TIMESTAMP, wire::WIRE_VARINT);
-
 /// A `Sample` of a value and a timestamp only, as the join writes those of
-/// 1.0 input: the value's key and 8 bytes, then the timestamp's key and a
-/// varint to the end. Recognised without walking its fields.
-#[inline]
-pub(crate) fn is_plain_sample(bytes: &[u8]) -> bool {
-    let Some((last, varint)) = bytes.get(10..).and_then(|tail| tail.split_last()) else {
-        return false;
-    };
-    bytes[0] == SAMPLE_VALUE_KEY
-        && bytes[9] == SAMPLE_TIMESTAMP_KEY
-        && *last < 0x80
-        && varint.len() < 10
-        && (varint.len() < 9 || *last <= 1)
-        && varint.iter().all(|byte| *byte >= 0x80)
-}
+/// 1.0 input.
+pub(crate) use wire::is_plain_sample;
 
 /// The fields of a message [`Record::parse`] has checked.
 pub(crate) fn checked_fields(bytes: &[u8]) -> impl Iterator<Item = Field<'_>> {
