@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use correlator::delivery::{Acked, output_producer, send_outputs};
+use correlator::delivery::{Acked, QueueFullSeconds, output_producer, send_outputs};
 use correlator::join::{ComponentHeaders, Destination, Output};
 use proto::{Message, v2};
 use rdkafka::producer::Producer;
@@ -146,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         &settings.topics,
     )?;
     let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let queue_full = QueueFullSeconds::default();
 
     let cpu_before = cpu_seconds(clock_ticks)?;
     let started = Instant::now();
@@ -157,7 +158,8 @@ async fn main() -> anyhow::Result<()> {
         let chunk: Vec<Output> = (sent..sent + count)
             .map(|i| outputs[i % SERIES].clone())
             .collect();
-        in_flight.push_back(send_outputs(&producer, &settings, chunk, &shutdown).await);
+        in_flight
+            .push_back(send_outputs(&producer, &settings, chunk, &shutdown, &queue_full).await);
         sent += count;
         if in_flight.len() >= MAX_IN_FLIGHT {
             in_flight.pop_front().expect("in flight").await?;

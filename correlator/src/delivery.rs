@@ -16,11 +16,12 @@ use std::future::Future;
 use std::ops::Deref;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use prometheus_client::metrics::counter::Counter;
 use rdkafka::bindings as rdsys;
 use rdkafka::bindings::rd_kafka_vtype_t::*;
 use rdkafka::config::FromClientConfigAndContext;
@@ -182,6 +183,9 @@ impl Drop for TopicHandle {
     }
 }
 
+/// Seconds the join waited for room in the producer's queue.
+pub type QueueFullSeconds = Counter<f64, AtomicU64>;
+
 /// Completes when every record of a batch is acknowledged, or with the first error.
 pub type Acked = Pin<Box<dyn Future<Output = Result<(), KafkaError>> + Send>>;
 
@@ -245,13 +249,14 @@ impl BatchAck {
 
 /// Hands `outputs` to the producer and returns their acknowledgement. A full
 /// producer queue is back-pressure: this waits for room, without holding up
-/// the runtime, and gives up (outputs unacknowledged, offsets not stored)
-/// when shutdown starts.
+/// the runtime, adds the seconds waited to `queue_full`, and gives up
+/// (outputs unacknowledged, offsets not stored) when shutdown starts.
 pub async fn send_outputs(
     producer: &OutputProducer,
     settings: &Settings,
     outputs: Vec<Output>,
     shutdown: &watch::Receiver<bool>,
+    queue_full: &QueueFullSeconds,
 ) -> Acked {
     if outputs.is_empty() {
         return Box::pin(async { Ok(()) });
@@ -261,6 +266,7 @@ pub async fn send_outputs(
     for output in &outputs {
         let topic = producer.topic(output.destination);
         batch.add_record();
+        let mut full_since = None;
         loop {
             match producer.produce(topic, output, content_type, &batch) {
                 RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => break,
@@ -268,6 +274,7 @@ pub async fn send_outputs(
                     if *shutdown.borrow() {
                         return Box::pin(async { Err(KafkaError::Canceled) });
                     }
+                    full_since.get_or_insert_with(Instant::now);
                     // The producer's own thread delivers meanwhile.
                     tokio::time::sleep(QUEUE_FULL_PAUSE).await;
                 }
@@ -276,6 +283,9 @@ pub async fn send_outputs(
                     return Box::pin(async move { Err(error) });
                 }
             }
+        }
+        if let Some(since) = full_since {
+            queue_full.inc_by(since.elapsed().as_secs_f64());
         }
     }
     // Every record is handed over: the last report may now complete the batch.
@@ -332,12 +342,14 @@ mod tests {
         cluster.create_topic(&settings.topics.bound, 4, 1).unwrap();
         let producer = producer_of(&cluster, &[("linger.ms", "1")]);
         let (_stop, shutdown) = watch::channel(false);
+        let queue_full = QueueFullSeconds::default();
         let batches: Vec<Acked> = futures::future::join_all((0..5).map(|b| {
             send_outputs(
                 &producer,
                 &settings,
                 (b * 100..b * 100 + 100).map(output).collect(),
                 &shutdown,
+                &queue_full,
             )
         }))
         .await;
@@ -391,6 +403,7 @@ mod tests {
             &settings(),
             (0..3).map(output).collect(),
             &shutdown,
+            &QueueFullSeconds::default(),
         )
         .await;
         let result = tokio::time::timeout(Duration::from_secs(10), acked)
@@ -421,11 +434,13 @@ mod tests {
         let settings = settings();
         let (stop, shutdown) = watch::channel(false);
         let started = Instant::now();
+        let queue_full = QueueFullSeconds::default();
         let sending = send_outputs(
             &producer,
             &settings,
             (0..10).map(output).collect(),
             &shutdown,
+            &queue_full,
         );
         tokio::pin!(sending);
         // The queue fills and stays full: sending waits, and lets the runtime run.

@@ -198,7 +198,14 @@ impl JoinLoop {
     }
 
     async fn send(&self, outputs: Vec<Output>, shutdown: &watch::Receiver<bool>) -> Acked {
-        send_outputs(&self.producer, &self.settings, outputs, shutdown).await
+        send_outputs(
+            &self.producer,
+            &self.settings,
+            outputs,
+            shutdown,
+            &self.metrics.output_queue_full,
+        )
+        .await
     }
 }
 

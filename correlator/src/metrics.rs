@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::delivery::QueueFullSeconds;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
@@ -35,6 +37,7 @@ pub struct Metrics {
     pub series_cache: Gauge,
     pub open_snapshots: Gauge,
     pub transactions_aborted: Counter,
+    pub output_queue_full: QueueFullSeconds,
     pub end_to_end_lag: Histogram,
 }
 
@@ -75,6 +78,7 @@ impl Metrics {
             series_cache: Gauge::default(),
             open_snapshots: Gauge::default(),
             transactions_aborted: Counter::default(),
+            output_queue_full: QueueFullSeconds::default(),
             end_to_end_lag: Histogram::new(lag_buckets()),
         };
         registry.register(
@@ -156,6 +160,11 @@ impl Metrics {
             "transactions_aborted",
             "Aborted transactions (exactly-once mode)",
             metrics.transactions_aborted.clone(),
+        );
+        registry.register(
+            "output_queue_full_seconds",
+            "Seconds the join waited for room in the producer's queue: back-pressure from Kafka, while the backlog waits in metrics.samples",
+            metrics.output_queue_full.clone(),
         );
         registry.register(
             "end_to_end_lag_seconds",

@@ -846,6 +846,13 @@ fn report(backlog: &Backlog, joins: &[JoinRun], ceilings: &[CeilingRun]) -> Stri
             }
         }
         out.push('\n');
+        for run in joins {
+            out.push_str(&format!(
+                "- {}: the join waited {:.1} s of its {:.1} s for room in the producer's queue (`correlator_output_queue_full_seconds_total`).\n",
+                run.name, run.counters.queue_full_seconds, run.done_seconds
+            ));
+        }
+        out.push('\n');
     }
     for run in joins {
         let c = &run.counters;
@@ -939,6 +946,7 @@ mod tests {
                 produced_unbound: 0,
                 components: 5_000,
                 points_bound: 6_000_000,
+                queue_full_seconds: 0.0,
             },
             written_bound: 30_000,
             written_unbound: 0,

@@ -62,6 +62,8 @@ pub struct CorrelatorCounters {
     /// Samples in the bound records, one per sample and component; 0 from a
     /// correlator that does not count them (its bound records hold one sample each).
     pub points_bound: u64,
+    /// Seconds the join waited for room in the producer's queue.
+    pub queue_full_seconds: f64,
 }
 
 impl CorrelatorCounters {
@@ -98,6 +100,7 @@ impl CorrelatorCounters {
                 "correlator_points_produced_total",
                 "kind=\"bound\"",
             )),
+            queue_full_seconds: value(text, "correlator_output_queue_full_seconds_total", ""),
         }
     }
 }
@@ -138,13 +141,14 @@ correlator_records_produced_total{kind=\"bound\"} 900
 correlator_records_produced_total{kind=\"unbound\"} 4
 correlator_topology_components 1.5e3
 correlator_points_produced_total{kind=\"bound\"} 9000
+correlator_output_queue_full_seconds_total 2.5
 # EOF
 ";
 
     #[test]
     fn samples_have_name_labels_and_value() {
         let all: Vec<Sample> = samples(EXPOSITION).collect();
-        assert_eq!(all.len(), 10);
+        assert_eq!(all.len(), 11);
         assert_eq!(
             all[0],
             Sample {
@@ -171,6 +175,7 @@ correlator_points_produced_total{kind=\"bound\"} 9000
                 produced_unbound: 4,
                 components: 1500,
                 points_bound: 9000,
+                queue_full_seconds: 2.5,
             }
         );
         assert_eq!(CorrelatorCounters::parse(""), CorrelatorCounters::default());
