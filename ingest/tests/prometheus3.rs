@@ -287,14 +287,7 @@ fn family_of<'a, V>(name: &'a str, families: &BTreeMap<String, V>) -> Option<&'a
 fn prometheus_3_loses_nothing_it_sends_over_either_protocol() {
     let (prometheus_bin, target_bin) = tools();
     let dir = TempDir::new();
-    let keys = common::keys_file(&dir, "");
-    let ingest = IngestProcess::start(
-        env!("CARGO_BIN_EXE_ingest"),
-        &dir,
-        &keys,
-        &common::brokers(),
-        &[],
-    );
+    let ingest = IngestProcess::start_for_two_tenants(env!("CARGO_BIN_EXE_ingest"), &dir, &[]);
     let ingest_url = ingest.url("/receiver/prometheus/api/v1/write");
 
     let target_address = format!("127.0.0.1:{}", common::free_port());

@@ -166,14 +166,7 @@ async fn write(client: &reqwest::Client, process: &IngestProcess, id: &str) -> u
 
 /// `ingest_tls_certificate_reloads_total{result=...}` as served on `/metrics`.
 async fn reloads(client: &reqwest::Client, process: &IngestProcess, result: &str) -> u64 {
-    let text = client
-        .get(https_url(process, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::get_text(client, &https_url(process, "/metrics")).await;
     let prefix = format!("ingest_tls_certificate_reloads_total{{result=\"{result}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&prefix))

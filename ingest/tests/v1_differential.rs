@@ -3,9 +3,12 @@
 //! must refuse the same requests and otherwise produce the same records byte
 //! for byte, the same counts and the same rejections.
 
+#[path = "support/differential.rs"]
+mod differential;
 #[path = "support/split_v1_before.rs"]
 mod split_v1_before;
 
+use differential::{agree, agree_for_each, mutate};
 use ingest::config::SeriesLimits;
 use ingest::partition::split_v1;
 use proto::Message;
@@ -17,42 +20,20 @@ use split_v1_before::split_v1_before;
 fn same(raw: &[u8], partitions: u32, limits: &SeriesLimits) -> bool {
     let old = split_v1_before(raw, "acme", limits, partitions);
     let new = split_v1(raw, "acme", limits, partitions);
-    match (old, new) {
-        (Err(old), Err(new)) => {
-            assert_eq!(old, new, "errors of {raw:02x?}");
-            false
-        }
-        (Ok(old), Ok(new)) => {
-            assert_eq!(
-                old.total_series, new.total_series,
-                "total_series of {raw:02x?}"
-            );
-            assert_eq!(old.written, new.written, "written of {raw:02x?}");
-            assert_eq!(old.rejected, new.rejected, "rejections of {raw:02x?}");
-            assert_eq!(old.records, new.records, "records of {raw:02x?}");
-            true
-        }
-        (old, new) => panic!(
-            "before: {:?}, now: {:?} on {raw:02x?}",
-            old.map(|b| b.records),
-            new.map(|b| b.records)
-        ),
-    }
+    agree(raw, old, new, |old, new| {
+        assert_eq!(old, new, "errors of {raw:02x?}")
+    })
 }
 
 fn check(raw: &[u8]) -> bool {
-    let limits = SeriesLimits::default();
-    let mut accepted = false;
-    for partitions in [1, 8] {
-        accepted = same(raw, partitions, &limits);
-    }
-    accepted
+    agree_for_each(raw, &[1, 8], |raw, partitions| {
+        same(raw, partitions, &SeriesLimits::default())
+    })
 }
 
 #[test]
 fn the_captures_split_alike() {
-    for (name, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+    for (name, raw) in proto::fixtures::prometheus_2_42_raw().unwrap() {
         assert!(check(&raw), "{name}");
         let tight = SeriesLimits {
             max_labels_per_series: 6,
@@ -134,20 +115,7 @@ fn random_and_mutated_requests_split_alike() {
     for round in 0..rounds {
         let mut raw = random_request(&mut rng).encode_to_vec();
         if round % 2 == 1 {
-            for _ in 0..rng.random_range(1..4) {
-                if raw.is_empty() {
-                    break;
-                }
-                let at = rng.random_range(0..raw.len());
-                match rng.random_range(0..4) {
-                    0 => raw[at] = rng.random(),
-                    1 => raw[at] ^= 1 << rng.random_range(0..8),
-                    2 => {
-                        raw.remove(at);
-                    }
-                    _ => raw.insert(at, rng.random()),
-                }
-            }
+            mutate(&mut raw, &mut rng);
         }
         accepted += usize::from(check(&raw));
     }

@@ -353,8 +353,7 @@ pub fn v1_request_of(
     series: usize,
     labels_of: impl Fn(usize) -> Vec<(&'static str, String)>,
 ) -> Vec<u8> {
-    use proto::Message;
-    use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    use proto::prometheus::{Label, Sample, TimeSeries};
     let timeseries = (0..series)
         .map(|index| TimeSeries {
             labels: labels_of(index)
@@ -371,12 +370,13 @@ pub fn v1_request_of(
             ..Default::default()
         })
         .collect();
-    let raw = WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
-    .encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    snappy_v1(timeseries)
+}
+
+/// The body of a GET of `url`, which must answer.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.unwrap();
+    response.text().await.unwrap()
 }
 
 /// Samples per `request` label value found in `records` (v1 payloads).
@@ -396,8 +396,7 @@ pub fn samples_per_request(records: &[Record]) -> BTreeMap<String, usize> {
 
 /// A snappy v1 body holding one series with `labels` and one sample at `timestamp`.
 pub fn v1_request_with(labels: &[(&str, &str)], timestamp: i64) -> Vec<u8> {
-    use proto::Message;
-    use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    use proto::prometheus::{Label, Sample, TimeSeries};
     let mut labels: Vec<Label> = labels
         .iter()
         .map(|(n, v)| Label {
@@ -414,8 +413,14 @@ pub fn v1_request_with(labels: &[(&str, &str)], timestamp: i64) -> Vec<u8> {
         }],
         ..Default::default()
     };
-    let raw = WriteRequest {
-        timeseries: vec![series],
+    snappy_v1(vec![series])
+}
+
+/// A snappy v1 body of `timeseries`, without metadata.
+pub fn snappy_v1(timeseries: Vec<proto::prometheus::TimeSeries>) -> Vec<u8> {
+    use proto::Message;
+    let raw = proto::prometheus::WriteRequest {
+        timeseries,
         metadata: vec![],
     }
     .encode_to_vec();
