@@ -353,7 +353,7 @@ async fn metric_reaches(forwarder: &Correlator, name: &str, filter: &str, wanted
 async fn bound_fixtures_reach_prometheus_sample_for_sample_through_500s_and_a_400_is_dropped_and_counted()
  {
     let dir = TempDir::new();
-    let topics = Topics::fresh();
+    let topics = support::fresh_topics();
     let (correlator, per_job) = support::fixtures_posted(&dir, &topics).await;
     let node_samples = per_job["node"];
     let bound = topics.bound.clone();
@@ -749,7 +749,7 @@ fn forward_v2(setup: &V2Setup, extra_env: &[(&str, &str)]) -> Correlator {
 /// the records' series.
 fn bound_topics(records: usize, histograms: bool) -> (TempDir, Topics, Vec<BatchSeries>) {
     let dir = TempDir::new();
-    let topics = Topics::fresh();
+    let topics = support::fresh_topics();
     drop(Correlator::start(
         &dir,
         &topics,

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use proto::Message;
 use proto::records::Component;
 use support::kafka::{KEY_A, KEY_B, Record, TempDir, basic_auth};
-use support::{Correlator, Topics, eventually, ingest_app};
+use support::{Correlator, eventually, ingest_app};
 
 const ALPHA: &str = "alpha";
 const BETA: &str = "beta";
@@ -69,9 +69,7 @@ fn labels<'a>(sender: &'a str, attempt: &'a str, pod: &'a str) -> Vec<(&'a str, 
 
 #[actix_web::test]
 async fn no_request_of_one_tenant_produces_a_record_of_another() {
-    let dir = TempDir::new();
-    let topics = Topics::fresh();
-    let state = support::ingest(&dir, &topics, 4).await;
+    let (dir, topics, state) = support::fresh_ingest(4).await;
     let app = ingest_app!(state);
     let correlator = Correlator::start(
         &dir,
@@ -457,7 +455,7 @@ async fn no_request_of_one_tenant_produces_a_record_of_another() {
 #[test]
 fn no_key_in_any_log_line_or_metrics_of_either_process() {
     let dir = TempDir::new();
-    let topics = Topics::fresh();
+    let topics = support::fresh_topics();
     let keys = support::kafka::keys_file(&dir, "");
     let binary = support::ingest_binary();
     // Ingest logs JSON, the correlator text: both formats are scanned.
