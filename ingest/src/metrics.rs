@@ -5,9 +5,9 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 pub use shared::metrics::KindLabels;
-pub use shared::metrics::ReasonLabels;
+pub use shared::metrics::{ReasonLabels, ResultLabels};
 
 shared::label_sets! {
     pub struct RequestLabels {
@@ -31,15 +31,11 @@ shared::label_sets! {
         pub form: &'static str,
         pub reason: &'static str,
     }
-
-    pub struct ResultLabels {
-        pub result: &'static str,
-    }
 }
 
+/// 100 µs to about 3.3 s.
 fn latency_histogram() -> Histogram {
-    // 100 µs to about 3.3 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+    shared::metrics::duration_histogram(0.0001)
 }
 
 shared::service_metrics! {

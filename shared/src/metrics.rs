@@ -3,6 +3,7 @@
 
 #[doc(hidden)]
 pub use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Metric;
 
 /// Declares label sets: structs of a metric family's labels, with the traits
@@ -31,10 +32,21 @@ label_sets! {
         pub kind: &'static str,
     }
 
+    /// Label set of metrics counted by how something ended (`ok`, `error`, ...).
+    pub struct ResultLabels {
+        pub result: &'static str,
+    }
+
     /// Label set of metrics counted by why something was left out or refused.
     pub struct ReasonLabels {
         pub reason: &'static str,
     }
+}
+
+/// A histogram of durations in seconds: 16 buckets from `first` on, each
+/// twice the one before.
+pub fn duration_histogram(first: f64) -> Histogram {
+    Histogram::new(exponential_buckets(first, 2.0, 16))
 }
 
 /// A service's metrics, registered where they are made: a service builds its

@@ -53,6 +53,20 @@ pub fn layer<T: FromArgMatches + Serialize + DeserializeOwned>(
         .context("layering the settings")
 }
 
+/// `args` (without the program's name) of `command` over the settings file
+/// text `file`, layered as [`layer`] does: what a service's tests resolve.
+pub fn layer_args<T: FromArgMatches + Serialize + DeserializeOwned>(
+    command: clap::Command,
+    args: &[&str],
+    file: &str,
+) -> anyhow::Result<T> {
+    let program = command.get_name().to_string();
+    let matches = command
+        .try_get_matches_from(std::iter::once(program.as_str()).chain(args.iter().copied()))?;
+    let file: T = toml::from_str(file)?;
+    layer(&matches, file)
+}
+
 fn table<T: Serialize>(options: &T) -> anyhow::Result<toml::Table> {
     match toml::Value::try_from(options).context("the settings as a table")? {
         toml::Value::Table(table) => Ok(table),

@@ -5,7 +5,7 @@
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::forward::batch::PointCounts;
 
@@ -33,11 +33,6 @@ shared::label_sets! {
     }
 }
 
-fn duration_histogram() -> Histogram {
-    // 1 ms to about 33 s.
-    Histogram::new(exponential_buckets(0.001, 2.0, 16))
-}
-
 shared::service_metrics! {
     pub struct ForwardMetrics in "correlator_forward" {
         /// Samples, histograms and exemplars the endpoint took (2xx), by topic and kind
@@ -48,8 +43,9 @@ shared::service_metrics! {
         retried: Family<PointLabels, Counter>,
         /// Requests by outcome: sent, rejected, retried (5xx or 429), connection_error
         requests: Family<OutcomeLabels, Counter>,
+        // Buckets from 1 ms to about 33 s.
         /// Time from sending a request to its answer
-        request_duration as "request_duration_seconds": Family<TopicLabels, Histogram, fn() -> Histogram> = Family::new_with_constructor(duration_histogram),
+        request_duration as "request_duration_seconds": Family<TopicLabels, Histogram, fn() -> Histogram> = Family::new_with_constructor(|| shared::metrics::duration_histogram(0.001)),
         /// Records read from the topic
         records_consumed: Family<TopicLabels, Counter>,
         /// Records that could not be read and were not forwarded, by reason
