@@ -365,10 +365,7 @@ mod tests {
 
     /// `args` (without the program's name) over `file`, as [`load`] layers them.
     fn layered(args: &[&str], file: &str) -> anyhow::Result<Settings> {
-        let matches = Cli::command()
-            .try_get_matches_from(std::iter::once("correlator").chain(args.iter().copied()))?;
-        let file: Options = toml::from_str(file)?;
-        Settings::resolve(shared::settings::layer(&matches, file)?)
+        Settings::resolve(shared::settings::layer_args(Cli::command(), args, file)?)
     }
 
     #[test]

@@ -325,10 +325,11 @@ mod tests {
 
     /// `args` (without the program's name) over `file`, as [`Settings::load`] layers them.
     fn layered(args: &[&str], file: &str) -> anyhow::Result<Settings> {
-        let matches = Options::command()
-            .try_get_matches_from(std::iter::once("ingest").chain(args.iter().copied()))?;
-        let file: Options = toml::from_str(file)?;
-        Settings::resolve(shared::settings::layer(&matches, file)?)
+        Settings::resolve(shared::settings::layer_args(
+            Options::command(),
+            args,
+            file,
+        )?)
     }
 
     #[test]
