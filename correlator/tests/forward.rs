@@ -750,12 +750,7 @@ fn forward_v2(setup: &V2Setup, extra_env: &[(&str, &str)]) -> Correlator {
 fn bound_topics(records: usize, histograms: bool) -> (TempDir, Topics, Vec<BatchSeries>) {
     let dir = TempDir::new();
     let topics = support::fresh_topics();
-    drop(Correlator::start(
-        &dir,
-        &topics,
-        &support::unique("group"),
-        &[],
-    ));
+    drop(Correlator::start_alone(&dir, &topics, &[]));
     let written = write_bound_records(&topics, records, histograms);
     (dir, topics, written)
 }

@@ -163,10 +163,9 @@ async fn a_custom_bindings_file_replaces_the_defaults_and_a_broken_one_stops_the
         "bindings.toml",
         "[[rules]]\nname = \"checkout-service\"\ntemplate = \"urn:service:/${service_name}:${env|environment}\"\n",
     );
-    let _correlator = Correlator::start(
+    let _correlator = Correlator::start_alone(
         &dir,
         &topics,
-        &support::unique("group"),
         &[
             ("BINDINGS_FILE", bindings.to_str().unwrap()),
             ("OUTPUT_ENCODING", "json"),

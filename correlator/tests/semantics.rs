@@ -192,10 +192,9 @@ fn outcomes(topics: &Topics) -> (Vec<SampleId>, BTreeMap<SampleId, UnboundReason
 async fn early_samples_wait_within_the_grace_and_late_or_orphaned_ones_say_why() {
     let (dir, topics, state) = support::fresh_ingest(2).await;
     let app = ingest_app!(state);
-    let _correlator = Correlator::start(
+    let _correlator = Correlator::start_alone(
         &dir,
         &topics,
-        &support::unique("group"),
         &[
             ("PENDING_GRACE_MS", "4000"),
             ("DELETE_GRACE_MS", "2000"),

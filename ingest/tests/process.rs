@@ -83,12 +83,7 @@ async fn a_real_prometheus_writes_with_basic_auth() {
             let request =
                 proto::prometheus::WriteRequest::decode(record.payload.as_slice()).unwrap();
             for series in request.timeseries {
-                let name = series
-                    .labels
-                    .iter()
-                    .find(|l| l.name == "__name__")
-                    .map(|l| l.value.clone())
-                    .unwrap_or_default();
+                let name = common::label_value(&series, "__name__");
                 if wanted.contains(&name.as_str()) {
                     assert_eq!(record.headers["tenant"], "alpha");
                     assert!(

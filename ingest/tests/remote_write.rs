@@ -172,12 +172,7 @@ async fn every_fixture_arrives_exactly_once_per_tenant_with_either_auth_form() {
             "{tenant}: metadata differs"
         );
     }
-    assert!(
-        partitions_of
-            .values()
-            .all(|partitions| partitions.len() == 1),
-        "a series in two partitions"
-    );
+    assert_each_series_in_one_partition(&partitions_of);
 }
 
 /// A v2 series with its references resolved, in a comparable form.
@@ -240,6 +235,15 @@ fn written_headers(headers: &actix_web::http::header::HeaderMap) -> [Option<u64>
 
 fn v2_body(request: &v2::Request) -> Vec<u8> {
     snappy(&request.encode_to_vec())
+}
+
+fn assert_each_series_in_one_partition(partitions_of: &SeriesPartitions) {
+    assert!(
+        partitions_of
+            .values()
+            .all(|partitions| partitions.len() == 1),
+        "a series in two partitions"
+    );
 }
 
 fn snappy(raw: &[u8]) -> Vec<u8> {
@@ -852,10 +856,5 @@ async fn a_tenants_series_go_only_to_the_partitions_of_its_shard() {
             "{tenant}: metadata"
         );
     }
-    assert!(
-        partitions_of
-            .values()
-            .all(|partitions| partitions.len() == 1),
-        "a series in two partitions"
-    );
+    assert_each_series_in_one_partition(&partitions_of);
 }

@@ -8,7 +8,7 @@ mod differential;
 #[path = "support/split_v1_before.rs"]
 mod split_v1_before;
 
-use differential::{agree, agree_for_each, mutate};
+use differential::{SAMPLE_VALUES, agree, agree_for_each, mutate};
 use ingest::config::SeriesLimits;
 use ingest::partition::split_v1;
 use proto::Message;
@@ -48,13 +48,6 @@ fn random_request(rng: &mut StdRng) -> WriteRequest {
     const NAMES: [&str; 8] = ["__name__", "job", "instance", "", "ü", "le", "a", "zz"];
     let long = "x".repeat(200);
     let values = ["up", "", "node", "ünï", "a:1", long.as_str(), "0.5"];
-    let floats = [
-        0.0,
-        -0.0,
-        1.5,
-        f64::NAN,
-        f64::from_bits(proto::STALE_NAN_BITS),
-    ];
     let label = |rng: &mut StdRng| Label {
         name: NAMES[rng.random_range(0..NAMES.len())].into(),
         value: values[rng.random_range(0..values.len())].into(),
@@ -79,7 +72,7 @@ fn random_request(rng: &mut StdRng) -> WriteRequest {
                 labels,
                 samples: (0..rng.random_range(0..3))
                     .map(|_| Sample {
-                        value: floats[rng.random_range(0..floats.len())],
+                        value: SAMPLE_VALUES[rng.random_range(0..SAMPLE_VALUES.len())],
                         timestamp: rng.random_range(-1..3) * 1_700_000_000_000,
                     })
                     .collect(),

@@ -9,7 +9,7 @@ mod differential;
 #[path = "support/split_v2_prost.rs"]
 mod split_v2_prost;
 
-use differential::{agree, agree_for_each, mutate};
+use differential::{SAMPLE_VALUES, agree, agree_for_each, mutate};
 use ingest::config::SeriesLimits;
 use ingest::partition::split_v2;
 use proto::Message;
@@ -435,14 +435,6 @@ fn random_request(rng: &mut StdRng) -> v2::Request {
             rng.random_range(0..symbol_count as u32)
         }
     };
-    let values = [
-        0.0,
-        -0.0,
-        1.5,
-        f64::NAN,
-        f64::from_bits(proto::STALE_NAN_BITS),
-        f64::NEG_INFINITY,
-    ];
     let timeseries = (0..rng.random_range(0..6))
         .map(|_| {
             let mut labels_refs: Vec<u32> = (0..rng.random_range(0..5) * 2)
@@ -456,7 +448,7 @@ fn random_request(rng: &mut StdRng) -> v2::Request {
             }
             let samples = (0..rng.random_range(0..3))
                 .map(|_| v2::Sample {
-                    value: values[rng.random_range(0..values.len())],
+                    value: SAMPLE_VALUES[rng.random_range(0..SAMPLE_VALUES.len())],
                     timestamp: rng.random_range(-2..3) * 1_000_000_007,
                     start_timestamp: if rng.random_bool(0.2) { 5 } else { 0 },
                 })
@@ -480,7 +472,7 @@ fn random_request(rng: &mut StdRng) -> v2::Request {
                     labels_refs: (0..rng.random_range(0..2) * 2)
                         .map(|_| reference(rng))
                         .collect(),
-                    value: values[rng.random_range(0..values.len())],
+                    value: SAMPLE_VALUES[rng.random_range(0..SAMPLE_VALUES.len())],
                     timestamp: rng.random_range(0..3),
                 })
                 .collect();

@@ -118,6 +118,11 @@ pub struct Correlator {
 }
 
 impl Correlator {
+    /// A correlator in a consumer group of its own, started as `start` does.
+    pub fn start_alone(dir: &TempDir, topics: &Topics, extra_env: &[(&str, &str)]) -> Correlator {
+        Correlator::start(dir, topics, &unique("group"), extra_env)
+    }
+
     pub fn start(
         dir: &TempDir,
         topics: &Topics,
@@ -254,12 +259,7 @@ pub fn fixture_facts() -> (BTreeMap<String, usize>, i64) {
     let mut earliest = i64::MAX;
     for (_, request) in proto::fixtures::prometheus_2_42_requests().unwrap() {
         for series in request.timeseries {
-            let job = series
-                .labels
-                .iter()
-                .find(|l| l.name == "job")
-                .map(|l| l.value.clone())
-                .unwrap_or_default();
+            let job = kafka::label_value(&series, "job");
             *per_job.entry(job).or_default() += series.samples.len();
             earliest = earliest.min(
                 series

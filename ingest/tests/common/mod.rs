@@ -379,6 +379,12 @@ pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
     response.text().await.unwrap()
 }
 
+/// The value of a v1 series' label `name`; empty if it has none.
+pub fn label_value(series: &proto::prometheus::TimeSeries, name: &str) -> String {
+    let label = series.labels.iter().find(|label| label.name == name);
+    label.map(|label| label.value.clone()).unwrap_or_default()
+}
+
 /// Samples per `request` label value found in `records` (v1 payloads).
 pub fn samples_per_request(records: &[Record]) -> BTreeMap<String, usize> {
     use proto::Message;

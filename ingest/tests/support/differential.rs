@@ -9,6 +9,17 @@ use ingest::partition::PartitionedBatch;
 use rand::Rng;
 use rand::rngs::StdRng;
 
+/// The sample values random requests draw from: the floats that take care
+/// (signed zeros, NaN, the stale marker, an infinity).
+pub const SAMPLE_VALUES: [f64; 6] = [
+    0.0,
+    -0.0,
+    1.5,
+    f64::NAN,
+    f64::from_bits(proto::STALE_NAN_BITS),
+    f64::NEG_INFINITY,
+];
+
 /// Asserts that two splits of `raw` came to the same counts, the same
 /// rejections and the same records, byte for byte.
 pub fn assert_same_batch(old: &PartitionedBatch, new: &PartitionedBatch, raw: &[u8]) {
