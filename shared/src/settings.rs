@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The options clap gives with an empty command line and no environment:
-/// every default, for the settings file's missing keys (`#[serde(default)]`
-/// through `Default`) and for tests.
+/// every default, for the settings file's missing keys (a service's options
+/// say `#[serde(default = "shared::settings::defaults")]`) and for tests.
 pub fn defaults<T: Args + FromArgMatches>() -> T {
     let command = T::augment_args(Command::new("defaults").no_binary_name(true))
         .mut_args(|arg| arg.env(None));

@@ -68,7 +68,7 @@ pub fn settings(keys: PathBuf, tweak: impl FnOnce(&mut Options)) -> Settings {
         topic_topology_raw: unique("topology-raw"),
         topic_partitions: 4,
         request_timeout_ms: 5000,
-        ..Options::default()
+        ..shared::settings::defaults::<Options>()
     };
     tweak(&mut options);
     Settings::resolve(options).unwrap()
