@@ -1045,11 +1045,7 @@ mod tests {
             let part = WriteRequest::decode(record.as_slice()).unwrap();
             assert_eq!(part.metadata.len(), 1, "metadata in partition {partition}");
             for ts in &part.timeseries {
-                let labels: Vec<(&[u8], &[u8])> = ts
-                    .labels
-                    .iter()
-                    .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
-                    .collect();
+                let labels = proto::fixtures::v1_label_bytes(ts);
                 // The shard's partition at the index a plain modulo by its size gives.
                 let index = Partitioning::new(3, &[]).partition_of("acme", &labels);
                 assert_eq!(shard.partitions()[index as usize], *partition);

@@ -125,11 +125,7 @@ fn the_fixtures_keep_their_partitions() {
             for (partition, record) in &batch.records {
                 let request = WriteRequest::decode(record.as_slice()).unwrap();
                 for series in &request.timeseries {
-                    let pairs: Vec<(&[u8], &[u8])> = series
-                        .labels
-                        .iter()
-                        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
-                        .collect();
+                    let pairs = proto::fixtures::v1_label_bytes(series);
                     assert_eq!(*partition, reference_partition("dev", &pairs, partitions));
                     *counts.entry(partition / bucket).or_insert(0) += 1;
                     checked += 1;
@@ -162,16 +158,7 @@ fn v2_series_land_where_their_v1_form_does() {
         for (partition, record) in &batch.records {
             let part = v2::Request::decode(record.as_slice()).unwrap();
             for series in &part.timeseries {
-                let pairs: Vec<(&[u8], &[u8])> = series
-                    .labels_refs
-                    .chunks_exact(2)
-                    .map(|pair| {
-                        (
-                            part.symbols[pair[0] as usize].as_bytes(),
-                            part.symbols[pair[1] as usize].as_bytes(),
-                        )
-                    })
-                    .collect();
+                let pairs = proto::fixtures::v2_label_bytes(&part, series);
                 assert_eq!(*partition, reference_partition("dev", &pairs, 8));
             }
         }

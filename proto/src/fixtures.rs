@@ -180,6 +180,27 @@ pub fn custom_buckets_histogram() -> v2::Histogram {
     }
 }
 
+/// A 1.0 series' labels as (name, value) bytes, in the order they came.
+pub fn v1_label_bytes(series: &crate::prometheus::TimeSeries) -> Vec<(&[u8], &[u8])> {
+    let labels = series.labels.iter();
+    labels
+        .map(|label| (label.name.as_bytes(), label.value.as_bytes()))
+        .collect()
+}
+
+/// A 2.0 series' labels as (name, value) bytes, its references resolved in
+/// the symbols of `request`, in the order they came.
+pub fn v2_label_bytes<'a>(
+    request: &'a v2::Request,
+    series: &v2::TimeSeries,
+) -> Vec<(&'a [u8], &'a [u8])> {
+    let symbol = |reference: u32| request.symbols[reference as usize].as_bytes();
+    let pairs = series.labels_refs.chunks_exact(2);
+    pairs
+        .map(|pair| (symbol(pair[0]), symbol(pair[1])))
+        .collect()
+}
+
 /// A 1.0 request as a 2.0 one: one symbol table, symbols interned in
 /// first-seen order, samples as they were (histograms, exemplars and
 /// metadata are left out).
