@@ -40,13 +40,7 @@ impl Prometheus {
             "prometheus.yml",
             "global:\n  scrape_interval: 1m\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
         );
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        let child = support::kafka::prometheus_command("prometheus", dir, &config, port)
             .arg("--web.enable-remote-write-receiver")
             .stdout(std::fs::File::create(dir.0.join("prometheus.log")).unwrap())
             .stderr(std::fs::File::create(dir.0.join("prometheus.err")).unwrap())

@@ -52,13 +52,7 @@ async fn a_real_prometheus_writes_with_basic_auth() {
             common::KEY_A
         ),
     );
-    let mut prometheus = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.0.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+    let mut prometheus = common::prometheus_command("prometheus", &dir, &config, prometheus_port)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.0.join("prometheus.log")).unwrap())
         .spawn()

@@ -314,14 +314,7 @@ fn prometheus_3_loses_nothing_it_sends_over_either_protocol() {
     let prometheus = format!("http://127.0.0.1:{prometheus_port}");
     let (prometheus_log, prometheus_log_file) = log_file(&dir, "prometheus.log");
     let _prometheus = Running(
-        Command::new(&prometheus_bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            // Exemplars are kept (and so sent) only with exemplar storage; 2.0
+        common::prometheus_command(&prometheus_bin, &dir, &config, prometheus_port) // Exemplars are kept (and so sent) only with exemplar storage; 2.0
             // carries metadata only from metadata records in the WAL.
             .arg("--enable-feature=exemplar-storage,metadata-wal-records")
             .arg("--web.enable-lifecycle")

@@ -373,6 +373,25 @@ pub fn v1_request_of(
     snappy_v1(timeseries)
 }
 
+/// Prometheus `binary` with `config`, its TSDB in `dir`, listening on `port`:
+/// the caller adds its own flags and where the output goes.
+pub fn prometheus_command(
+    binary: impl AsRef<std::ffi::OsStr>,
+    dir: &TempDir,
+    config: &std::path::Path,
+    port: u16,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    command
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.0.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    command
+}
+
 /// The body of a GET of `url`, which must answer.
 pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
     let response = client.get(url).send().await.unwrap();
