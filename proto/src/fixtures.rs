@@ -112,11 +112,7 @@ pub fn v2_request() -> v2::Request {
                     value: 0.3,
                     timestamp: 1_700_000_000_001,
                 }],
-                metadata: Some(v2::Metadata {
-                    r#type: v2::metadata::MetricType::Histogram as i32,
-                    help_ref: 9,
-                    unit_ref: 10,
-                }),
+                metadata: Some(v2_metadata(v2::metadata::MetricType::Histogram, 9, 10)),
                 ..Default::default()
             },
             v2::TimeSeries {
@@ -125,11 +121,7 @@ pub fn v2_request() -> v2::Request {
                     v2_sample(10.0, 1_700_000_000_000),
                     v2_sample(f64::from_bits(STALE_NAN_BITS), 1_700_000_015_000),
                 ],
-                metadata: Some(v2::Metadata {
-                    r#type: v2::metadata::MetricType::Counter as i32,
-                    help_ref: 15,
-                    unit_ref: 0,
-                }),
+                metadata: Some(v2_metadata(v2::metadata::MetricType::Counter, 15, 0)),
                 ..Default::default()
             },
             v2::TimeSeries {
@@ -151,6 +143,15 @@ pub fn v2_request() -> v2::Request {
                 ..Default::default()
             },
         ],
+    }
+}
+
+/// 2.0 metadata of `kind`, its help and unit given as symbol references.
+fn v2_metadata(kind: v2::metadata::MetricType, help_ref: u32, unit_ref: u32) -> v2::Metadata {
+    v2::Metadata {
+        r#type: kind as i32,
+        help_ref,
+        unit_ref,
     }
 }
 
