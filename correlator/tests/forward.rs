@@ -187,35 +187,39 @@ fn start_faulty_endpoint(
         passed_samples: AtomicUsize::new(0),
         client: reqwest::Client::new(),
     });
-    let app_state = state.clone();
-    let port = serve(
-        move |config| {
-            config
-                .app_data(app_state.clone())
-                .route("/api/v1/write", web::post().to(faulty_endpoint));
-        },
-        None,
-    );
-    (format!("http://127.0.0.1:{port}/api/v1/write"), state)
+    let url = serve_write(state.clone(), faulty_endpoint, None);
+    (url, state)
 }
 
-/// Serves `routes` on the test's runtime, over TLS if given; returns the port.
-fn serve(
-    routes: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+/// An endpoint of its own on a free port: `handler` answering POSTs to
+/// `/api/v1/write` with `state` at hand, over TLS when `tls` is given. Its URL.
+fn serve_write<T, H, Args>(
+    state: web::Data<T>,
+    handler: H,
     tls: Option<rustls::ServerConfig>,
-) -> u16 {
+) -> String
+where
+    T: Send + Sync + 'static,
+    H: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    H::Output: actix_web::Responder + 'static,
+{
     let port = support::kafka::free_port();
-    let server =
-        actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
-            .workers(1)
-            .disable_signals();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .route("/api/v1/write", web::post().to(handler.clone()))
+    })
+    .workers(1)
+    .disable_signals();
     let address = ("127.0.0.1", port);
     let server = match tls {
         Some(config) => server.bind_rustls_0_23(address, config),
         None => server.bind(address),
     };
     actix_web::rt::spawn(server.unwrap().run());
-    port
+    format!("{scheme}://127.0.0.1:{port}/api/v1/write")
 }
 
 /// What an output topic holds: per value of a label (the component, the
@@ -705,16 +709,11 @@ fn start_https_receiver(
         delay,
         ..Received::default()
     });
-    let app_received = received.clone();
-    let port = serve(
-        move |config| {
-            config
-                .app_data(app_received.clone())
-                .route("/api/v1/write", web::post().to(receive_v2));
-        },
+    let url = serve_write(
+        received.clone(),
+        receive_v2,
         Some(resolver.server_config().unwrap()),
     );
-    let url = format!("https://127.0.0.1:{port}/api/v1/write");
     (url, cert_file, received)
 }
 
