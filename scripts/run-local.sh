@@ -70,22 +70,24 @@ if ! "$REPO/deploy/local/kafka.sh" status >/dev/null 2>&1; then
     kafka_started=1
 fi
 
+# wait_ready NAME PORT TRIES: until NAME answers /readyz on PORT, TRIES times
+# 0.2 s at most; else says where its log is and stops the script.
+wait_ready() {
+    for _ in $(seq 1 "$3"); do
+        curl -fs "http://127.0.0.1:$2/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    curl -fs "http://127.0.0.1:$2/readyz" >/dev/null || { echo "run-local: $1 did not become ready; see $DEV/$1.log"; exit 1; }
+}
+
 API_KEYS_FILE="$DEV/keys.toml" INGEST_LISTEN="127.0.0.1:$INGEST_PORT" \
     "$REPO/target/release/ingest" >"$DEV/ingest.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$INGEST_PORT/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -fs "http://127.0.0.1:$INGEST_PORT/readyz" >/dev/null || { echo "run-local: ingest did not become ready; see $DEV/ingest.log"; exit 1; }
+wait_ready ingest "$INGEST_PORT" 100
 
 CORRELATOR_LISTEN="127.0.0.1:$CORRELATOR_PORT" "$REPO/target/release/correlator" >"$DEV/correlator.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 150); do
-    curl -fs "http://127.0.0.1:$CORRELATOR_PORT/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-done
-curl -fs "http://127.0.0.1:$CORRELATOR_PORT/readyz" >/dev/null || { echo "run-local: correlator did not become ready; see $DEV/correlator.log"; exit 1; }
+wait_ready correlator "$CORRELATOR_PORT" 150
 
 # The sample topology, posted as the StackState Agent would (three parts, one snapshot).
 curl -fsS -o /dev/null -X POST "http://127.0.0.1:$INGEST_PORT/receiver/stsAgent/intake?api_key=$DEV_KEY" \

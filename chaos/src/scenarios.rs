@@ -412,6 +412,17 @@ pub(crate) fn seconds(since: Instant) -> String {
     format!("{:.1} s", since.elapsed().as_secs_f64())
 }
 
+/// Kills `service` (SIGKILL), leaves it down for [`DOWNTIME`], starts it
+/// again and waits until it is ready: how long it was gone, as [`seconds`].
+fn kill_and_restart(service: &mut Service, ready_within: Duration) -> anyhow::Result<String> {
+    let killed = Instant::now();
+    service.kill();
+    std::thread::sleep(DOWNTIME);
+    service.start()?;
+    service.wait_ready(ready_within)?;
+    Ok(seconds(killed))
+}
+
 /// The load of one scenario: the generator running, until it has verified.
 pub(crate) struct Load {
     child: Child,
@@ -534,22 +545,14 @@ pub fn run(scenario: Scenario, settings: &Settings, broker: &Broker) -> anyhow::
             ));
         }
         Scenario::IngestKill => {
-            let killed = Instant::now();
-            pipeline.ingest.kill();
+            let back = kill_and_restart(&mut pipeline.ingest, Duration::from_secs(60))?;
             fault.push("ingest killed (SIGKILL)".into());
-            std::thread::sleep(DOWNTIME);
-            pipeline.ingest.start()?;
-            pipeline.ingest.wait_ready(Duration::from_secs(60))?;
-            fault.push(format!("ingest serving again after {}", seconds(killed)));
+            fault.push(format!("ingest serving again after {back}"));
         }
         Scenario::CorrelatorKill | Scenario::CorrelatorKillExactlyOnce => {
-            let killed = Instant::now();
-            pipeline.correlator.kill();
+            let back = kill_and_restart(&mut pipeline.correlator, Duration::from_secs(120))?;
             fault.push("correlator killed (SIGKILL)".into());
-            std::thread::sleep(DOWNTIME);
-            pipeline.correlator.start()?;
-            pipeline.correlator.wait_ready(Duration::from_secs(120))?;
-            fault.push(format!("correlator ready again after {}", seconds(killed)));
+            fault.push(format!("correlator ready again after {back}"));
         }
         Scenario::CorrelatorJoinLeave => {
             let mut second = pipeline.correlator_instance("b")?;

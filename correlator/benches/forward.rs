@@ -20,7 +20,6 @@ use correlator::join::{Destination, JoinSettings, Joiner, Origin};
 use correlator::output::read_batch;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use proto::Message;
-use proto::prometheus::WriteRequest;
 use proto::records::Component;
 
 // As in the correlator binary.
@@ -55,15 +54,10 @@ fn joiner() -> Joiner {
 
 /// The fixtures as `metrics.samples` holds them: uncompressed 1.0 requests.
 fn sample_records() -> Vec<Vec<u8>> {
-    proto::fixtures::prometheus_2_42_bodies()
+    proto::fixtures::prometheus_2_42_requests()
         .unwrap()
-        .into_iter()
-        .map(|(_, body)| {
-            let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-            WriteRequest::decode(raw.as_slice())
-                .unwrap()
-                .encode_to_vec()
-        })
+        .iter()
+        .map(|(_, request)| request.encode_to_vec())
         .collect()
 }
 

@@ -549,58 +549,6 @@ mod tests {
                 &[("k8s-node", "urn:kubernetes:/demo-cluster:node/worker-1")],
             ),
             (
-                &[cluster, namespace, ("service", "web")],
-                &[
-                    (
-                        "k8s-service",
-                        "urn:kubernetes:/demo-cluster:shop:service/web",
-                    ),
-                    (
-                        "k8s-namespace",
-                        "urn:kubernetes:/demo-cluster:namespace/shop",
-                    ),
-                ],
-            ),
-            (
-                &[cluster, namespace, ("deployment", "web")],
-                &[
-                    (
-                        "k8s-deployment",
-                        "urn:kubernetes:/demo-cluster:shop:deployment/web",
-                    ),
-                    (
-                        "k8s-namespace",
-                        "urn:kubernetes:/demo-cluster:namespace/shop",
-                    ),
-                ],
-            ),
-            (
-                &[cluster, namespace, ("statefulset", "db")],
-                &[
-                    (
-                        "k8s-statefulset",
-                        "urn:kubernetes:/demo-cluster:shop:statefulset/db",
-                    ),
-                    (
-                        "k8s-namespace",
-                        "urn:kubernetes:/demo-cluster:namespace/shop",
-                    ),
-                ],
-            ),
-            (
-                &[cluster, namespace, ("daemonset", "fluent-bit")],
-                &[
-                    (
-                        "k8s-daemonset",
-                        "urn:kubernetes:/demo-cluster:shop:daemonset/fluent-bit",
-                    ),
-                    (
-                        "k8s-namespace",
-                        "urn:kubernetes:/demo-cluster:namespace/shop",
-                    ),
-                ],
-            ),
-            (
                 &[cluster, namespace],
                 &[(
                     "k8s-namespace",
@@ -613,6 +561,27 @@ mod tests {
                 render_named(&bindings, labels),
                 named(expected),
                 "labels {labels:?}"
+            );
+        }
+        // Each workload of a namespace: its own identifier, then its namespace's.
+        for (kind, name) in [
+            ("service", "web"),
+            ("deployment", "web"),
+            ("statefulset", "db"),
+            ("daemonset", "fluent-bit"),
+        ] {
+            let rule = format!("k8s-{kind}");
+            let workload = format!("urn:kubernetes:/demo-cluster:shop:{kind}/{name}");
+            assert_eq!(
+                render_named(&bindings, &[cluster, namespace, (kind, name)]),
+                named(&[
+                    (rule.as_str(), workload.as_str()),
+                    (
+                        "k8s-namespace",
+                        "urn:kubernetes:/demo-cluster:namespace/shop"
+                    ),
+                ]),
+                "{kind}"
             );
         }
     }

@@ -63,10 +63,10 @@ pub enum Run {
 
 /// Every setting, each declared once: its doc is the `--help` text, its
 /// `env` the variable, its `default_value` the default (for the file's
-/// missing keys too, see [`Default`]); its name in lowercase is the file's key.
+/// missing keys too, through `shared::settings::defaults`); its name in lowercase is the file's key.
 /// [`Settings::resolve`] checks and converts the layered options.
 #[derive(Debug, Clone, clap::Args, Deserialize, Serialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default = "shared::settings::defaults", deny_unknown_fields)]
 pub struct Options {
     /// TOML file with any of the settings below (keys are the variable names in lowercase) and a `[kafka.properties]` table
     #[arg(long, env = "CORRELATOR_CONFIG", global = true)]
@@ -186,13 +186,6 @@ pub struct Options {
     /// Settings of `correlator forward` (TOML `[forward]`, keys as its options' names with `_`).
     #[arg(skip)]
     pub forward: ForwardOptions,
-}
-
-impl Default for Options {
-    /// Every default: what the file does not set.
-    fn default() -> Options {
-        shared::settings::defaults()
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -334,7 +327,7 @@ pub fn load() -> anyhow::Result<(Run, Settings)> {
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let file = match &cli.options.config {
         Some(path) => read_toml(path)?,
-        None => Options::default(),
+        None => shared::settings::defaults::<Options>(),
     };
     let run = match cli.command {
         None => Run::Correlator,
@@ -365,10 +358,7 @@ mod tests {
 
     /// `args` (without the program's name) over `file`, as [`load`] layers them.
     fn layered(args: &[&str], file: &str) -> anyhow::Result<Settings> {
-        let matches = Cli::command()
-            .try_get_matches_from(std::iter::once("correlator").chain(args.iter().copied()))?;
-        let file: Options = toml::from_str(file)?;
-        Settings::resolve(shared::settings::layer(&matches, file)?)
+        Settings::resolve(shared::settings::layer_args(Cli::command(), args, file)?)
     }
 
     #[test]
@@ -382,7 +372,7 @@ mod tests {
         // A global option after the subcommand is the correlator's too.
         let tail = layered(&["tail", "--topic-bound", "from-tail"], file).unwrap();
         assert_eq!(tail.topics.bound, "from-tail");
-        let defaults = Settings::resolve(Options::default()).unwrap();
+        let defaults = Settings::resolve(shared::settings::defaults::<Options>()).unwrap();
         assert_eq!(defaults.join.history_ms, JoinSettings::default().history_ms);
         assert_eq!(defaults.join.labels, OutputLabels::default());
         assert_eq!(defaults.join.encoding, OutputEncoding::Protobuf);

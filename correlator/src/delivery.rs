@@ -317,7 +317,7 @@ mod tests {
     }
 
     fn settings() -> Settings {
-        Settings::resolve(Options::default()).unwrap()
+        Settings::resolve(shared::settings::defaults::<Options>()).unwrap()
     }
 
     /// A producer of the mock `cluster`, with `properties`.

@@ -393,55 +393,55 @@ mod tests {
         index.resolve(tenant, identifier, at, AS_OF).count()
     }
 
+    /// Asserts each (tenant, identifier, timestamp, components found, why).
+    fn expect_found(index: &TopologyIndex, cases: &[(&str, &str, i64, usize, &str)]) {
+        for &(tenant, identifier, at, expected, why) in cases {
+            assert_eq!(
+                found(index, tenant, identifier, at),
+                expected,
+                "{tenant} {identifier} at {at}: {why}"
+            );
+        }
+    }
+
     #[test]
     fn lookups_are_as_of_the_sample_timestamp() {
         let mut index = TopologyIndex::default();
         index.upsert("k", pod(10_000));
-        assert_eq!(
-            found(&index, "acme", "urn:pod", 9_500),
-            1,
-            "within the skew"
-        );
-        assert_eq!(
-            found(&index, "acme", "urn:pod", 8_000),
-            0,
-            "before the component existed"
-        );
-        assert_eq!(found(&index, "acme", "urn:ip:10.0.0.1", 20_000), 1);
-        assert_eq!(
-            found(&index, "globex", "urn:pod", 20_000),
-            0,
-            "tenants are apart"
+        expect_found(
+            &index,
+            &[
+                ("acme", "urn:pod", 9_500, 1, "within the skew"),
+                ("acme", "urn:pod", 8_000, 0, "before the component existed"),
+                ("acme", "urn:ip:10.0.0.1", 20_000, 1, ""),
+                ("globex", "urn:pod", 20_000, 0, "tenants are apart"),
+            ],
         );
         index.delete("k", 30_000);
-        assert_eq!(
-            found(&index, "acme", "urn:pod", 34_000),
-            1,
-            "within the delete grace"
-        );
-        assert_eq!(
-            found(&index, "acme", "urn:pod", 36_000),
-            0,
-            "after the grace"
-        );
-        assert_eq!(
-            found(&index, "acme", "urn:pod", 20_000),
-            1,
-            "history still binds earlier samples"
+        expect_found(
+            &index,
+            &[
+                ("acme", "urn:pod", 34_000, 1, "within the delete grace"),
+                ("acme", "urn:pod", 36_000, 0, "after the grace"),
+                (
+                    "acme",
+                    "urn:pod",
+                    20_000,
+                    1,
+                    "history still binds earlier samples",
+                ),
+            ],
         );
         index.upsert("k", pod(50_000));
-        assert_eq!(
-            found(&index, "acme", "urn:pod", 40_000),
-            0,
-            "a gap between two lifetimes"
+        expect_found(
+            &index,
+            &[
+                ("acme", "urn:pod", 40_000, 0, "a gap between two lifetimes"),
+                ("acme", "urn:pod", 50_000, 1, ""),
+            ],
         );
-        assert_eq!(found(&index, "acme", "urn:pod", 50_000), 1);
         index.purge(40_000);
-        assert_eq!(
-            found(&index, "acme", "urn:pod", 20_000),
-            0,
-            "purged history"
-        );
+        expect_found(&index, &[("acme", "urn:pod", 20_000, 0, "purged history")]);
         assert_eq!(index.current_components(), 1);
     }
 

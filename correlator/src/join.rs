@@ -2231,27 +2231,7 @@ mod tests {
         let mut joiner = joiner_with_p1();
         let v1 = record("p1", 10_000);
         let request = WriteRequest::decode(v1.as_slice()).unwrap();
-        let mut symbols = vec![String::new()];
-        let mut labels_refs = Vec::new();
-        for label in &request.timeseries[0].labels {
-            for text in [&label.name, &label.value] {
-                symbols.push(text.clone());
-                labels_refs.push(symbols.len() as u32 - 1);
-            }
-        }
-        let v2_record = v2::Request {
-            symbols,
-            timeseries: vec![v2::TimeSeries {
-                labels_refs,
-                samples: vec![v2::Sample {
-                    value: 1.0,
-                    timestamp: 10_000,
-                    start_timestamp: 0,
-                }],
-                ..Default::default()
-            }],
-        }
-        .encode_to_vec();
+        let v2_record = proto::fixtures::v1_as_v2(&request).encode_to_vec();
         let from_v1 = joiner
             .process("acme", proto::CONTENT_TYPE_V1, &v1, ORIGIN, 0)
             .unwrap();

@@ -618,7 +618,7 @@ mod tests {
     /// whichever loop (running or draining) books it.
     #[test]
     fn an_acknowledgement_stops_at_released_samples_still_in_flight() {
-        let settings = Settings::resolve(Options::default()).unwrap();
+        let settings = Settings::resolve(shared::settings::defaults::<Options>()).unwrap();
         let joiner = Joiner::new(Bindings::kubernetes_defaults(), settings.join.clone());
         let mut released_floor = BTreeMap::from([(origin(0, 7), 1), (origin(1, 3), 1)]);
         let consumed = InFlight {

@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn kafka_properties_override_the_defaults() {
-        let mut settings = Settings::resolve(Options::default()).unwrap();
+        let mut settings = Settings::resolve(shared::settings::defaults::<Options>()).unwrap();
         settings
             .kafka_properties
             .insert("linger.ms".into(), "50".into());
@@ -140,7 +140,7 @@ mod tests {
     /// librdkafka's default, under which topology.components was compacted.
     #[test]
     fn only_output_producers_use_the_java_partitioner() {
-        let settings = Settings::resolve(Options::default()).unwrap();
+        let settings = Settings::resolve(shared::settings::defaults::<Options>()).unwrap();
         let murmur2 = Some("murmur2_random");
         let outputs = output_producer_config(&settings);
         assert_eq!(outputs.get("partitioner"), murmur2);
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn the_transactional_producer_keeps_what_transactions_need() {
-        let mut settings = Settings::resolve(Options::default()).unwrap();
+        let mut settings = Settings::resolve(shared::settings::defaults::<Options>()).unwrap();
         for (name, value) in [("compression.type", "zstd"), ("acks", "1")] {
             settings.kafka_properties.insert(name.into(), value.into());
         }

@@ -74,11 +74,11 @@ fn captured_requests_come_out_bound_series_by_series_with_their_metadata() {
     );
     assert!(joiner.release_pending().is_empty());
 
-    let mut requests: Vec<WriteRequest> = Vec::new();
-    for (_, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-        requests.push(WriteRequest::decode(raw.as_slice()).unwrap());
-    }
+    let mut requests: Vec<WriteRequest> = proto::fixtures::prometheus_2_42_requests()
+        .unwrap()
+        .into_iter()
+        .map(|(_, request)| request)
+        .collect();
     let mut families = Families::new();
     for request in &requests {
         for entry in &request.metadata {

@@ -40,13 +40,7 @@ impl Prometheus {
             "prometheus.yml",
             "global:\n  scrape_interval: 1m\nstorage:\n  tsdb:\n    out_of_order_time_window: 1h\n",
         );
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        let child = support::kafka::prometheus_command("prometheus", dir, &config, port)
             .arg("--web.enable-remote-write-receiver")
             .stdout(std::fs::File::create(dir.0.join("prometheus.log")).unwrap())
             .stderr(std::fs::File::create(dir.0.join("prometheus.err")).unwrap())
@@ -193,35 +187,39 @@ fn start_faulty_endpoint(
         passed_samples: AtomicUsize::new(0),
         client: reqwest::Client::new(),
     });
-    let app_state = state.clone();
-    let port = serve(
-        move |config| {
-            config
-                .app_data(app_state.clone())
-                .route("/api/v1/write", web::post().to(faulty_endpoint));
-        },
-        None,
-    );
-    (format!("http://127.0.0.1:{port}/api/v1/write"), state)
+    let url = serve_write(state.clone(), faulty_endpoint, None);
+    (url, state)
 }
 
-/// Serves `routes` on the test's runtime, over TLS if given; returns the port.
-fn serve(
-    routes: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+/// An endpoint of its own on a free port: `handler` answering POSTs to
+/// `/api/v1/write` with `state` at hand, over TLS when `tls` is given. Its URL.
+fn serve_write<T, H, Args>(
+    state: web::Data<T>,
+    handler: H,
     tls: Option<rustls::ServerConfig>,
-) -> u16 {
+) -> String
+where
+    T: Send + Sync + 'static,
+    H: actix_web::Handler<Args> + Clone + Send + 'static,
+    Args: actix_web::FromRequest + 'static,
+    H::Output: actix_web::Responder + 'static,
+{
     let port = support::kafka::free_port();
-    let server =
-        actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
-            .workers(1)
-            .disable_signals();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(state.clone())
+            .route("/api/v1/write", web::post().to(handler.clone()))
+    })
+    .workers(1)
+    .disable_signals();
     let address = ("127.0.0.1", port);
     let server = match tls {
         Some(config) => server.bind_rustls_0_23(address, config),
         None => server.bind(address),
     };
     actix_web::rt::spawn(server.unwrap().run());
-    port
+    format!("{scheme}://127.0.0.1:{port}/api/v1/write")
 }
 
 /// What an output topic holds: per value of a label (the component, the
@@ -353,7 +351,7 @@ async fn metric_reaches(forwarder: &Correlator, name: &str, filter: &str, wanted
 async fn bound_fixtures_reach_prometheus_sample_for_sample_through_500s_and_a_400_is_dropped_and_counted()
  {
     let dir = TempDir::new();
-    let topics = Topics::fresh();
+    let topics = support::fresh_topics();
     let (correlator, per_job) = support::fixtures_posted(&dir, &topics).await;
     let node_samples = per_job["node"];
     let bound = topics.bound.clone();
@@ -711,16 +709,11 @@ fn start_https_receiver(
         delay,
         ..Received::default()
     });
-    let app_received = received.clone();
-    let port = serve(
-        move |config| {
-            config
-                .app_data(app_received.clone())
-                .route("/api/v1/write", web::post().to(receive_v2));
-        },
+    let url = serve_write(
+        received.clone(),
+        receive_v2,
         Some(resolver.server_config().unwrap()),
     );
-    let url = format!("https://127.0.0.1:{port}/api/v1/write");
     (url, cert_file, received)
 }
 
@@ -749,13 +742,8 @@ fn forward_v2(setup: &V2Setup, extra_env: &[(&str, &str)]) -> Correlator {
 /// the records' series.
 fn bound_topics(records: usize, histograms: bool) -> (TempDir, Topics, Vec<BatchSeries>) {
     let dir = TempDir::new();
-    let topics = Topics::fresh();
-    drop(Correlator::start(
-        &dir,
-        &topics,
-        &support::unique("group"),
-        &[],
-    ));
+    let topics = support::fresh_topics();
+    drop(Correlator::start_alone(&dir, &topics, &[]));
     let written = write_bound_records(&topics, records, histograms);
     (dir, topics, written)
 }

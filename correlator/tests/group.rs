@@ -6,10 +6,8 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use proto::Message;
-use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
-use support::kafka::TempDir;
-use support::{Correlator, Topics, eventually, ingest_app};
+use proto::prometheus::{Label, Sample, TimeSeries};
+use support::{Correlator, eventually, ingest_app};
 
 const REQUESTS: usize = 120;
 const SERIES_PER_REQUEST: usize = 20;
@@ -46,12 +44,7 @@ fn request(index: usize, timestamp: i64) -> Vec<u8> {
             }
         })
         .collect();
-    let raw = WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
-    .encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    support::kafka::snappy_v1(timeseries)
 }
 
 /// How many times each sequence number was bound.
@@ -67,9 +60,7 @@ fn bound_counts(topic: &str) -> BTreeMap<usize, usize> {
 }
 
 async fn kill_one_mid_stream(exactly_once: bool) -> BTreeMap<usize, usize> {
-    let dir = TempDir::new();
-    let topics = Topics::fresh();
-    let state = support::ingest(&dir, &topics, 8).await;
+    let (dir, topics, state) = support::fresh_ingest(8).await;
     let app = ingest_app!(state);
     // Short sessions so the killed member's partitions move on quickly.
     let config = dir.write(

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use proto::Message;
 use proto::records::Component;
 use support::kafka::{KEY_A, KEY_B, Record, TempDir, basic_auth};
-use support::{Correlator, Topics, eventually, ingest_app};
+use support::{Correlator, eventually, ingest_app};
 
 const ALPHA: &str = "alpha";
 const BETA: &str = "beta";
@@ -69,16 +69,9 @@ fn labels<'a>(sender: &'a str, attempt: &'a str, pod: &'a str) -> Vec<(&'a str, 
 
 #[actix_web::test]
 async fn no_request_of_one_tenant_produces_a_record_of_another() {
-    let dir = TempDir::new();
-    let topics = Topics::fresh();
-    let state = support::ingest(&dir, &topics, 4).await;
+    let (dir, topics, state) = support::fresh_ingest(4).await;
     let app = ingest_app!(state);
-    let correlator = Correlator::start(
-        &dir,
-        &topics,
-        &support::unique("group"),
-        &[("PENDING_GRACE_MS", "3000")],
-    );
+    let correlator = Correlator::start_alone(&dir, &topics, &[("PENDING_GRACE_MS", "3000")]);
     let collected = now_ms() / 1000 - 60;
     let json = "application/json";
 
@@ -457,7 +450,7 @@ async fn no_request_of_one_tenant_produces_a_record_of_another() {
 #[test]
 fn no_key_in_any_log_line_or_metrics_of_either_process() {
     let dir = TempDir::new();
-    let topics = Topics::fresh();
+    let topics = support::fresh_topics();
     let keys = support::kafka::keys_file(&dir, "");
     let binary = support::ingest_binary();
     // Ingest logs JSON, the correlator text: both formats are scanned.
@@ -474,10 +467,9 @@ fn no_key_in_any_log_line_or_metrics_of_either_process() {
         &support::kafka::brokers(),
         &debug,
     );
-    let correlator = Correlator::start(
+    let correlator = Correlator::start_alone(
         &dir,
         &topics,
-        &support::unique("group"),
         &[("RUST_LOG", "debug"), ("PENDING_GRACE_MS", "2000")],
     );
 
@@ -494,85 +486,84 @@ fn no_key_in_any_log_line_or_metrics_of_either_process() {
     let write = ingest.url("/api/v1/write");
     let json = ("content-type", "application/json");
     let v1 = ("content-type", "application/x-protobuf");
-    let mut statuses = Vec::new();
     for (key, tenant) in [(KEY_A, ALPHA), (KEY_B, BETA)] {
         let basic = basic_auth(key);
         let query = format!("{intake}?api_key={key}");
         let sample = |attempt: &str| {
             support::kafka::v1_request_with(&labels(tenant, attempt, SHARED_POD), at)
         };
-        // Accepted: every credential form.
-        statuses.push(support::curl_post(&dir, &query, &[json], &topology(tenant)));
-        statuses.push(support::curl_post(
-            &dir,
-            &intake,
-            &[("sts-api-key", key), json],
-            &topology(tenant),
-        ));
-        statuses.push(support::curl_post(
-            &dir,
-            &intake,
-            &[("authorization", &basic), json],
-            &topology(tenant),
-        ));
-        statuses.push(support::curl_post(
-            &dir,
-            &write,
-            &[("sts-api-key", key), v1],
-            &sample("header"),
-        ));
-        statuses.push(support::curl_post(
-            &dir,
-            &write,
-            &[("authorization", &basic), v1],
-            &sample("basic"),
-        ));
-        // Refused, each after or instead of authentication: logged at debug.
-        statuses.push(support::curl_post(
-            &dir,
-            &write,
-            &[("sts-api-key", key), v1],
-            b"not snappy",
-        ));
-        statuses.push(support::curl_post(
-            &dir,
-            &write,
-            &[("sts-api-key", key), ("content-type", "text/plain")],
-            &sample("media-type"),
-        ));
-        statuses.push(support::curl_post(
-            &dir,
-            &query,
-            &[json],
-            br#"{"topologies": [{"instance": {}}]}"#,
-        ));
-        statuses.push(support::curl_post(
-            &dir,
-            &write,
-            &[("sts-api-key", &format!("{key}x")), v1],
-            &sample("unknown-key"),
-        ));
+        let unknown_key = format!("{key}x");
         let wrong_user = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("admin:{key}"))
         );
-        statuses.push(support::curl_post(
-            &dir,
-            &write,
-            &[("authorization", &wrong_user), v1],
-            &sample("wrong-user"),
-        ));
-        statuses.push(support::curl_post(
-            &dir,
-            &format!("{write}?api_key={key}"),
-            &[v1],
-            &sample("query-only"),
-        ));
+        let key_in_query_only = format!("{write}?api_key={key}");
+        type Attempt<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+        let attempts: Vec<Attempt<'_>> = vec![
+            // Accepted: every credential form.
+            (&query, vec![json], topology(tenant), 200),
+            (
+                &intake,
+                vec![("sts-api-key", key), json],
+                topology(tenant),
+                200,
+            ),
+            (
+                &intake,
+                vec![("authorization", &basic), json],
+                topology(tenant),
+                200,
+            ),
+            (
+                &write,
+                vec![("sts-api-key", key), v1],
+                sample("header"),
+                204,
+            ),
+            (
+                &write,
+                vec![("authorization", &basic), v1],
+                sample("basic"),
+                204,
+            ),
+            // Refused, each after or instead of authentication: logged at debug.
+            (
+                &write,
+                vec![("sts-api-key", key), v1],
+                b"not snappy".to_vec(),
+                400,
+            ),
+            (
+                &write,
+                vec![("sts-api-key", key), ("content-type", "text/plain")],
+                sample("media-type"),
+                415,
+            ),
+            (
+                &query,
+                vec![json],
+                br#"{"topologies": [{"instance": {}}]}"#.to_vec(),
+                400,
+            ),
+            (
+                &write,
+                vec![("sts-api-key", &unknown_key), v1],
+                sample("unknown-key"),
+                401,
+            ),
+            (
+                &write,
+                vec![("authorization", &wrong_user), v1],
+                sample("wrong-user"),
+                401,
+            ),
+            (&key_in_query_only, vec![v1], sample("query-only"), 401),
+        ];
+        for (url, headers, body, expected) in attempts {
+            let status = support::curl_post(&dir, url, &headers, &body);
+            assert_eq!(status, expected, "{tenant}: {url} with {headers:?}");
+        }
     }
-    assert_eq!(
-        statuses,
-        [200, 200, 200, 204, 204, 400, 415, 400, 401, 401, 401].repeat(2)
-    );
 
     // Both tenants' samples are joined (so the correlator logged its debug lines for them).
     let bound = topics.bound.clone();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use support::kafka::TempDir;
-use support::{CONTAINER, Correlator, POD, Topics, eventually, ingest_app};
+use support::{CONTAINER, Correlator, POD, eventually, ingest_app};
 
 /// The Java clients' murmur2 (Kafka's `Utils.murmur2`).
 fn java_murmur2(data: &[u8]) -> i32 {
@@ -65,7 +65,7 @@ fn java_murmur2_matches_kafkas_own_cases() {
 #[actix_web::test]
 async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
     let dir = TempDir::new();
-    let topics = Topics::fresh();
+    let topics = support::fresh_topics();
     let (correlator, per_job) = support::fixtures_posted(&dir, &topics).await;
 
     let node_samples = per_job["node"];
@@ -157,18 +157,15 @@ async fn fixtures_bind_to_the_pod_and_container_and_the_rest_says_why_not() {
 
 #[actix_web::test]
 async fn a_custom_bindings_file_replaces_the_defaults_and_a_broken_one_stops_the_start() {
-    let dir = TempDir::new();
-    let topics = Topics::fresh();
-    let state = support::ingest(&dir, &topics, 2).await;
+    let (dir, topics, state) = support::fresh_ingest(2).await;
     let app = ingest_app!(state);
     let bindings = dir.write(
         "bindings.toml",
         "[[rules]]\nname = \"checkout-service\"\ntemplate = \"urn:service:/${service_name}:${env|environment}\"\n",
     );
-    let _correlator = Correlator::start(
+    let _correlator = Correlator::start_alone(
         &dir,
         &topics,
-        &support::unique("group"),
         &[
             ("BINDINGS_FILE", bindings.to_str().unwrap()),
             ("OUTPUT_ENCODING", "json"),
@@ -222,7 +219,7 @@ async fn a_custom_bindings_file_replaces_the_defaults_and_a_broken_one_stops_the
     );
     let mut failing = Correlator::spawn(
         &dir,
-        &Topics::fresh(),
+        &support::fresh_topics(),
         "g",
         &[("BINDINGS_FILE", broken.to_str().unwrap())],
     );

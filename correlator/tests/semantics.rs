@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proto::records::UnboundReason;
-use support::kafka::TempDir;
 use support::{Correlator, Topics, eventually, ingest_app};
 
 fn now_ms() -> i64 {
@@ -57,9 +56,7 @@ async fn wait_for_pods(topic: &str, expected: &[(&str, bool)]) {
 
 #[actix_web::test]
 async fn snapshots_replace_incomplete_ones_delete_nothing_and_a_restart_continues() {
-    let dir = TempDir::new();
-    let topics = Topics::fresh();
-    let state = support::ingest(&dir, &topics, 2).await;
+    let (dir, topics, state) = support::fresh_ingest(2).await;
     let app = ingest_app!(state);
     let group = support::unique("group");
     let mut correlator = Correlator::start(&dir, &topics, &group, &[]);
@@ -193,14 +190,11 @@ fn outcomes(topics: &Topics) -> (Vec<SampleId>, BTreeMap<SampleId, UnboundReason
 
 #[actix_web::test]
 async fn early_samples_wait_within_the_grace_and_late_or_orphaned_ones_say_why() {
-    let dir = TempDir::new();
-    let topics = Topics::fresh();
-    let state = support::ingest(&dir, &topics, 2).await;
+    let (dir, topics, state) = support::fresh_ingest(2).await;
     let app = ingest_app!(state);
-    let _correlator = Correlator::start(
+    let _correlator = Correlator::start_alone(
         &dir,
         &topics,
-        &support::unique("group"),
         &[
             ("PENDING_GRACE_MS", "4000"),
             ("DELETE_GRACE_MS", "2000"),

@@ -112,7 +112,7 @@ fn totals_of(summary: &Summary) -> Totals {
 #[actix_web::test]
 async fn the_binding_view_in_chromium_shows_the_topics_counts_and_a_components_series() {
     let dir = TempDir::new();
-    let topics = Topics::fresh();
+    let topics = support::fresh_topics();
     let (_correlator, per_job) = support::fixtures_posted(&dir, &topics).await;
     // Every fixture sample comes out, bound (the node exporter's, twice) or unbound.
     let all_samples: usize = per_job.values().sum::<usize>() + per_job["node"];

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
+use ingest::config::SeriesLimits;
 use ingest::partition::{PartitionedBatch, carries_metadata, partition_of_series};
 use ingest::validate::Items;
 use prost::Message;
@@ -14,6 +15,27 @@ use proto::v2;
 pub const TENANT: &str = "tenant";
 /// The partition count every target splits into.
 pub const PARTITIONS: u32 = 8;
+
+/// A decompressed 1.0 body split as ingest splits it; what is accepted must
+/// hold together and count what the body holds.
+pub fn split_v1_and_check(data: &[u8]) {
+    if let Ok(batch) =
+        ingest::partition::split_v1(data, TENANT, &SeriesLimits::default(), PARTITIONS)
+    {
+        check_v1_batch(&batch, PARTITIONS);
+        check_v1_counts(data, &batch);
+    }
+}
+
+/// The same for a decompressed 2.0 body.
+pub fn split_v2_and_check(data: &[u8]) {
+    if let Ok(batch) =
+        ingest::partition::split_v2(data, TENANT, &SeriesLimits::default(), PARTITIONS)
+    {
+        check_v2_batch(&batch, PARTITIONS);
+        check_v2_counts(data, &batch);
+    }
+}
 
 /// Records come one per partition, in partition order, each non-empty and in range.
 fn check_record_partitions(batch: &PartitionedBatch, partitions: u32) {

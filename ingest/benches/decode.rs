@@ -27,10 +27,11 @@ use proto::Message;
 use proto::prometheus::WriteRequest;
 
 use proto::fields::{prometheus as v1, v2};
+use proto::fixtures::v1_as_v2;
 use proto::wire::Fields;
 use split_v1_before::split_v1_before;
 use split_v2_prost::split_v2_prost;
-use synthetic::{synthetic_v1, to_v2};
+use synthetic::synthetic_v1;
 
 const PARTITIONS: u32 = 8;
 
@@ -148,7 +149,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
         .map(|body| {
             let request = WriteRequest::decode(decompress(body).as_slice()).unwrap();
             snap::raw::Encoder::new()
-                .compress_vec(&to_v2(&request).encode_to_vec())
+                .compress_vec(&v1_as_v2(&request).encode_to_vec())
                 .unwrap()
         })
         .collect();
@@ -193,7 +194,7 @@ fn bench<M: Measurement>(c: &mut Criterion<M>) {
         .compress_vec(&synthetic.encode_to_vec())
         .unwrap();
     let v2_body = snap::raw::Encoder::new()
-        .compress_vec(&to_v2(&synthetic).encode_to_vec())
+        .compress_vec(&v1_as_v2(&synthetic).encode_to_vec())
         .unwrap();
     let mut group = c.benchmark_group("synthetic_2000");
     group.throughput(Throughput::Elements(2000));

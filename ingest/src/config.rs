@@ -22,7 +22,7 @@ use shared::logging::LogFormat;
     version,
     about = "Prometheus remote_write and topology intake into Kafka"
 )]
-#[serde(default, deny_unknown_fields)]
+#[serde(default = "shared::settings::defaults", deny_unknown_fields)]
 pub struct Options {
     /// TOML file with any of the settings below (keys are the variable names in lowercase) and a `[kafka.properties]` table
     #[arg(long, env = "INGEST_CONFIG")]
@@ -129,13 +129,6 @@ pub struct Options {
     /// Extra librdkafka properties, applied last (TOML `[kafka.properties]` only).
     #[arg(skip)]
     pub kafka: KafkaSection,
-}
-
-impl Default for Options {
-    /// Every default: what the file does not set.
-    fn default() -> Options {
-        shared::settings::defaults()
-    }
 }
 
 /// `KAFKA_COMPRESSION`: the producer's `compression.type`.
@@ -246,7 +239,7 @@ impl Settings {
         let matches = Options::command().get_matches();
         let file = match matches.get_one::<PathBuf>("config") {
             Some(path) => read_toml(path)?,
-            None => Options::default(),
+            None => shared::settings::defaults::<Options>(),
         };
         Settings::resolve(shared::settings::layer(&matches, file)?)
     }
@@ -325,10 +318,11 @@ mod tests {
 
     /// `args` (without the program's name) over `file`, as [`Settings::load`] layers them.
     fn layered(args: &[&str], file: &str) -> anyhow::Result<Settings> {
-        let matches = Options::command()
-            .try_get_matches_from(std::iter::once("ingest").chain(args.iter().copied()))?;
-        let file: Options = toml::from_str(file)?;
-        Settings::resolve(shared::settings::layer(&matches, file)?)
+        Settings::resolve(shared::settings::layer_args(
+            Options::command(),
+            args,
+            file,
+        )?)
     }
 
     #[test]
@@ -356,7 +350,7 @@ mod tests {
         assert_eq!(settings.kafka_properties["security.protocol"], "SASL_SSL");
         let defaults = Settings::resolve(Options {
             api_keys_file: Some("k.toml".into()),
-            ..Options::default()
+            ..shared::settings::defaults::<Options>()
         })
         .unwrap();
         assert_eq!(defaults.topic_topology_raw, "topology.raw");
@@ -391,7 +385,7 @@ mod tests {
         let unknown = toml::from_str::<Options>("kafka_brokerz = \"x\"").unwrap_err();
         assert!(unknown.to_string().contains("kafka_brokerz"), "{unknown}");
 
-        let missing = Settings::resolve(Options::default()).unwrap_err();
+        let missing = Settings::resolve(shared::settings::defaults::<Options>()).unwrap_err();
         assert!(missing.to_string().contains("API_KEYS_FILE"));
 
         let bad_format = layered(&["--log-format", "xml"], "")

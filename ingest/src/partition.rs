@@ -766,6 +766,12 @@ mod tests {
         };
         let good_sample = sample(&[wire::SAMPLE_VALUE_KEY, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]); // value 1.0
         let split = |raw: &[u8]| split_v1(raw, "tenant", &SeriesLimits::default(), 8);
+        // Nothing forwarded, and the one rejection's reason.
+        let rejected_alone = |raw: &[u8]| {
+            let batch = split(raw).unwrap();
+            assert!(batch.records.is_empty());
+            batch.rejected.counts().next().unwrap().0
+        };
 
         // Well-formed: forwarded, and prost reads the record.
         let batch = split(&request(&[(SAMPLES, good_sample.clone())], None)).unwrap();
@@ -783,14 +789,11 @@ mod tests {
             field::EXEMPLAR_LABELS,
             &label(b"trace_id", b"\xff"),
         );
-        let batch = split(&request(
-            &[(SAMPLES, good_sample.clone()), (EXEMPLARS, exemplar)],
-            None,
-        ))
-        .unwrap();
-        assert!(batch.records.is_empty());
         assert_eq!(
-            batch.rejected.counts().next().unwrap().0,
+            rejected_alone(&request(
+                &[(SAMPLES, good_sample.clone()), (EXEMPLARS, exemplar)],
+                None
+            )),
             Rejection::InvalidUtf8
         );
 
@@ -798,14 +801,11 @@ mod tests {
         let mut twice = Vec::new();
         wire::put_len_field(&mut twice, field::LABEL_NAME, b"\xff");
         twice.extend_from_slice(&label(b"job", b"a"));
-        let batch = split(&request(
-            &[(LABELS, twice), (SAMPLES, good_sample.clone())],
-            None,
-        ))
-        .unwrap();
-        assert!(batch.records.is_empty());
         assert_eq!(
-            batch.rejected.counts().next().unwrap().0,
+            rejected_alone(&request(
+                &[(LABELS, twice), (SAMPLES, good_sample.clone())],
+                None
+            )),
             Rejection::InvalidUtf8
         );
 
@@ -1045,11 +1045,7 @@ mod tests {
             let part = WriteRequest::decode(record.as_slice()).unwrap();
             assert_eq!(part.metadata.len(), 1, "metadata in partition {partition}");
             for ts in &part.timeseries {
-                let labels: Vec<(&[u8], &[u8])> = ts
-                    .labels
-                    .iter()
-                    .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
-                    .collect();
+                let labels = proto::fixtures::v1_label_bytes(ts);
                 // The shard's partition at the index a plain modulo by its size gives.
                 let index = Partitioning::new(3, &[]).partition_of("acme", &labels);
                 assert_eq!(shard.partitions()[index as usize], *partition);
@@ -1181,11 +1177,7 @@ mod tests {
                 symbols.push(format!("metric_{i}"));
                 v2::TimeSeries {
                     labels_refs: vec![5, symbols.len() as u32 - 1, 1, 2, 3, 4],
-                    samples: vec![v2::Sample {
-                        value: i as f64,
-                        timestamp: 1000,
-                        start_timestamp: 0,
-                    }],
+                    samples: vec![proto::fixtures::v2_sample(i as f64, 1000)],
                     ..Default::default()
                 }
             })
@@ -1217,20 +1209,12 @@ mod tests {
             timeseries: vec![
                 v2::TimeSeries {
                     labels_refs: vec![3, 4, 1, 2],
-                    samples: vec![v2::Sample {
-                        value: 1.0,
-                        timestamp: 1,
-                        start_timestamp: 0,
-                    }],
+                    samples: vec![proto::fixtures::v2_sample(1.0, 1)],
                     ..Default::default()
                 },
                 v2::TimeSeries {
                     labels_refs: vec![1, 2, 3, 5],
-                    samples: vec![v2::Sample {
-                        value: 2.0,
-                        timestamp: 1,
-                        start_timestamp: 0,
-                    }],
+                    samples: vec![proto::fixtures::v2_sample(2.0, 1)],
                     ..Default::default()
                 },
                 v2::TimeSeries {

@@ -220,19 +220,19 @@ async fn handle(
     .await?;
     outcome.written = batch.written;
     outcome.decoded = Items::default();
-    let accepted = &state.metrics.accepted;
-    accepted
-        .get_or_create(&kind_labels("sample"))
-        .inc_by(batch.written.samples as u64);
-    accepted
-        .get_or_create(&kind_labels("histogram"))
-        .inc_by(batch.written.histograms as u64);
-    accepted
-        .get_or_create(&kind_labels("exemplar"))
-        .inc_by(batch.written.exemplars as u64);
-    accepted
-        .get_or_create(&kind_labels("metadata"))
-        .inc_by(batch.written.metadata as u64);
+    let written = batch.written;
+    for (kind, count) in [
+        ("sample", written.samples),
+        ("histogram", written.histograms),
+        ("exemplar", written.exemplars),
+        ("metadata", written.metadata),
+    ] {
+        state
+            .metrics
+            .accepted
+            .get_or_create(&kind_labels(kind))
+            .inc_by(count as u64);
+    }
 
     if let Some((reason, first)) = batch.rejected.first() {
         outcome.first_rejection = Some((reason, first.to_string()));

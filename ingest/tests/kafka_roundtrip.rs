@@ -27,6 +27,24 @@ async fn fresh_publisher(topic: &str, partitions: i32) -> Publisher {
     Publisher::new(settings, topic.to_string()).unwrap()
 }
 
+/// Publishes `records` to `topic`, all with one key, content type and tenant.
+async fn publish(
+    publisher: &Publisher,
+    topic: &str,
+    records: &[(Option<i32>, &[u8])],
+) -> Result<(), ingest::publish::PublishError> {
+    publisher
+        .publish(
+            topic,
+            "k",
+            "text/plain",
+            "t",
+            records,
+            Duration::from_secs(10),
+        )
+        .await
+}
+
 /// Publishes `payloads` 100 at a time, to `partition` or to the publisher's choice.
 async fn publish_in_chunks(
     publisher: &Publisher,
@@ -37,17 +55,7 @@ async fn publish_in_chunks(
     for chunk in payloads.chunks(100) {
         let records: Vec<(Option<i32>, &[u8])> =
             chunk.iter().map(|p| (partition, p.as_slice())).collect();
-        publisher
-            .publish(
-                topic,
-                "k",
-                "text/plain",
-                "t",
-                &records,
-                Duration::from_secs(10),
-            )
-            .await
-            .unwrap();
+        publish(publisher, topic, &records).await.unwrap();
     }
 }
 
@@ -75,43 +83,15 @@ async fn records_produced_to_a_fresh_topic_read_back_exactly() {
 async fn a_fatal_producer_error_fails_one_publish_and_the_next_succeeds() {
     let topic = common::unique("fatal");
     let publisher = fresh_publisher(&topic, 1).await;
-    let record: [(Option<i32>, &[u8]); 1] = [(None, b"before")];
-    publisher
-        .publish(
-            &topic,
-            "k",
-            "text/plain",
-            "t",
-            &record,
-            Duration::from_secs(10),
-        )
+    publish(&publisher, &topic, &[(None, b"before".as_slice())])
         .await
         .unwrap();
 
     publisher.inject_fatal_error();
-    let record: [(Option<i32>, &[u8]); 1] = [(None, b"during")];
-    let failed = publisher
-        .publish(
-            &topic,
-            "k",
-            "text/plain",
-            "t",
-            &record,
-            Duration::from_secs(10),
-        )
-        .await;
+    let failed = publish(&publisher, &topic, &[(None, b"during".as_slice())]).await;
     assert!(failed.is_err(), "a fatal producer cannot deliver");
 
-    let record: [(Option<i32>, &[u8]); 1] = [(None, b"after")];
-    publisher
-        .publish(
-            &topic,
-            "k",
-            "text/plain",
-            "t",
-            &record,
-            Duration::from_secs(10),
-        )
+    publish(&publisher, &topic, &[(None, b"after".as_slice())])
         .await
         .expect("recreated producer delivers");
     let payloads: Vec<Vec<u8>> = common::read_all(&topic)

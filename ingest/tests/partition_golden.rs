@@ -102,10 +102,10 @@ fn pinned_series_keep_their_partitions() {
 }
 
 fn fixture_requests() -> Vec<Vec<u8>> {
-    proto::fixtures::prometheus_2_42_bodies()
+    proto::fixtures::prometheus_2_42_raw()
         .unwrap()
         .into_iter()
-        .map(|(_, body)| snap::raw::Decoder::new().decompress_vec(&body).unwrap())
+        .map(|(_, raw)| raw)
         .collect()
 }
 
@@ -125,11 +125,7 @@ fn the_fixtures_keep_their_partitions() {
             for (partition, record) in &batch.records {
                 let request = WriteRequest::decode(record.as_slice()).unwrap();
                 for series in &request.timeseries {
-                    let pairs: Vec<(&[u8], &[u8])> = series
-                        .labels
-                        .iter()
-                        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
-                        .collect();
+                    let pairs = proto::fixtures::v1_label_bytes(series);
                     assert_eq!(*partition, reference_partition("dev", &pairs, partitions));
                     *counts.entry(partition / bucket).or_insert(0) += 1;
                     checked += 1;
@@ -156,51 +152,13 @@ fn the_fixtures_keep_their_partitions() {
 fn v2_series_land_where_their_v1_form_does() {
     for raw in fixture_requests() {
         let request = WriteRequest::decode(raw.as_slice()).unwrap();
-        let mut symbols = vec![String::new()];
-        let mut index = BTreeMap::new();
-        let mut intern = |s: &str| -> u32 {
-            *index.entry(s.to_string()).or_insert_with(|| {
-                symbols.push(s.to_string());
-                (symbols.len() - 1) as u32
-            })
-        };
-        let timeseries = request
-            .timeseries
-            .iter()
-            .map(|ts| v2::TimeSeries {
-                labels_refs: ts
-                    .labels
-                    .iter()
-                    .flat_map(|l| [intern(&l.name), intern(&l.value)])
-                    .collect(),
-                samples: vec![v2::Sample {
-                    value: ts.samples[0].value,
-                    timestamp: ts.samples[0].timestamp,
-                    start_timestamp: 0,
-                }],
-                ..Default::default()
-            })
-            .collect();
-        let v2_raw = v2::Request {
-            symbols,
-            timeseries,
-        }
-        .encode_to_vec();
+        let v2_raw = proto::fixtures::v1_as_v2(&request).encode_to_vec();
         let batch = split_v2(&v2_raw, "dev", &SeriesLimits::default(), 8).unwrap();
         assert_eq!(batch.written.series, request.timeseries.len());
         for (partition, record) in &batch.records {
             let part = v2::Request::decode(record.as_slice()).unwrap();
             for series in &part.timeseries {
-                let pairs: Vec<(&[u8], &[u8])> = series
-                    .labels_refs
-                    .chunks_exact(2)
-                    .map(|pair| {
-                        (
-                            part.symbols[pair[0] as usize].as_bytes(),
-                            part.symbols[pair[1] as usize].as_bytes(),
-                        )
-                    })
-                    .collect();
+                let pairs = proto::fixtures::v2_label_bytes(&part, series);
                 assert_eq!(*partition, reference_partition("dev", &pairs, 8));
             }
         }

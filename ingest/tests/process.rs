@@ -36,12 +36,9 @@ async fn send(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_prometheus_writes_with_basic_auth() {
     let dir = TempDir::new();
-    let keys = common::keys_file(&dir, "");
-    let ingest = IngestProcess::start(
+    let ingest = IngestProcess::start_for_two_tenants(
         env!("CARGO_BIN_EXE_ingest"),
         &dir,
-        &keys,
-        &common::brokers(),
         &[("RUST_LOG", "debug")],
     );
     let prometheus_port = common::free_port();
@@ -55,13 +52,7 @@ async fn a_real_prometheus_writes_with_basic_auth() {
             common::KEY_A
         ),
     );
-    let mut prometheus = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.0.join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+    let mut prometheus = common::prometheus_command("prometheus", &dir, &config, prometheus_port)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(dir.0.join("prometheus.log")).unwrap())
         .spawn()
@@ -86,12 +77,7 @@ async fn a_real_prometheus_writes_with_basic_auth() {
             let request =
                 proto::prometheus::WriteRequest::decode(record.payload.as_slice()).unwrap();
             for series in request.timeseries {
-                let name = series
-                    .labels
-                    .iter()
-                    .find(|l| l.name == "__name__")
-                    .map(|l| l.value.clone())
-                    .unwrap_or_default();
+                let name = common::label_value(&series, "__name__");
                 if wanted.contains(&name.as_str()) {
                     assert_eq!(record.headers["tenant"], "alpha");
                     assert!(
@@ -133,14 +119,7 @@ async fn a_real_prometheus_writes_with_basic_auth() {
         )
         .unwrap();
     assert_eq!(send(&client(), &ingest, body).await.unwrap(), 400);
-    let metrics = client()
-        .get(ingest.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = common::get_text(&client(), &ingest.url("/metrics")).await;
     assert!(metrics.contains("ingest_samples_accepted_total"));
     let log = ingest.log_text();
     // Each refusal has its line: who, what and why (a 401: from where and how).
@@ -292,12 +271,9 @@ async fn kafka_down_means_503_in_time_and_retries_land_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_answers_in_flight_requests_and_loses_nothing() {
     let dir = TempDir::new();
-    let keys = common::keys_file(&dir, "");
-    let mut ingest = IngestProcess::start(
+    let mut ingest = IngestProcess::start_for_two_tenants(
         env!("CARGO_BIN_EXE_ingest"),
         &dir,
-        &keys,
-        &common::brokers(),
         &[("SHUTDOWN_DELAY_MS", "500")],
     );
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));

@@ -287,14 +287,7 @@ fn family_of<'a, V>(name: &'a str, families: &BTreeMap<String, V>) -> Option<&'a
 fn prometheus_3_loses_nothing_it_sends_over_either_protocol() {
     let (prometheus_bin, target_bin) = tools();
     let dir = TempDir::new();
-    let keys = common::keys_file(&dir, "");
-    let ingest = IngestProcess::start(
-        env!("CARGO_BIN_EXE_ingest"),
-        &dir,
-        &keys,
-        &common::brokers(),
-        &[],
-    );
+    let ingest = IngestProcess::start_for_two_tenants(env!("CARGO_BIN_EXE_ingest"), &dir, &[]);
     let ingest_url = ingest.url("/receiver/prometheus/api/v1/write");
 
     let target_address = format!("127.0.0.1:{}", common::free_port());
@@ -321,14 +314,7 @@ fn prometheus_3_loses_nothing_it_sends_over_either_protocol() {
     let prometheus = format!("http://127.0.0.1:{prometheus_port}");
     let (prometheus_log, prometheus_log_file) = log_file(&dir, "prometheus.log");
     let _prometheus = Running(
-        Command::new(&prometheus_bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.0.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
-            // Exemplars are kept (and so sent) only with exemplar storage; 2.0
+        common::prometheus_command(&prometheus_bin, &dir, &config, prometheus_port) // Exemplars are kept (and so sent) only with exemplar storage; 2.0
             // carries metadata only from metadata records in the WAL.
             .arg("--enable-feature=exemplar-storage,metadata-wal-records")
             .arg("--web.enable-lifecycle")

@@ -172,113 +172,7 @@ async fn every_fixture_arrives_exactly_once_per_tenant_with_either_auth_form() {
             "{tenant}: metadata differs"
         );
     }
-    assert!(
-        partitions_of
-            .values()
-            .all(|partitions| partitions.len() == 1),
-        "a series in two partitions"
-    );
-}
-
-fn v2_request() -> v2::Request {
-    let symbols = [
-        "",
-        "__name__",
-        "rpc_latency_seconds",
-        "job",
-        "api",
-        "instance",
-        "a:9090",
-        "trace_id",
-        "abc",
-        "RPC latency.",
-        "seconds",
-        "requests_total",
-        "code",
-        "200",
-        "500",
-        "Requests.",
-        "temperature",
-        "room",
-    ];
-    let histogram = v2::Histogram {
-        count: Some(v2::histogram::Count::CountInt(7)),
-        sum: 3.5,
-        schema: 1,
-        zero_count: Some(v2::histogram::ZeroCount::ZeroCountInt(1)),
-        zero_threshold: 0.001,
-        positive_spans: vec![v2::BucketSpan {
-            offset: 0,
-            length: 3,
-        }],
-        positive_deltas: vec![2, 1, -2], // 2, 3, 1
-        timestamp: 1_700_000_000_000,
-        start_timestamp: 1_699_000_000_000,
-        ..Default::default()
-    };
-    let sample = |value: f64, timestamp: i64| v2::Sample {
-        value,
-        timestamp,
-        start_timestamp: 0,
-    };
-    v2::Request {
-        symbols: symbols.map(String::from).to_vec(),
-        timeseries: vec![
-            v2::TimeSeries {
-                // Unsorted on purpose: job before __name__.
-                labels_refs: vec![3, 4, 1, 2, 5, 6],
-                histograms: vec![
-                    histogram.clone(),
-                    v2::Histogram {
-                        timestamp: 1_700_000_015_000,
-                        ..histogram
-                    },
-                ],
-                exemplars: vec![v2::Exemplar {
-                    labels_refs: vec![7, 8],
-                    value: 0.3,
-                    timestamp: 1_700_000_000_001,
-                }],
-                metadata: Some(v2::Metadata {
-                    r#type: v2::metadata::MetricType::Histogram as i32,
-                    help_ref: 9,
-                    unit_ref: 10,
-                }),
-                ..Default::default()
-            },
-            v2::TimeSeries {
-                labels_refs: vec![1, 11, 12, 13, 3, 4],
-                samples: vec![
-                    sample(10.0, 1_700_000_000_000),
-                    sample(f64::from_bits(proto::STALE_NAN_BITS), 1_700_000_015_000),
-                ],
-                metadata: Some(v2::Metadata {
-                    r#type: v2::metadata::MetricType::Counter as i32,
-                    help_ref: 15,
-                    unit_ref: 0,
-                }),
-                ..Default::default()
-            },
-            v2::TimeSeries {
-                labels_refs: vec![1, 11, 12, 14, 3, 4],
-                samples: vec![
-                    sample(f64::NAN, 1_700_000_000_000),
-                    sample(f64::INFINITY, 1_700_000_015_000),
-                ],
-                exemplars: vec![v2::Exemplar {
-                    labels_refs: vec![],
-                    value: 1.0,
-                    timestamp: 1_700_000_000_002,
-                }],
-                ..Default::default()
-            },
-            v2::TimeSeries {
-                labels_refs: vec![1, 16, 17, 4],
-                samples: vec![sample(f64::NEG_INFINITY, 1_700_000_000_000)],
-                ..Default::default()
-            },
-        ],
-    }
+    assert_each_series_in_one_partition(&partitions_of);
 }
 
 /// A v2 series with its references resolved, in a comparable form.
@@ -343,6 +237,15 @@ fn v2_body(request: &v2::Request) -> Vec<u8> {
     snappy(&request.encode_to_vec())
 }
 
+fn assert_each_series_in_one_partition(partitions_of: &SeriesPartitions) {
+    assert!(
+        partitions_of
+            .values()
+            .all(|partitions| partitions.len() == 1),
+        "a series in two partitions"
+    );
+}
+
 fn snappy(raw: &[u8]) -> Vec<u8> {
     snap::raw::Encoder::new().compress_vec(raw).unwrap()
 }
@@ -352,7 +255,7 @@ async fn remote_write_2_is_acknowledged_with_exact_counts_and_stored_losslessly(
     let dir = common::TempDir::new();
     let state = common::ready_state(common::settings(common::keys_file(&dir, ""), |_| {})).await;
     let app = app!(state);
-    let request = v2_request();
+    let request = proto::fixtures::v2_request();
     let (status, headers, text) = post(&app, &v2_headers(common::KEY_A), v2_body(&request)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
     assert_eq!(written_headers(&headers), [Some(5), Some(2), Some(2)]);
@@ -387,16 +290,6 @@ struct BadCase {
     message: &'static str,
 }
 
-fn v1_body(series: Vec<proto::prometheus::TimeSeries>) -> Vec<u8> {
-    snappy(
-        &WriteRequest {
-            timeseries: series,
-            metadata: vec![],
-        }
-        .encode_to_vec(),
-    )
-}
-
 fn series(labels: &[(&str, &str)]) -> proto::prometheus::TimeSeries {
     proto::prometheus::TimeSeries {
         labels: labels
@@ -423,7 +316,7 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
     }))
     .await;
     let app = app!(state);
-    let good = v1_body(vec![series(&[("__name__", "up"), ("job", "a")])]);
+    let good = common::snappy_v1(vec![series(&[("__name__", "up"), ("job", "a")])]);
     let v1 = |key: &str| {
         vec![
             ("sts-api-key", key.to_string()),
@@ -437,11 +330,11 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
         headers.push((extra.0, extra.1.to_string()));
         headers
     };
-    let mut v2_out_of_range = v2_request();
+    let mut v2_out_of_range = proto::fixtures::v2_request();
     v2_out_of_range.timeseries[3].labels_refs = vec![1, 16, 17, 99];
-    let mut v2_both = v2_request();
+    let mut v2_both = proto::fixtures::v2_request();
     v2_both.timeseries[3].histograms = v2_both.timeseries[0].histograms.clone();
-    let mut v2_bad_count = v2_request();
+    let mut v2_bad_count = proto::fixtures::v2_request();
     v2_bad_count.timeseries[0].histograms[1].count = Some(v2::histogram::Count::CountInt(99));
     let long_value = "v".repeat(5000);
 
@@ -522,21 +415,21 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
         BadCase {
             name: "series with no labels",
             headers: v1(key),
-            body: v1_body(vec![series(&[])]),
+            body: common::snappy_v1(vec![series(&[])]),
             status: StatusCode::BAD_REQUEST,
             message: "1 of 1 series rejected; 1 without labels",
         },
         BadCase {
             name: "series without __name__",
             headers: v1(key),
-            body: v1_body(vec![series(&[("job", "a")]), series(&[("__name__", "up")])]),
+            body: common::snappy_v1(vec![series(&[("job", "a")]), series(&[("__name__", "up")])]),
             status: StatusCode::BAD_REQUEST,
             message: "1 of 2 series rejected; 1 without a __name__ label (first: {job=\"a\"})",
         },
         BadCase {
             name: "duplicate label names",
             headers: v1(key),
-            body: v1_body(vec![series(&[
+            body: common::snappy_v1(vec![series(&[
                 ("__name__", "up"),
                 ("job", "a"),
                 ("job", "b"),
@@ -549,14 +442,14 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
             // count before anything is sorted or hashed.
             name: "huge label count",
             headers: v1(key),
-            body: v1_body(vec![series(&huge_label_set)]),
+            body: common::snappy_v1(vec![series(&huge_label_set)]),
             status: StatusCode::BAD_REQUEST,
             message: "1 of 1 series rejected; 1 with too many labels",
         },
         BadCase {
             name: "over-long label value",
             headers: v1(key),
-            body: v1_body(vec![series(&[("__name__", "up"), ("job", &long_value)])]),
+            body: common::snappy_v1(vec![series(&[("__name__", "up"), ("job", &long_value)])]),
             status: StatusCode::BAD_REQUEST,
             message: "label value over the length limit",
         },
@@ -615,7 +508,7 @@ async fn bad_input_gets_the_right_status_and_says_what_is_wrong() {
 
     // Over quota: 2 samples of burst, then 429 with Retry-After.
     let limited = "limited-key-000000000000";
-    let two = v1_body(vec![
+    let two = common::snappy_v1(vec![
         series(&[("__name__", "a")]),
         series(&[("__name__", "b")]),
     ]);
@@ -695,11 +588,7 @@ fn v2_exemplar_only_request() -> v2::Request {
         timeseries: vec![
             v2::TimeSeries {
                 labels_refs: vec![1, 2, 3, 4],
-                samples: vec![v2::Sample {
-                    value: 3.0,
-                    timestamp: 1_700_000_000_000,
-                    start_timestamp: 0,
-                }],
+                samples: vec![proto::fixtures::v2_sample(3.0, 1_700_000_000_000)],
                 metadata,
                 ..Default::default()
             },
@@ -770,7 +659,7 @@ async fn exemplar_only_series_are_written_and_counted_and_every_refusal_is_count
     let (status, headers, text) = post(
         &app,
         &v1(common::KEY_B),
-        v1_body(vec![exemplar_only.clone()]),
+        common::snappy_v1(vec![exemplar_only.clone()]),
     )
     .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
@@ -781,7 +670,7 @@ async fn exemplar_only_series_are_written_and_counted_and_every_refusal_is_count
     );
     let mut empty = exemplar_only.clone();
     empty.exemplars.clear();
-    let (status, _, text) = post(&app, &v1(common::KEY_B), v1_body(vec![empty])).await;
+    let (status, _, text) = post(&app, &v1(common::KEY_B), common::snappy_v1(vec![empty])).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(
         text.contains("1 of 1 series rejected; 1 with neither samples, histograms nor exemplars"),
@@ -811,7 +700,7 @@ async fn exemplar_only_series_are_written_and_counted_and_every_refusal_is_count
 
     // Over the rate: what the request carried is counted as refused for the tenant.
     let limited = "limited-key-000000000000";
-    let one = v1_body(vec![series(&[("__name__", "a")])]);
+    let one = common::snappy_v1(vec![series(&[("__name__", "a")])]);
     assert_eq!(
         post(&app, &v1(limited), one.clone()).await.0,
         StatusCode::NO_CONTENT
@@ -918,7 +807,7 @@ async fn a_tenants_series_go_only_to_the_partitions_of_its_shard() {
             assert_eq!(status, StatusCode::NO_CONTENT, "{name}: {text}");
         }
     }
-    let v2 = v2_request();
+    let v2 = proto::fixtures::v2_request();
     let (status, _, text) = post(&app, &v2_headers(KEY_C), v2_body(&v2)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{text}");
     for series in expected_series.values_mut() {
@@ -967,10 +856,5 @@ async fn a_tenants_series_go_only_to_the_partitions_of_its_shard() {
             "{tenant}: metadata"
         );
     }
-    assert!(
-        partitions_of
-            .values()
-            .all(|partitions| partitions.len() == 1),
-        "a series in two partitions"
-    );
+    assert_each_series_in_one_partition(&partitions_of);
 }

@@ -99,6 +99,14 @@ fn https_url(process: &IngestProcess, path: &str) -> String {
 }
 
 /// Starts the binary serving HTTPS with `pair` and waits until `/readyz` answers over TLS.
+/// A fresh directory, a certificate for `name` (serial 1), and ingest serving it.
+async fn start_fresh(name: &str) -> (TempDir, Pair, IngestProcess, Files) {
+    let dir = TempDir::new();
+    let pair = Pair::generate(name, 1);
+    let (ingest, files) = start_tls(&dir, &pair).await;
+    (dir, pair, ingest, files)
+}
+
 async fn start_tls(dir: &TempDir, pair: &Pair) -> (IngestProcess, Files) {
     let keys = common::keys_file(dir, "");
     let files = Files {
@@ -166,14 +174,7 @@ async fn write(client: &reqwest::Client, process: &IngestProcess, id: &str) -> u
 
 /// `ingest_tls_certificate_reloads_total{result=...}` as served on `/metrics`.
 async fn reloads(client: &reqwest::Client, process: &IngestProcess, result: &str) -> u64 {
-    let text = client
-        .get(https_url(process, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::get_text(client, &https_url(process, "/metrics")).await;
     let prefix = format!("ingest_tls_certificate_reloads_total{{result=\"{result}\"}} ");
     text.lines()
         .find_map(|line| line.strip_prefix(&prefix))
@@ -196,9 +197,7 @@ fn wait_for_certificate(port: u16, trusted: &[&Pair], wanted: &Pair, within: Dur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_write_over_https_reaches_kafka() {
-    let dir = TempDir::new();
-    let pair = Pair::generate("ingest tls test", 1);
-    let (ingest, _files) = start_tls(&dir, &pair).await;
+    let (_dir, pair, ingest, _files) = start_fresh("ingest tls test").await;
 
     let client = https_client(&[&pair]);
     for id in ["first", "second"] {
@@ -222,9 +221,7 @@ async fn remote_write_over_https_reaches_kafka() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_http_to_the_tls_port_fails() {
-    let dir = TempDir::new();
-    let pair = Pair::generate("ingest tls test", 1);
-    let (ingest, _files) = start_tls(&dir, &pair).await;
+    let (_dir, _pair, ingest, _files) = start_fresh("ingest tls test").await;
 
     let plain = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -248,10 +245,8 @@ async fn plain_http_to_the_tls_port_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_certificate_is_served_to_new_connections() {
-    let dir = TempDir::new();
-    let old = Pair::generate("ingest tls test old", 1);
+    let (_dir, old, ingest, files) = start_fresh("ingest tls test old").await;
     let new = Pair::generate("ingest tls test new", 2);
-    let (ingest, files) = start_tls(&dir, &old).await;
     let ingest = Arc::new(ingest);
 
     // Writes go on throughout the rotation, each over a new connection.
@@ -304,10 +299,8 @@ async fn a_rotated_certificate_is_served_to_new_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_certificate_keeps_the_old_one_serving() {
-    let dir = TempDir::new();
-    let old = Pair::generate("ingest tls test old", 1);
+    let (_dir, old, ingest, files) = start_fresh("ingest tls test old").await;
     let other = Pair::generate("ingest tls test other", 2);
-    let (ingest, files) = start_tls(&dir, &old).await;
     let client = https_client(&[&old]);
     assert_eq!(reloads(&client, &ingest, "error").await, 0);
 

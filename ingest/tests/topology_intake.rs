@@ -5,9 +5,27 @@ mod common;
 
 use std::io::Write;
 
+use actix_web::dev::{Service, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::{App, test};
 use ingest::routes;
+
+/// Posts `payload` to the intake with tenant alpha's key: the status and the
+/// answer's text.
+async fn post_intake(
+    app: &impl Service<actix_http::Request, Response = ServiceResponse, Error = actix_web::Error>,
+    payload: String,
+) -> (StatusCode, String) {
+    let request = test::TestRequest::post()
+        .uri("/receiver/stsAgent/intake")
+        .insert_header(("sts-api-key", common::KEY_A))
+        .set_payload(payload)
+        .to_request();
+    let response = test::call_service(app, request).await;
+    let status = response.status();
+    let body = test::read_body(response).await;
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
 
 fn snapshot_parts() -> serde_json::Value {
     let component = |id: &str, kind: &str| serde_json::json!({"externalId": id, "type": {"name": kind}, "data": {"name": id.rsplit('/').next().unwrap(), "identifiers": []}});
@@ -94,30 +112,18 @@ async fn snapshot_parts_arrive_in_order_on_one_partition_for_the_keys_tenant() {
     // Good parts before a malformed one: 400 naming it, and none of them published.
     let mut payload = snapshot_parts();
     payload["topologies"][2]["components"][0]["type"] = serde_json::json!("container");
-    let malformed = test::TestRequest::post()
-        .uri("/receiver/stsAgent/intake")
-        .insert_header(("sts-api-key", common::KEY_A))
-        .set_payload(payload.to_string())
-        .to_request();
-    let response = test::call_service(&app, malformed).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body = test::read_body(response).await;
+    let (status, body) = post_intake(&app, payload.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        String::from_utf8_lossy(&body).trim(),
+        body.trim(),
         r#"topologies[2].components[0].type: expected an object with "name""#
     );
     let mut payload = snapshot_parts();
     payload["topologies"][1]["delete_ids"] = serde_json::json!("x");
-    let malformed = test::TestRequest::post()
-        .uri("/receiver/stsAgent/intake")
-        .insert_header(("sts-api-key", common::KEY_A))
-        .set_payload(payload.to_string())
-        .to_request();
-    let response = test::call_service(&app, malformed).await;
-    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    let body = test::read_body(response).await;
+    let (status, body) = post_intake(&app, payload.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
-        String::from_utf8_lossy(&body).trim(),
+        body.trim(),
         "topologies[1].delete_ids: expected an array of strings"
     );
     assert_eq!(

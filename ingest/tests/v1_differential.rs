@@ -3,9 +3,12 @@
 //! must refuse the same requests and otherwise produce the same records byte
 //! for byte, the same counts and the same rejections.
 
+#[path = "support/differential.rs"]
+mod differential;
 #[path = "support/split_v1_before.rs"]
 mod split_v1_before;
 
+use differential::{SAMPLE_VALUES, agree, agree_for_each, mutate};
 use ingest::config::SeriesLimits;
 use ingest::partition::split_v1;
 use proto::Message;
@@ -17,42 +20,20 @@ use split_v1_before::split_v1_before;
 fn same(raw: &[u8], partitions: u32, limits: &SeriesLimits) -> bool {
     let old = split_v1_before(raw, "acme", limits, partitions);
     let new = split_v1(raw, "acme", limits, partitions);
-    match (old, new) {
-        (Err(old), Err(new)) => {
-            assert_eq!(old, new, "errors of {raw:02x?}");
-            false
-        }
-        (Ok(old), Ok(new)) => {
-            assert_eq!(
-                old.total_series, new.total_series,
-                "total_series of {raw:02x?}"
-            );
-            assert_eq!(old.written, new.written, "written of {raw:02x?}");
-            assert_eq!(old.rejected, new.rejected, "rejections of {raw:02x?}");
-            assert_eq!(old.records, new.records, "records of {raw:02x?}");
-            true
-        }
-        (old, new) => panic!(
-            "before: {:?}, now: {:?} on {raw:02x?}",
-            old.map(|b| b.records),
-            new.map(|b| b.records)
-        ),
-    }
+    agree(raw, old, new, |old, new| {
+        assert_eq!(old, new, "errors of {raw:02x?}")
+    })
 }
 
 fn check(raw: &[u8]) -> bool {
-    let limits = SeriesLimits::default();
-    let mut accepted = false;
-    for partitions in [1, 8] {
-        accepted = same(raw, partitions, &limits);
-    }
-    accepted
+    agree_for_each(raw, &[1, 8], |raw, partitions| {
+        same(raw, partitions, &SeriesLimits::default())
+    })
 }
 
 #[test]
 fn the_captures_split_alike() {
-    for (name, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+    for (name, raw) in proto::fixtures::prometheus_2_42_raw().unwrap() {
         assert!(check(&raw), "{name}");
         let tight = SeriesLimits {
             max_labels_per_series: 6,
@@ -67,13 +48,6 @@ fn random_request(rng: &mut StdRng) -> WriteRequest {
     const NAMES: [&str; 8] = ["__name__", "job", "instance", "", "ü", "le", "a", "zz"];
     let long = "x".repeat(200);
     let values = ["up", "", "node", "ünï", "a:1", long.as_str(), "0.5"];
-    let floats = [
-        0.0,
-        -0.0,
-        1.5,
-        f64::NAN,
-        f64::from_bits(proto::STALE_NAN_BITS),
-    ];
     let label = |rng: &mut StdRng| Label {
         name: NAMES[rng.random_range(0..NAMES.len())].into(),
         value: values[rng.random_range(0..values.len())].into(),
@@ -98,7 +72,7 @@ fn random_request(rng: &mut StdRng) -> WriteRequest {
                 labels,
                 samples: (0..rng.random_range(0..3))
                     .map(|_| Sample {
-                        value: floats[rng.random_range(0..floats.len())],
+                        value: SAMPLE_VALUES[rng.random_range(0..SAMPLE_VALUES.len())],
                         timestamp: rng.random_range(-1..3) * 1_700_000_000_000,
                     })
                     .collect(),
@@ -134,20 +108,7 @@ fn random_and_mutated_requests_split_alike() {
     for round in 0..rounds {
         let mut raw = random_request(&mut rng).encode_to_vec();
         if round % 2 == 1 {
-            for _ in 0..rng.random_range(1..4) {
-                if raw.is_empty() {
-                    break;
-                }
-                let at = rng.random_range(0..raw.len());
-                match rng.random_range(0..4) {
-                    0 => raw[at] = rng.random(),
-                    1 => raw[at] ^= 1 << rng.random_range(0..8),
-                    2 => {
-                        raw.remove(at);
-                    }
-                    _ => raw.insert(at, rng.random()),
-                }
-            }
+            mutate(&mut raw, &mut rng);
         }
         accepted += usize::from(check(&raw));
     }

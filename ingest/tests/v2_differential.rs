@@ -4,66 +4,40 @@
 //! the same requests and, for the others, produce the same records byte for
 //! byte, the same counts and the same rejections.
 
+#[path = "support/differential.rs"]
+mod differential;
 #[path = "support/split_v2_prost.rs"]
 mod split_v2_prost;
-#[path = "support/synthetic.rs"]
-mod synthetic;
 
+use differential::{SAMPLE_VALUES, agree, agree_for_each, mutate};
 use ingest::config::SeriesLimits;
 use ingest::partition::split_v2;
 use proto::Message;
-use proto::prometheus::WriteRequest;
+use proto::fixtures::{v1_as_v2, v2_sample};
 use proto::v2;
 use proto::wire::put_varint;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use split_v2_prost::split_v2_prost;
-use synthetic::to_v2;
 
 /// Both paths on one input; returns whether it was accepted.
 fn same(raw: &[u8], partitions: u32, limits: &SeriesLimits) -> bool {
     let old = split_v2_prost(raw, "acme", limits, partitions);
     let new = split_v2(raw, "acme", limits, partitions);
-    match (old, new) {
-        (Err(_), Err(_)) => false,
-        (Ok(old), Ok(new)) => {
-            assert_eq!(
-                old.total_series, new.total_series,
-                "total_series of {raw:02x?}"
-            );
-            assert_eq!(old.written, new.written, "written of {raw:02x?}");
-            assert_eq!(old.rejected, new.rejected, "rejections of {raw:02x?}");
-            assert_eq!(old.records, new.records, "records of {raw:02x?}");
-            true
-        }
-        (old, new) => panic!(
-            "prost {} but the walker {} on {raw:02x?}: {:?} / {:?}",
-            if old.is_ok() { "accepts" } else { "refuses" },
-            if new.is_ok() { "accepts" } else { "refuses" },
-            old.err(),
-            new.err()
-        ),
-    }
+    agree(raw, old, new, |_, _| {})
 }
 
 fn check(raw: &[u8]) -> bool {
-    let limits = SeriesLimits::default();
-    let mut accepted = false;
-    for partitions in [1, 3, 8] {
-        accepted = same(raw, partitions, &limits);
-    }
-    accepted
+    agree_for_each(raw, &[1, 3, 8], |raw, partitions| {
+        same(raw, partitions, &SeriesLimits::default())
+    })
 }
 
 fn fixtures_as_v2() -> Vec<Vec<u8>> {
-    proto::fixtures::prometheus_2_42_bodies()
+    proto::fixtures::prometheus_2_42_requests()
         .unwrap()
-        .into_iter()
-        .map(|(_, body)| {
-            let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-            let request = WriteRequest::decode(raw.as_slice()).unwrap();
-            to_v2(&request).encode_to_vec()
-        })
+        .iter()
+        .map(|(_, request)| v1_as_v2(request).encode_to_vec())
         .collect()
 }
 
@@ -71,14 +45,6 @@ fn fixtures_as_v2() -> Vec<Vec<u8>> {
 fn the_captures_split_alike() {
     for raw in fixtures_as_v2() {
         assert!(check(&raw));
-    }
-}
-
-fn sample(value: f64, timestamp: i64) -> v2::Sample {
-    v2::Sample {
-        value,
-        timestamp,
-        start_timestamp: 0,
     }
 }
 
@@ -143,11 +109,11 @@ fn rich_request() -> v2::Request {
             v2::TimeSeries {
                 labels_refs: vec![10, 11, 1, 12, 3, 4],
                 samples: vec![
-                    sample(f64::NAN, 1),
-                    sample(f64::from_bits(proto::STALE_NAN_BITS), 2),
-                    sample(-0.0, -3),
-                    sample(0.0, 0),
-                    sample(f64::INFINITY, i64::MIN),
+                    v2_sample(f64::NAN, 1),
+                    v2_sample(f64::from_bits(proto::STALE_NAN_BITS), 2),
+                    v2_sample(-0.0, -3),
+                    v2_sample(0.0, 0),
+                    v2_sample(f64::INFINITY, i64::MIN),
                 ],
                 metadata: Some(v2::Metadata::default()),
                 ..Default::default()
@@ -176,27 +142,27 @@ fn rich_request() -> v2::Request {
             // bad histogram, exemplar and metadata references out of range.
             v2::TimeSeries {
                 labels_refs: vec![1, 12, 3, 99],
-                samples: vec![sample(1.0, 1)],
+                samples: vec![v2_sample(1.0, 1)],
                 ..Default::default()
             },
             v2::TimeSeries {
                 labels_refs: vec![1, 12, 3],
-                samples: vec![sample(1.0, 1)],
+                samples: vec![v2_sample(1.0, 1)],
                 ..Default::default()
             },
             v2::TimeSeries {
                 labels_refs: vec![1, 12, 3, 4, 13, 14],
-                samples: vec![sample(1.0, 1)],
+                samples: vec![v2_sample(1.0, 1)],
                 ..Default::default()
             },
             v2::TimeSeries {
                 labels_refs: vec![3, 4],
-                samples: vec![sample(1.0, 1)],
+                samples: vec![v2_sample(1.0, 1)],
                 ..Default::default()
             },
             v2::TimeSeries {
                 labels_refs: vec![1, 2],
-                samples: vec![sample(1.0, 1)],
+                samples: vec![v2_sample(1.0, 1)],
                 histograms: vec![histogram],
                 ..Default::default()
             },
@@ -211,7 +177,7 @@ fn rich_request() -> v2::Request {
             },
             v2::TimeSeries {
                 labels_refs: vec![1, 2],
-                samples: vec![sample(1.0, 1)],
+                samples: vec![v2_sample(1.0, 1)],
                 exemplars: vec![v2::Exemplar {
                     labels_refs: vec![6, 70],
                     ..Default::default()
@@ -220,7 +186,7 @@ fn rich_request() -> v2::Request {
             },
             v2::TimeSeries {
                 labels_refs: vec![1, 2],
-                samples: vec![sample(1.0, 1)],
+                samples: vec![v2_sample(1.0, 1)],
                 metadata: Some(v2::Metadata {
                     r#type: 1,
                     help_ref: 1000,
@@ -230,7 +196,7 @@ fn rich_request() -> v2::Request {
             },
             v2::TimeSeries {
                 labels_refs: vec![],
-                samples: vec![sample(1.0, 1)],
+                samples: vec![v2_sample(1.0, 1)],
                 ..Default::default()
             },
         ],
@@ -469,14 +435,6 @@ fn random_request(rng: &mut StdRng) -> v2::Request {
             rng.random_range(0..symbol_count as u32)
         }
     };
-    let values = [
-        0.0,
-        -0.0,
-        1.5,
-        f64::NAN,
-        f64::from_bits(proto::STALE_NAN_BITS),
-        f64::NEG_INFINITY,
-    ];
     let timeseries = (0..rng.random_range(0..6))
         .map(|_| {
             let mut labels_refs: Vec<u32> = (0..rng.random_range(0..5) * 2)
@@ -490,7 +448,7 @@ fn random_request(rng: &mut StdRng) -> v2::Request {
             }
             let samples = (0..rng.random_range(0..3))
                 .map(|_| v2::Sample {
-                    value: values[rng.random_range(0..values.len())],
+                    value: SAMPLE_VALUES[rng.random_range(0..SAMPLE_VALUES.len())],
                     timestamp: rng.random_range(-2..3) * 1_000_000_007,
                     start_timestamp: if rng.random_bool(0.2) { 5 } else { 0 },
                 })
@@ -514,7 +472,7 @@ fn random_request(rng: &mut StdRng) -> v2::Request {
                     labels_refs: (0..rng.random_range(0..2) * 2)
                         .map(|_| reference(rng))
                         .collect(),
-                    value: values[rng.random_range(0..values.len())],
+                    value: SAMPLE_VALUES[rng.random_range(0..SAMPLE_VALUES.len())],
                     timestamp: rng.random_range(0..3),
                 })
                 .collect();
@@ -562,20 +520,7 @@ fn mutated_requests_split_alike() {
     let rounds = 40_000;
     for _ in 0..rounds {
         let mut raw = random_request(&mut rng).encode_to_vec();
-        for _ in 0..rng.random_range(1..4) {
-            if raw.is_empty() {
-                break;
-            }
-            let at = rng.random_range(0..raw.len());
-            match rng.random_range(0..4) {
-                0 => raw[at] = rng.random(),
-                1 => raw[at] ^= 1 << rng.random_range(0..8),
-                2 => {
-                    raw.remove(at);
-                }
-                _ => raw.insert(at, rng.random()),
-            }
-        }
+        mutate(&mut raw, &mut rng);
         accepted += usize::from(check(&raw));
     }
     // Enough of both outcomes to mean something.
@@ -612,7 +557,7 @@ fn a_large_symbol_table_splits_alike() {
                 1 => vec![1, last, last - 1, 4 + i * 31 % 150_000],
                 _ => vec![1, 4 + i, last - 1, 4 + i * 7 % 150_000],
             },
-            samples: vec![sample(f64::from(i), i64::from(i))],
+            samples: vec![v2_sample(f64::from(i), i64::from(i))],
             exemplars: vec![v2::Exemplar {
                 labels_refs: vec![last - 1, 4 + i],
                 value: 1.0,

@@ -9,31 +9,14 @@
 // or through `bench k6` (`make k6`, README.md).
 //
 //   RATE=50 DURATION=20s SERIES_PER_REQUEST=100 VUS=50 P99_MS=500
-import { check } from 'k6';
-import exec from 'k6/execution';
-import { baseThresholds, kubernetesTemplate, makeClient, settings, writeSlice } from './lib.js';
+import { arrivalRateOptions, settings, writeIteration } from './lib.js';
 
 const cfg = settings({ RATE: 50, VUS: 50 });
 
-export const options = {
-  scenarios: {
-    constant_rate: {
-      executor: 'constant-arrival-rate',
-      rate: cfg.rate,
-      timeUnit: '1s',
-      duration: cfg.duration,
-      preAllocatedVUs: cfg.preVus,
-      maxVUs: cfg.vus,
-    },
-  },
-  thresholds: baseThresholds(cfg),
-};
+export const options = arrivalRateOptions(cfg, 'constant_rate', {
+  executor: 'constant-arrival-rate',
+  rate: cfg.rate,
+  duration: cfg.duration,
+});
 
-// Init context: every VU has its own client and compiled template.
-const client = makeClient(cfg, cfg.apiKey);
-const template = kubernetesTemplate(cfg);
-
-export default function () {
-  const res = writeSlice(cfg, client, template, exec.scenario.iterationInTest, undefined, (s) => s === 204);
-  check(res, { 'status is 204': (r) => r.status === 204 });
-}
+export default writeIteration(cfg);

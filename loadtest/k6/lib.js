@@ -1,8 +1,11 @@
 // What the four scenarios share: their settings (environment or -e), the
-// thresholds every one has, the Kubernetes-like series template, a client per
-// API key, and one remote-write request of a slice of the series. A scenario
+// thresholds every one has, their arrival-rate options, the Kubernetes-like
+// series template, a client per API key, one remote-write request of a slice
+// of the series, and the iteration of the scenarios with one API key. A scenario
 // imports it with `import { ... } from './lib.js'` (k6 resolves the path
 // relative to the script), so real k6 runs the scenarios unchanged.
+import { check } from 'k6';
+import exec from 'k6/execution';
 import remote from 'k6/x/remotewrite';
 import { Counter } from 'k6/metrics';
 
@@ -88,6 +91,34 @@ export function baseThresholds(cfg) {
   };
   if (cfg.maxDropped !== undefined) t.dropped_iterations = [`count<=${cfg.maxDropped}`];
   return t;
+}
+
+/**
+ * The options of a scenario run by one arrival-rate executor: `scenario` holds
+ * the executor and its rate or stages; the time unit (1 s) and the VUs come
+ * from here, the thresholds are the base ones unless given.
+ */
+export function arrivalRateOptions(cfg, name, scenario, thresholds = baseThresholds(cfg)) {
+  return {
+    scenarios: {
+      [name]: { ...scenario, timeUnit: '1s', preAllocatedVUs: cfg.preVus, maxVUs: cfg.vus },
+    },
+    thresholds,
+  };
+}
+
+/**
+ * The iteration of a scenario with one API key: a write of the k-th slice of
+ * the Kubernetes-like series, expected to be answered 204. Called in the init
+ * context, so that every VU has its own client and compiled template.
+ */
+export function writeIteration(cfg) {
+  const client = makeClient(cfg, cfg.apiKey);
+  const template = kubernetesTemplate(cfg);
+  return function () {
+    const res = writeSlice(cfg, client, template, exec.scenario.iterationInTest, undefined, (s) => s === 204);
+    check(res, { 'status is 204': (r) => r.status === 204 });
+  };
 }
 
 /** Kubernetes-like series: 20 metric names per pod, 50 pods per node, 2 nodes per namespace. */

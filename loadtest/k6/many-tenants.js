@@ -19,7 +19,7 @@
 import { check } from 'k6';
 import exec from 'k6/execution';
 import { Counter, Rate } from 'k6/metrics';
-import { env, kubernetesTemplate, makeClient, settings, writeSlice } from './lib.js';
+import { arrivalRateOptions, env, kubernetesTemplate, makeClient, settings, writeSlice } from './lib.js';
 
 /** API keys as "KEY,KEY" or "tenant=KEY,tenant=KEY" (tenant names tag the metrics). */
 function parseKeys(raw) {
@@ -55,19 +55,16 @@ const thresholds = {
 if (limited.length) thresholds['rate_limited{limited:yes}'] = ['count>0'];
 if (cfg.maxDropped !== undefined) thresholds.dropped_iterations = [`count<=${cfg.maxDropped}`];
 
-export const options = {
-  scenarios: {
-    many_tenants: {
-      executor: 'constant-arrival-rate',
-      rate: cfg.rate,
-      timeUnit: '1s',
-      duration: cfg.duration,
-      preAllocatedVUs: cfg.preVus,
-      maxVUs: cfg.vus,
-    },
+export const options = arrivalRateOptions(
+  cfg,
+  'many_tenants',
+  {
+    executor: 'constant-arrival-rate',
+    rate: cfg.rate,
+    duration: cfg.duration,
   },
   thresholds,
-};
+);
 
 const tenants = keys.map((k) => ({
   tags: { tenant: k.tenant, limited: limited.indexOf(k.tenant) >= 0 ? 'yes' : 'no' },

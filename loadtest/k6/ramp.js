@@ -7,9 +7,7 @@
 // xk6-client-prometheus-remote; README.md).
 //
 //   RATE=100 START_RATE=5 DURATION=20s SERIES_PER_REQUEST=100 VUS=100 P99_MS=500
-import { check } from 'k6';
-import exec from 'k6/execution';
-import { baseThresholds, env, kubernetesTemplate, makeClient, ms, num, parseDuration, settings, writeSlice } from './lib.js';
+import { arrivalRateOptions, env, ms, num, parseDuration, settings, writeIteration } from './lib.js';
 
 /** "10s:100,20s:100,5s:0" -> [{duration: '10s', target: 100}, ...] (k6 stages). */
 function parseStages(raw) {
@@ -37,24 +35,10 @@ const stages = env('STAGES', '')
       { duration: ms(D * 0.2), target: 0 },
     ];
 
-export const options = {
-  scenarios: {
-    ramp: {
-      executor: 'ramping-arrival-rate',
-      startRate,
-      timeUnit: '1s',
-      stages,
-      preAllocatedVUs: cfg.preVus,
-      maxVUs: cfg.vus,
-    },
-  },
-  thresholds: baseThresholds(cfg),
-};
+export const options = arrivalRateOptions(cfg, 'ramp', {
+  executor: 'ramping-arrival-rate',
+  startRate,
+  stages,
+});
 
-const client = makeClient(cfg, cfg.apiKey);
-const template = kubernetesTemplate(cfg);
-
-export default function () {
-  const res = writeSlice(cfg, client, template, exec.scenario.iterationInTest, undefined, (s) => s === 204);
-  check(res, { 'status is 204': (r) => r.status === 204 });
-}
+export default writeIteration(cfg);

@@ -7,9 +7,7 @@
 // xk6-client-prometheus-remote; README.md).
 //
 //   RATE=40 SPIKE_FACTOR=5 SPIKE_DURATION=4s DURATION=20s SERIES_PER_REQUEST=100 VUS=150 P99_MS=500
-import { check } from 'k6';
-import exec from 'k6/execution';
-import { baseThresholds, env, kubernetesTemplate, makeClient, ms, num, parseDuration, settings, writeSlice } from './lib.js';
+import { arrivalRateOptions, env, ms, num, parseDuration, settings, writeIteration } from './lib.js';
 
 const cfg = settings({ RATE: 40, VUS: 150 });
 const factor = num('SPIKE_FACTOR', 5);
@@ -20,30 +18,16 @@ const before = Math.max(1000, (cfg.durationMs - spikeMs - 2 * edgeMs) * 0.4);
 const after = Math.max(1000, cfg.durationMs - before - spikeMs - 2 * edgeMs);
 const peak = cfg.rate * factor;
 
-export const options = {
-  scenarios: {
-    spike: {
-      executor: 'ramping-arrival-rate',
-      startRate: cfg.rate,
-      timeUnit: '1s',
-      stages: [
-        { duration: ms(before), target: cfg.rate },
-        { duration: ms(edgeMs), target: peak },
-        { duration: ms(spikeMs), target: peak },
-        { duration: ms(edgeMs), target: cfg.rate },
-        { duration: ms(after), target: cfg.rate },
-      ],
-      preAllocatedVUs: cfg.preVus,
-      maxVUs: cfg.vus,
-    },
-  },
-  thresholds: baseThresholds(cfg),
-};
+export const options = arrivalRateOptions(cfg, 'spike', {
+  executor: 'ramping-arrival-rate',
+  startRate: cfg.rate,
+  stages: [
+    { duration: ms(before), target: cfg.rate },
+    { duration: ms(edgeMs), target: peak },
+    { duration: ms(spikeMs), target: peak },
+    { duration: ms(edgeMs), target: cfg.rate },
+    { duration: ms(after), target: cfg.rate },
+  ],
+});
 
-const client = makeClient(cfg, cfg.apiKey);
-const template = kubernetesTemplate(cfg);
-
-export default function () {
-  const res = writeSlice(cfg, client, template, exec.scenario.iterationInTest, undefined, (s) => s === 204);
-  check(res, { 'status is 204': (r) => r.status === 204 });
-}
+export default writeIteration(cfg);

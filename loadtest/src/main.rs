@@ -18,7 +18,9 @@ use loadtest::send::{LoadShape, RetryPolicy, SendPlan, auth_header, sender};
 use loadtest::stats::{Recorder, RunSettings, Summary};
 use loadtest::synthetic::{RUN_LABEL, SeriesUniverse};
 use loadtest::topology::{components, intake_url, snapshot_requests};
-use loadtest::verify::{Decoder, SampleLedger, VerifyReport, body_samples, read_topic};
+use loadtest::verify::{
+    Decoder, SampleLedger, TopicRecord, VerifyError, VerifyReport, body_samples, read_topic,
+};
 use reqwest::header::{HeaderMap, HeaderValue};
 
 /// Prometheus' default scrape interval: the spacing of the passes' timestamps.
@@ -352,25 +354,16 @@ fn verify(
         }
     }
 
-    let mut records_undecodable = 0u64;
-    let records_read = read_topic(
-        &options.brokers,
-        &options.topic,
-        Duration::from_secs(60),
-        &mut |record| {
-            let decoded = decoder.samples_of_run(
+    let (records_read, records_undecodable) =
+        read_back(&options.brokers, &options.topic, &mut |record| {
+            decoder.samples_of_run(
                 record.content_type,
                 record.payload,
                 RUN_LABEL,
                 run_id,
                 &mut |id| ledger.found(id),
-            );
-            if decoded.is_err() {
-                records_undecodable += 1;
-            }
-        },
-    )
-    .with_context(|| format!("reading {} back from {}", options.topic, options.brokers))?;
+            )
+        })?;
 
     let outputs = if options.verify_outputs {
         Some(verify_outputs(options, run_id, &mut decoder, &ledger)?)
@@ -384,6 +377,23 @@ fn verify(
         counts: ledger.counts(),
         outputs,
     })
+}
+
+/// Reads `topic` back (until it is idle for a minute), each record through
+/// `decode`: how many records were read, and how many `decode` refused.
+fn read_back(
+    brokers: &str,
+    topic: &str,
+    decode: &mut dyn FnMut(TopicRecord<'_>) -> Result<(), VerifyError>,
+) -> anyhow::Result<(u64, u64)> {
+    let mut undecodable = 0u64;
+    let read = read_topic(brokers, topic, Duration::from_secs(60), &mut |record| {
+        if decode(record).is_err() {
+            undecodable += 1;
+        }
+    })
+    .with_context(|| format!("reading {topic} back from {brokers}"))?;
+    Ok((read, undecodable))
 }
 
 /// Waits for the correlator, then reads the bound and unbound topics back.
@@ -411,25 +421,18 @@ fn verify_outputs(
         (&options.bound_topic, true),
         (&options.unbound_topic, false),
     ] {
-        records_read += read_topic(
-            &options.brokers,
-            topic,
-            Duration::from_secs(60),
-            &mut |record| {
-                let decoded = decoder.output_samples(
-                    record.content_type,
-                    record.payload,
-                    bound,
-                    RUN_LABEL,
-                    run_id,
-                    &mut |id, destination| ledger.found(id, destination),
-                );
-                if decoded.is_err() {
-                    records_undecodable += 1;
-                }
-            },
-        )
-        .with_context(|| format!("reading {topic} back from {}", options.brokers))?;
+        let (read, undecodable) = read_back(&options.brokers, topic, &mut |record| {
+            decoder.output_samples(
+                record.content_type,
+                record.payload,
+                bound,
+                RUN_LABEL,
+                run_id,
+                &mut |id, destination| ledger.found(id, destination),
+            )
+        })?;
+        records_read += read;
+        records_undecodable += undecodable;
     }
     Ok(OutputsReport {
         bound_topic: options.bound_topic.clone(),

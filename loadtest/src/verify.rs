@@ -691,38 +691,28 @@ mod tests {
         );
         assert!(result.is_ok());
 
-        // v2 series referring to a symbol that does not exist.
-        let bad = proto::v2::Request {
-            symbols: vec![String::new(), "run".into()],
-            timeseries: vec![proto::v2::TimeSeries {
-                labels_refs: vec![1, 7],
-                ..Default::default()
-            }],
-        };
-        let result = decoder.samples_of_run(
-            proto::CONTENT_TYPE_V2,
-            &prost::Message::encode_to_vec(&bad),
-            "l",
-            "run",
-            &mut |_| {},
-        );
-        assert!(matches!(result, Err(VerifyError::BadSymbol)));
-        // An odd number of references.
-        let odd = proto::v2::Request {
-            symbols: vec![String::new(), "run".into()],
-            timeseries: vec![proto::v2::TimeSeries {
-                labels_refs: vec![1, 1, 1],
-                ..Default::default()
-            }],
-        };
-        let result = decoder.samples_of_run(
-            proto::CONTENT_TYPE_V2,
-            &prost::Message::encode_to_vec(&odd),
-            "l",
-            "run",
-            &mut |_| {},
-        );
-        assert!(matches!(result, Err(VerifyError::BadSymbol)));
+        // v2 series referring to a symbol that does not exist, and an odd
+        // number of references.
+        for labels_refs in [vec![1, 7], vec![1, 1, 1]] {
+            let bad = proto::v2::Request {
+                symbols: vec![String::new(), "run".into()],
+                timeseries: vec![proto::v2::TimeSeries {
+                    labels_refs: labels_refs.clone(),
+                    ..Default::default()
+                }],
+            };
+            let result = decoder.samples_of_run(
+                proto::CONTENT_TYPE_V2,
+                &prost::Message::encode_to_vec(&bad),
+                "l",
+                "run",
+                &mut |_| {},
+            );
+            assert!(
+                matches!(result, Err(VerifyError::BadSymbol)),
+                "{labels_refs:?}"
+            );
+        }
     }
 
     /// Hand-made records: sample ids 1..=6 sent; the topic is read back with

@@ -4,6 +4,7 @@
 //! shard of partitions a tenant writes to (which ingest and the correlator
 //! must compute alike), and the records' keys and headers.
 
+pub mod fixtures;
 pub mod keys;
 pub mod shard;
 pub mod wire;
@@ -104,33 +105,5 @@ impl Protocol {
             Protocol::V1 => CONTENT_TYPE_V1,
             Protocol::V2 => CONTENT_TYPE_V2,
         }
-    }
-}
-
-/// The captured Prometheus traffic in `testdata/`, for tests and benchmarks.
-pub mod fixtures {
-    use std::path::PathBuf;
-
-    /// Real remote-write 1.0 requests from Prometheus 2.42 (see `testdata/README.md`).
-    pub fn prometheus_2_42_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/remote-write/prometheus-2.42")
-    }
-
-    /// Every request body of `prometheus_2_42_dir()` (snappy-compressed), in file order.
-    pub fn prometheus_2_42_bodies() -> std::io::Result<Vec<(String, Vec<u8>)>> {
-        let mut bodies = Vec::new();
-        for entry in std::fs::read_dir(prometheus_2_42_dir())? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|ext| ext == "bin") {
-                let name = path
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned();
-                bodies.push((name, std::fs::read(&path)?));
-            }
-        }
-        bodies.sort();
-        Ok(bodies)
     }
 }

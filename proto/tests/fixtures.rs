@@ -71,119 +71,17 @@ fn the_field_walker_sees_what_prost_sees() {
     }
 }
 
+/// The shared request with negative buckets and a custom-bucket histogram too.
 fn v2_request() -> v2::Request {
-    let symbols = [
-        "",
-        "__name__",
-        "http_request_duration_seconds",
-        "job",
-        "api",
-        "instance",
-        "a:9090",
-        "trace_id",
-        "abc123",
-        "Request latency.",
-        "seconds",
-        "up",
-        "pod",
-        "web-0",
-    ];
-    let histogram = v2::Histogram {
-        count: Some(v2::histogram::Count::CountInt(6)),
-        sum: 12.5,
-        schema: 3,
-        zero_threshold: 1e-128,
-        zero_count: Some(v2::histogram::ZeroCount::ZeroCountInt(1)),
-        negative_spans: vec![v2::BucketSpan {
-            offset: -2,
-            length: 1,
-        }],
-        negative_deltas: vec![1],
-        positive_spans: vec![
-            v2::BucketSpan {
-                offset: 0,
-                length: 2,
-            },
-            v2::BucketSpan {
-                offset: 3,
-                length: 1,
-            },
-        ],
-        positive_deltas: vec![1, 1, -1],
-        timestamp: 1_700_000_000_000,
-        start_timestamp: 1_699_999_000_000,
-        reset_hint: v2::histogram::ResetHint::No as i32,
-        ..Default::default()
-    };
-    let custom_buckets = v2::Histogram {
-        count: Some(v2::histogram::Count::CountFloat(3.0)),
-        sum: 4.0,
-        schema: -53,
-        positive_spans: vec![v2::BucketSpan {
-            offset: 0,
-            length: 2,
-        }],
-        positive_counts: vec![1.0, 2.0],
-        custom_values: vec![0.5, 1.0],
-        timestamp: 1_700_000_000_000,
-        ..Default::default()
-    };
-    v2::Request {
-        symbols: symbols.iter().map(|s| s.to_string()).collect(),
-        timeseries: vec![
-            v2::TimeSeries {
-                labels_refs: vec![1, 2, 3, 4, 5, 6],
-                histograms: vec![histogram, custom_buckets],
-                exemplars: vec![v2::Exemplar {
-                    labels_refs: vec![7, 8],
-                    value: 0.25,
-                    timestamp: 1_700_000_000_001,
-                }],
-                metadata: Some(v2::Metadata {
-                    r#type: v2::metadata::MetricType::Histogram as i32,
-                    help_ref: 9,
-                    unit_ref: 10,
-                }),
-                ..Default::default()
-            },
-            v2::TimeSeries {
-                labels_refs: vec![1, 11, 12, 13],
-                samples: vec![
-                    v2::Sample {
-                        value: 1.0,
-                        timestamp: 1_700_000_000_000,
-                        start_timestamp: 0,
-                    },
-                    v2::Sample {
-                        value: f64::from_bits(STALE_NAN_BITS),
-                        timestamp: 1_700_000_015_000,
-                        start_timestamp: 0,
-                    },
-                    v2::Sample {
-                        value: f64::NAN,
-                        timestamp: 1_700_000_030_000,
-                        start_timestamp: 0,
-                    },
-                    v2::Sample {
-                        value: f64::INFINITY,
-                        timestamp: 1_700_000_045_000,
-                        start_timestamp: 0,
-                    },
-                    v2::Sample {
-                        value: f64::NEG_INFINITY,
-                        timestamp: 1_700_000_060_000,
-                        start_timestamp: 0,
-                    },
-                ],
-                metadata: Some(v2::Metadata {
-                    r#type: v2::metadata::MetricType::Gauge as i32,
-                    help_ref: 0,
-                    unit_ref: 0,
-                }),
-                ..Default::default()
-            },
-        ],
-    }
+    let mut request = proto::fixtures::v2_request();
+    let histograms = &mut request.timeseries[0].histograms;
+    histograms[1].negative_spans = vec![v2::BucketSpan {
+        offset: -2,
+        length: 1,
+    }];
+    histograms[1].negative_deltas = vec![1];
+    histograms.push(proto::fixtures::custom_buckets_histogram());
+    request
 }
 
 #[test]

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The options clap gives with an empty command line and no environment:
-/// every default, for the settings file's missing keys (`#[serde(default)]`
-/// through `Default`) and for tests.
+/// every default, for the settings file's missing keys (a service's options
+/// say `#[serde(default = "shared::settings::defaults")]`) and for tests.
 pub fn defaults<T: Args + FromArgMatches>() -> T {
     let command = T::augment_args(Command::new("defaults").no_binary_name(true))
         .mut_args(|arg| arg.env(None));
@@ -51,6 +51,20 @@ pub fn layer<T: FromArgMatches + Serialize + DeserializeOwned>(
     toml::Value::Table(layered)
         .try_into()
         .context("layering the settings")
+}
+
+/// `args` (without the program's name) of `command` over the settings file
+/// text `file`, layered as [`layer`] does: what a service's tests resolve.
+pub fn layer_args<T: FromArgMatches + Serialize + DeserializeOwned>(
+    command: clap::Command,
+    args: &[&str],
+    file: &str,
+) -> anyhow::Result<T> {
+    let program = command.get_name().to_string();
+    let matches = command
+        .try_get_matches_from(std::iter::once(program.as_str()).chain(args.iter().copied()))?;
+    let file: T = toml::from_str(file)?;
+    layer(&matches, file)
 }
 
 fn table<T: Serialize>(options: &T) -> anyhow::Result<toml::Table> {

@@ -17,28 +17,26 @@ use actix_web::{test, web};
 use ingest::state::AppState;
 use kafka::TempDir;
 
+pub use correlator::config::Topics;
 pub use kafka::{KEY_A, read_all, unique};
 
-/// The five topics of one test.
-#[derive(Clone, Debug)]
-pub struct Topics {
-    pub samples: String,
-    pub topology_raw: String,
-    pub topology: String,
-    pub bound: String,
-    pub unbound: String,
+/// The five topics of one test, each of a name of its own.
+pub fn fresh_topics() -> Topics {
+    Topics {
+        samples: unique("samples"),
+        topology_raw: unique("topology-raw"),
+        topology: unique("topology"),
+        bound: unique("bound"),
+        unbound: unique("unbound"),
+    }
 }
 
-impl Topics {
-    pub fn fresh() -> Topics {
-        Topics {
-            samples: unique("samples"),
-            topology_raw: unique("topology-raw"),
-            topology: unique("topology"),
-            bound: unique("bound"),
-            unbound: unique("unbound"),
-        }
-    }
+/// A temporary directory, fresh topics, and ingest's state writing to them.
+pub async fn fresh_ingest(partitions: i32) -> (TempDir, Topics, web::Data<AppState>) {
+    let dir = TempDir::new();
+    let topics = fresh_topics();
+    let state = ingest(&dir, &topics, partitions).await;
+    (dir, topics, state)
 }
 
 /// Ingest's shared state writing to `topics`, ready.
@@ -120,6 +118,11 @@ pub struct Correlator {
 }
 
 impl Correlator {
+    /// A correlator in a consumer group of its own, started as `start` does.
+    pub fn start_alone(dir: &TempDir, topics: &Topics, extra_env: &[(&str, &str)]) -> Correlator {
+        Correlator::start(dir, topics, &unique("group"), extra_env)
+    }
+
     pub fn start(
         dir: &TempDir,
         topics: &Topics,
@@ -252,21 +255,11 @@ pub fn demo_snapshot(collection_timestamp: i64) -> serde_json::Value {
 
 /// Samples per job in the fixtures, and the earliest timestamp.
 pub fn fixture_facts() -> (BTreeMap<String, usize>, i64) {
-    use proto::Message;
     let mut per_job = BTreeMap::new();
     let mut earliest = i64::MAX;
-    for (_, body) in proto::fixtures::prometheus_2_42_bodies().unwrap() {
-        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
-        for series in proto::prometheus::WriteRequest::decode(raw.as_slice())
-            .unwrap()
-            .timeseries
-        {
-            let job = series
-                .labels
-                .iter()
-                .find(|l| l.name == "job")
-                .map(|l| l.value.clone())
-                .unwrap_or_default();
+    for (_, request) in proto::fixtures::prometheus_2_42_requests().unwrap() {
+        for series in request.timeseries {
+            let job = kafka::label_value(&series, "job");
             *per_job.entry(job).or_default() += series.samples.len();
             earliest = earliest.min(
                 series

@@ -38,7 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         written[1] += 1;
         if index < V2_TRANSLATED {
             let v1 = WriteRequest::decode(raw.as_slice())?;
-            let v2 = translate(&v1).encode_to_vec();
+            let v2 = proto::fixtures::v1_as_v2(&v1).encode_to_vec();
             write(
                 out,
                 "remote_write_v2",
@@ -152,141 +152,19 @@ fn handmade_v1() -> WriteRequest {
     }
 }
 
-/// A v1 request as a v2 one: one symbol table, samples as they were.
-fn translate(v1: &WriteRequest) -> v2::Request {
-    let mut symbols: Vec<String> = vec![String::new()];
-    let mut intern = |symbol: &str| -> u32 {
-        if let Some(index) = symbols.iter().position(|s| s == symbol) {
-            return index as u32;
-        }
-        symbols.push(symbol.to_string());
-        (symbols.len() - 1) as u32
-    };
-    let timeseries = v1
-        .timeseries
-        .iter()
-        .map(|series| v2::TimeSeries {
-            labels_refs: series
-                .labels
-                .iter()
-                .flat_map(|label| [intern(&label.name), intern(&label.value)])
-                .collect(),
-            samples: series
-                .samples
-                .iter()
-                .map(|sample| v2::Sample {
-                    value: sample.value,
-                    timestamp: sample.timestamp,
-                    start_timestamp: 0,
-                })
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    v2::Request {
-        symbols,
-        timeseries,
-    }
-}
-
-/// Like ingest/tests/remote_write.rs `v2_request()`, plus a rejected series.
+/// The shared hand-made v2 request (proto::fixtures), plus a float histogram
+/// with custom buckets, a created timestamp and a series rejected for a
+/// reference past the symbols.
 fn handmade_v2() -> v2::Request {
-    let symbols = [
-        "",
-        "__name__",
-        "rpc_latency_seconds",
-        "job",
-        "api",
-        "instance",
-        "a:9090",
-        "trace_id",
-        "abc",
-        "RPC latency.",
-        "seconds",
-        "requests_total",
-        "code",
-        "200",
-        "500",
-        "Requests.",
-        "temperature",
-        "room",
-    ];
-    let histogram = v2::Histogram {
-        count: Some(v2::histogram::Count::CountInt(7)),
-        sum: 3.5,
-        schema: 1,
-        zero_count: Some(v2::histogram::ZeroCount::ZeroCountInt(1)),
-        zero_threshold: 0.001,
-        positive_spans: vec![v2::BucketSpan {
-            offset: 0,
-            length: 3,
-        }],
-        positive_deltas: vec![2, 1, -2],
-        timestamp: 1_700_000_000_000,
-        start_timestamp: 1_699_000_000_000,
+    let mut request = proto::fixtures::v2_request();
+    request.timeseries[0]
+        .histograms
+        .push(proto::fixtures::custom_buckets_histogram());
+    request.timeseries[3].created_timestamp = 1_699_000_000_000;
+    request.timeseries.push(v2::TimeSeries {
+        labels_refs: vec![1, 2, 3, 99],
+        samples: vec![proto::fixtures::v2_sample(1.0, 1_700_000_000_000)],
         ..Default::default()
-    };
-    let float_histogram = v2::Histogram {
-        count: Some(v2::histogram::Count::CountFloat(3.0)),
-        sum: 1.5,
-        schema: -53,
-        positive_spans: vec![v2::BucketSpan {
-            offset: 0,
-            length: 2,
-        }],
-        positive_counts: vec![1.0, 2.0],
-        custom_values: vec![0.5, 1.0],
-        timestamp: 1_700_000_000_000,
-        ..Default::default()
-    };
-    let sample = |value: f64, timestamp: i64| v2::Sample {
-        value,
-        timestamp,
-        start_timestamp: 0,
-    };
-    v2::Request {
-        symbols: symbols.map(String::from).to_vec(),
-        timeseries: vec![
-            v2::TimeSeries {
-                labels_refs: vec![3, 4, 1, 2, 5, 6],
-                histograms: vec![histogram.clone(), float_histogram],
-                exemplars: vec![v2::Exemplar {
-                    labels_refs: vec![7, 8],
-                    value: 0.3,
-                    timestamp: 1_700_000_000_001,
-                }],
-                metadata: Some(v2::Metadata {
-                    r#type: v2::metadata::MetricType::Histogram as i32,
-                    help_ref: 9,
-                    unit_ref: 10,
-                }),
-                ..Default::default()
-            },
-            v2::TimeSeries {
-                labels_refs: vec![1, 11, 12, 13, 3, 4],
-                samples: vec![
-                    sample(10.0, 1_700_000_000_000),
-                    sample(f64::from_bits(proto::STALE_NAN_BITS), 1_700_000_015_000),
-                ],
-                metadata: Some(v2::Metadata {
-                    r#type: v2::metadata::MetricType::Counter as i32,
-                    help_ref: 15,
-                    unit_ref: 0,
-                }),
-                ..Default::default()
-            },
-            v2::TimeSeries {
-                labels_refs: vec![1, 16, 17, 4],
-                samples: vec![sample(f64::NEG_INFINITY, 1_700_000_000_000)],
-                created_timestamp: 1_699_000_000_000,
-                ..Default::default()
-            },
-            // Rejected: a reference past the symbols.
-            v2::TimeSeries {
-                labels_refs: vec![1, 2, 3, 99],
-                samples: vec![sample(1.0, 1_700_000_000_000)],
-                ..Default::default()
-            },
-        ],
-    }
+    });
+    request
 }

@@ -68,7 +68,7 @@ pub fn settings(keys: PathBuf, tweak: impl FnOnce(&mut Options)) -> Settings {
         topic_topology_raw: unique("topology-raw"),
         topic_partitions: 4,
         request_timeout_ms: 5000,
-        ..Options::default()
+        ..shared::settings::defaults::<Options>()
     };
     tweak(&mut options);
     Settings::resolve(options).unwrap()
@@ -353,8 +353,7 @@ pub fn v1_request_of(
     series: usize,
     labels_of: impl Fn(usize) -> Vec<(&'static str, String)>,
 ) -> Vec<u8> {
-    use proto::Message;
-    use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    use proto::prometheus::{Label, Sample, TimeSeries};
     let timeseries = (0..series)
         .map(|index| TimeSeries {
             labels: labels_of(index)
@@ -371,12 +370,38 @@ pub fn v1_request_of(
             ..Default::default()
         })
         .collect();
-    let raw = WriteRequest {
-        timeseries,
-        metadata: vec![],
-    }
-    .encode_to_vec();
-    snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    snappy_v1(timeseries)
+}
+
+/// Prometheus `binary` with `config`, its TSDB in `dir`, listening on `port`:
+/// the caller adds its own flags and where the output goes.
+pub fn prometheus_command(
+    binary: impl AsRef<std::ffi::OsStr>,
+    dir: &TempDir,
+    config: &std::path::Path,
+    port: u16,
+) -> std::process::Command {
+    let mut command = std::process::Command::new(binary);
+    command
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.0.join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+    command
+}
+
+/// The body of a GET of `url`, which must answer.
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    let response = client.get(url).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
+/// The value of a v1 series' label `name`; empty if it has none.
+pub fn label_value(series: &proto::prometheus::TimeSeries, name: &str) -> String {
+    let label = series.labels.iter().find(|label| label.name == name);
+    label.map(|label| label.value.clone()).unwrap_or_default()
 }
 
 /// Samples per `request` label value found in `records` (v1 payloads).
@@ -396,8 +421,7 @@ pub fn samples_per_request(records: &[Record]) -> BTreeMap<String, usize> {
 
 /// A snappy v1 body holding one series with `labels` and one sample at `timestamp`.
 pub fn v1_request_with(labels: &[(&str, &str)], timestamp: i64) -> Vec<u8> {
-    use proto::Message;
-    use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+    use proto::prometheus::{Label, Sample, TimeSeries};
     let mut labels: Vec<Label> = labels
         .iter()
         .map(|(n, v)| Label {
@@ -414,8 +438,14 @@ pub fn v1_request_with(labels: &[(&str, &str)], timestamp: i64) -> Vec<u8> {
         }],
         ..Default::default()
     };
-    let raw = WriteRequest {
-        timeseries: vec![series],
+    snappy_v1(vec![series])
+}
+
+/// A snappy v1 body of `timeseries`, without metadata.
+pub fn snappy_v1(timeseries: Vec<proto::prometheus::TimeSeries>) -> Vec<u8> {
+    use proto::Message;
+    let raw = proto::prometheus::WriteRequest {
+        timeseries,
         metadata: vec![],
     }
     .encode_to_vec();

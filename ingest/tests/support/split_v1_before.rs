@@ -1,39 +1,18 @@
 //! The remote-write 1.0 split as it was before the hot path was reworked
-//! (commit 57933ab), label check included so that the whole of it compiles
-//! and inlines within one crate as it did in the library (metadata entries
-//! go to every partition, as they do since, and a series with nothing in it
-//! is rejected, as it is since): for the v1
-//! differential test and the same-run comparison in `benches/decode.rs`.
+//! (commit 57933ab): its walk over the request and its series (metadata
+//! entries go to every partition, as they do since, and a series with
+//! nothing in it is rejected, as it is since), for the v1 differential test
+//! and the same-run comparison in `benches/decode.rs`. The label check and
+//! the partition of a series are the library's: `validate`'s unit tests and
+//! `tests/partition_golden.rs` hold those to their rules.
 
 #![allow(dead_code)]
 
 use ingest::config::SeriesLimits;
-use ingest::partition::PartitionedBatch;
+use ingest::partition::{PartitionedBatch, partition_of_series};
 use ingest::validate::{self, Items, Rejection};
 use proto::wire::{self, Fields, WireError};
 use proto::{Message, v2};
-use xxhash_rust::xxh3::xxh3_64;
-
-/// The partition of a series whose labels are sorted by name.
-fn partition_of_series(tenant: &str, sorted_labels: &[(&[u8], &[u8])], partitions: u32) -> i32 {
-    thread_local! {
-        // The series key is hashed in one call over one buffer: much cheaper
-        // than feeding the streaming hasher four small pieces per label.
-        static SERIES_KEY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    SERIES_KEY.with_borrow_mut(|key| {
-        key.clear();
-        key.extend_from_slice(tenant.as_bytes());
-        key.push(0xff);
-        for (name, value) in sorted_labels {
-            key.extend_from_slice(name);
-            key.push(0xfe);
-            key.extend_from_slice(value);
-            key.push(0xff);
-        }
-        (xxh3_64(key) % u64::from(partitions.max(1))) as i32
-    })
-}
 
 /// Splits a decompressed `prometheus.WriteRequest`. A framing error anywhere
 /// fails the whole request: nothing of a corrupt message is trusted.
@@ -59,7 +38,7 @@ pub fn split_v1_before(
                 batch.total_series += 1;
                 let series = field.bytes()?;
                 let contents = read_v1_series(series, &mut labels)?;
-                let checked = check_labels(&mut labels, limits, contents.labels_ascii);
+                let checked = validate::check_labels(&mut labels, limits, contents.labels_ascii);
                 let sorted_on_wire = matches!(checked, Ok(true));
                 let items = Items {
                     samples: contents.samples,
@@ -328,50 +307,4 @@ fn collect_records(buffers: Vec<Vec<u8>>) -> Vec<(i32, Vec<u8>)> {
         .filter(|(_, buffer)| !buffer.is_empty())
         .map(|(partition, buffer)| (partition as i32, buffer))
         .collect()
-}
-
-/// `validate::check_labels` as it was.
-fn check_labels(
-    labels: &mut [(&[u8], &[u8])],
-    limits: &SeriesLimits,
-    all_ascii: bool,
-) -> Result<bool, Rejection> {
-    if labels.is_empty() {
-        return Err(Rejection::NoLabels);
-    }
-    if labels.len() > limits.max_labels_per_series {
-        return Err(Rejection::TooManyLabels);
-    }
-    // Strictly ascending names cannot repeat: one comparison per pair answers
-    // both questions for the series senders send (sorted, as the spec asks).
-    let strictly_sorted = labels.windows(2).all(|pair| pair[0].0 < pair[1].0);
-    if !strictly_sorted {
-        labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    }
-    let mut has_name = false;
-    for (index, (name, value)) in labels.iter().enumerate() {
-        if name.is_empty() {
-            return Err(Rejection::EmptyLabelName);
-        }
-        if !strictly_sorted && index > 0 && labels[index - 1].0 == *name {
-            return Err(Rejection::DuplicateLabelName);
-        }
-        if name.len() > limits.max_label_name_length {
-            return Err(Rejection::LabelNameTooLong);
-        }
-        if value.len() > limits.max_label_value_length {
-            return Err(Rejection::LabelValueTooLong);
-        }
-        if !all_ascii && (std::str::from_utf8(name).is_err() || std::str::from_utf8(value).is_err())
-        {
-            return Err(Rejection::InvalidUtf8);
-        }
-        if *name == b"__name__" {
-            has_name = !value.is_empty();
-        }
-    }
-    if !has_name {
-        return Err(Rejection::MissingMetricName);
-    }
-    Ok(strictly_sorted)
 }

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
-use proto::v2;
 
 /// Kubernetes-like series: 10 labels, one sample each, `count` per request.
 pub fn synthetic_v1(count: usize) -> WriteRequest {
@@ -38,42 +37,5 @@ pub fn synthetic_v1(count: usize) -> WriteRequest {
     WriteRequest {
         timeseries,
         metadata: vec![],
-    }
-}
-
-/// The same series as remote-write 2.0, symbols interned in first-seen order.
-pub fn to_v2(request: &WriteRequest) -> v2::Request {
-    let mut symbols = vec![String::new()];
-    let mut index = std::collections::HashMap::new();
-    let mut intern = |s: &str| -> u32 {
-        *index.entry(s.to_string()).or_insert_with(|| {
-            symbols.push(s.to_string());
-            (symbols.len() - 1) as u32
-        })
-    };
-    let timeseries = request
-        .timeseries
-        .iter()
-        .map(|ts| v2::TimeSeries {
-            labels_refs: ts
-                .labels
-                .iter()
-                .flat_map(|l| [intern(&l.name), intern(&l.value)])
-                .collect(),
-            samples: ts
-                .samples
-                .iter()
-                .map(|s| v2::Sample {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                    start_timestamp: 0,
-                })
-                .collect(),
-            ..Default::default()
-        })
-        .collect();
-    v2::Request {
-        symbols,
-        timeseries,
     }
 }
