@@ -12,67 +12,11 @@ use std::collections::BTreeMap;
 use foldhash::HashMap;
 
 use proto::records::Component;
+pub use proto::topology::{Instance, RawComponent, TopologyPart, TypeName};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 use xxhash_rust::xxh3::Xxh3Default;
-
-/// One `topologies[]` part as ingest wrote it to `topology.raw`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct TopologyPart {
-    pub tenant: String,
-    pub instance: Instance,
-    #[serde(default)]
-    pub start_snapshot: bool,
-    #[serde(default)]
-    pub stop_snapshot: bool,
-    #[serde(default)]
-    pub delete_ids: Vec<String>,
-    #[serde(default)]
-    pub components: Vec<RawComponent>,
-    /// Epoch seconds.
-    #[serde(default)]
-    pub collection_timestamp: f64,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Hash)]
-pub struct Instance {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub url: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RawComponent {
-    #[serde(rename = "externalId")]
-    pub external_id: String,
-    #[serde(rename = "type", default)]
-    pub kind: Option<TypeName>,
-    /// Kept as its JSON text: it becomes `data_json` as it is, and only the
-    /// fields the component needs are read out of it.
-    #[serde(default)]
-    pub data: Option<Box<RawValue>>,
-}
-
-impl RawComponent {
-    /// A component as an agent reports it (tests and benchmarks build them so).
-    pub fn new(external_id: impl Into<String>, type_name: &str, data: &Value) -> RawComponent {
-        RawComponent {
-            external_id: external_id.into(),
-            kind: Some(TypeName {
-                name: type_name.to_string(),
-            }),
-            data: (!data.is_null())
-                .then(|| serde_json::value::to_raw_value(data).expect("a JSON value encodes")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct TypeName {
-    #[serde(default)]
-    pub name: String,
-}
 
 /// A change to `topology.components`.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,11 +2,13 @@
 //! put them on the wire, the pipeline's own records, a zero-copy protobuf
 //! field reader for the hot paths that must not allocate per label, and the
 //! shard of partitions a tenant writes to (which ingest and the correlator
-//! must compute alike), and the records' keys and headers.
+//! must compute alike), the records' keys and headers, and the shape of a
+//! `topology.raw` record.
 
 pub mod fixtures;
 pub mod keys;
 pub mod shard;
+pub mod topology;
 pub mod wire;
 
 /// Field numbers of every message, generated from the `.proto` files by

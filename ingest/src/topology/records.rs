@@ -1,6 +1,8 @@
 //! A payload's parts as `topology.raw` records: one per part, keyed by tenant
 //! and instance, the tenant stamped in.
 
+use std::borrow::Cow;
+
 use proto::keys::record_key;
 use serde_json::{Map, Value};
 
@@ -40,27 +42,29 @@ pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8
     };
     let mut records = Vec::with_capacity(parts.len());
     for (index, part) in parts.iter().enumerate() {
-        check_part(&format!("topologies[{index}]"), part)
-            .map_err(|problem| IngestError::BadRequest(problem.to_string()))?;
-        let Value::Object(part) = part else {
-            continue; // check_part refuses anything else
+        let record = match part {
+            Value::Object(fields) => Cow::Owned(stamped(fields, tenant, collection_timestamp)),
+            // Not a part: the check refuses it, saying what it is.
+            other => Cow::Borrowed(other),
         };
-        let instance = &part["instance"];
-        let key = record_key(
-            tenant,
-            instance["type"].as_str().unwrap_or_default(),
-            instance["url"].as_str().unwrap_or_default(),
-        );
-        let mut value: Map<String, Value> = part.clone();
-        value.insert("tenant".into(), Value::String(tenant.to_string()));
-        value.insert(
-            "collection_timestamp".into(),
-            serde_json::json!(collection_timestamp),
-        );
-        let encoded = serde_json::to_vec(&Value::Object(value)).expect("JSON values encode");
+        let checked = check_part(index, &record)
+            .map_err(|problem| IngestError::BadRequest(problem.to_string()))?;
+        let key = record_key(tenant, &checked.instance.kind, &checked.instance.url);
+        let encoded = serde_json::to_vec(&record).expect("JSON values encode");
         records.push((key, encoded));
     }
     Ok(records)
+}
+
+/// The part as its record: as sent, plus `tenant` and `collection_timestamp`.
+fn stamped(part: &Map<String, Value>, tenant: &str, collection_timestamp: f64) -> Value {
+    let mut record = part.clone();
+    record.insert("tenant".into(), Value::String(tenant.to_string()));
+    record.insert(
+        "collection_timestamp".into(),
+        serde_json::json!(collection_timestamp),
+    );
+    Value::Object(record)
 }
 
 #[cfg(test)]
@@ -156,182 +160,182 @@ mod tests {
         (
             "/topologies/2",
             Some(r#""x""#),
-            "topologies[2]: expected an object",
+            r#"topologies[2]: invalid type: string "x", expected a topology part"#,
         ),
         (
             "/topologies/2",
             Some("[]"),
-            "topologies[2]: expected an object",
+            "topologies[2]: invalid length 0, expected a topology part",
         ),
         (
             "/topologies/2/instance",
             None,
-            r#"topologies[2].instance: expected an object with "type" and "url""#,
+            "topologies[2]: missing field `instance`",
         ),
         (
             "/topologies/2/instance",
             Some(r#""kubernetes""#),
-            r#"topologies[2].instance: expected an object with "type" and "url""#,
+            r#"topologies[2].instance: invalid type: string "kubernetes", expected an object with "type" and "url""#,
         ),
         (
             "/topologies/2/instance",
             Some(r#"["kubernetes", "demo"]"#),
-            r#"topologies[2].instance: expected an object with "type" and "url""#,
+            "topologies[2].instance: invalid type: sequence, expected an object",
         ),
         (
             "/topologies/2/instance/type",
             None,
-            "topologies[2].instance.type: expected a non-empty string",
+            "topologies[2].instance: missing field `type`",
         ),
         (
             "/topologies/2/instance/type",
             Some("{}"),
-            "topologies[2].instance.type: expected a non-empty string",
+            "topologies[2].instance.type: invalid type: map, expected a string",
         ),
         (
             "/topologies/2/instance/url",
             Some("5"),
-            "topologies[2].instance.url: expected a non-empty string",
+            "topologies[2].instance.url: invalid type: integer `5`, expected a string",
         ),
         (
             "/topologies/2/instance/url",
             Some(r#""""#),
-            "topologies[2].instance.url: expected a non-empty string",
+            r#"topologies[2].instance.url: invalid value: string "", expected a non-empty string"#,
         ),
         (
             "/topologies/2/start_snapshot",
             Some(r#""yes""#),
-            "topologies[2].start_snapshot: expected true or false",
+            r#"topologies[2].start_snapshot: invalid type: string "yes", expected a boolean"#,
         ),
         (
             "/topologies/2/start_snapshot",
             Some("1"),
-            "topologies[2].start_snapshot: expected true or false",
+            "topologies[2].start_snapshot: invalid type: integer `1`, expected a boolean",
         ),
         (
             "/topologies/2/stop_snapshot",
             Some("null"),
-            "topologies[2].stop_snapshot: expected true or false",
+            "topologies[2].stop_snapshot: invalid type: null, expected a boolean",
         ),
         (
             "/topologies/2/delete_ids",
             Some(r#""x""#),
-            "topologies[2].delete_ids: expected an array of strings",
+            r#"topologies[2].delete_ids: invalid type: string "x", expected a sequence"#,
         ),
         (
             "/topologies/2/delete_ids",
             Some("null"),
-            "topologies[2].delete_ids: expected an array of strings",
+            "topologies[2].delete_ids: invalid type: null, expected a sequence",
         ),
         (
             "/topologies/2/delete_ids",
             Some(r#"{"0": "x"}"#),
-            "topologies[2].delete_ids: expected an array of strings",
+            "topologies[2].delete_ids: invalid type: map, expected a sequence",
         ),
         (
             "/topologies/2/delete_ids",
             Some(r#"["x", 1]"#),
-            "topologies[2].delete_ids[1]: expected a string",
+            "topologies[2].delete_ids[1]: invalid type: integer `1`, expected a string",
         ),
         (
             "/topologies/2/delete_ids",
             Some(r#"[["x"]]"#),
-            "topologies[2].delete_ids[0]: expected a string",
+            "topologies[2].delete_ids[0]: invalid type: sequence, expected a string",
         ),
         (
             "/topologies/2/components",
             Some(r#""x""#),
-            "topologies[2].components: expected an array of components",
+            r#"topologies[2].components: invalid type: string "x", expected a sequence"#,
         ),
         (
             "/topologies/2/components",
             Some("null"),
-            "topologies[2].components: expected an array of components",
+            "topologies[2].components: invalid type: null, expected a sequence",
         ),
         (
             "/topologies/2/components",
             Some(r#"{"externalId": "urn:b"}"#),
-            "topologies[2].components: expected an array of components",
+            "topologies[2].components: invalid type: map, expected a sequence",
         ),
         (
             "/topologies/2/components/1",
             Some(r#""urn:c""#),
-            r#"topologies[2].components[1]: expected an object with "externalId""#,
+            r#"topologies[2].components[1]: invalid type: string "urn:c", expected an object with "externalId""#,
         ),
         (
             "/topologies/2/components/1",
             Some(r#"["urn:c", {"name": "pod"}, {}]"#),
-            r#"topologies[2].components[1]: expected an object with "externalId""#,
+            "topologies[2].components[1]: invalid type: sequence, expected an object",
         ),
         (
             "/topologies/2/components/1/externalId",
             None,
-            "topologies[2].components[1].externalId: expected a non-empty string",
+            "topologies[2].components[1]: missing field `externalId`",
         ),
         (
             "/topologies/2/components/1/externalId",
             Some("7"),
-            "topologies[2].components[1].externalId: expected a non-empty string",
+            "topologies[2].components[1].externalId: invalid type: integer `7`, expected a string",
         ),
         (
             "/topologies/2/components/1/externalId",
             Some(r#""""#),
-            "topologies[2].components[1].externalId: expected a non-empty string",
+            r#"topologies[2].components[1].externalId: invalid value: string "", expected a non-empty string"#,
         ),
         (
             "/topologies/2/components/1/type",
             Some(r#""pod""#),
-            r#"topologies[2].components[1].type: expected an object with "name""#,
+            r#"topologies[2].components[1].type: invalid type: string "pod", expected an object with "name""#,
         ),
         (
             "/topologies/2/components/1/type",
             Some("{}"),
-            r#"topologies[2].components[1].type: expected an object with "name""#,
+            "topologies[2].components[1].type: missing field `name`",
         ),
         (
             "/topologies/2/components/1/type",
             Some(r#"["pod"]"#),
-            r#"topologies[2].components[1].type: expected an object with "name""#,
+            "topologies[2].components[1].type: invalid type: sequence, expected an object",
         ),
         (
             "/topologies/2/components/1/type/name",
             Some("null"),
-            "topologies[2].components[1].type.name: expected a string",
+            "topologies[2].components[1].type.name: invalid type: null, expected a string",
         ),
         (
             "/topologies/2/components/1/type/name",
             Some("1"),
-            "topologies[2].components[1].type.name: expected a string",
+            "topologies[2].components[1].type.name: invalid type: integer `1`, expected a string",
         ),
         (
             "/topologies/2/components/1/data",
             Some(r#""x""#),
-            "topologies[2].components[1].data: expected an object",
+            r#"topologies[2].components[1].data: invalid type: string "x", expected an object"#,
         ),
         (
             "/topologies/2/components/1/data",
             Some("[]"),
-            "topologies[2].components[1].data: expected an object",
+            "topologies[2].components[1].data: invalid type: sequence, expected an object",
         ),
         (
             "/topologies/2/components/1/data/identifiers",
             Some(r#""urn:x""#),
-            "topologies[2].components[1].data.identifiers: expected an array of strings",
+            r#"topologies[2].components[1].data.identifiers: invalid type: string "urn:x", expected a sequence"#,
         ),
         (
             "/topologies/2/components/1/data/identifiers",
             Some(r#"["urn:x", 1]"#),
-            "topologies[2].components[1].data.identifiers[1]: expected a string",
+            "topologies[2].components[1].data.identifiers[1]: invalid type: integer `1`, expected a string",
         ),
         (
             "/topologies/2/relations",
             Some("{}"),
-            "topologies[2].relations: expected an array of relations",
+            "topologies[2].relations: invalid type: map, expected a sequence",
         ),
         (
             "/topologies/2/relations",
             Some(r#"["x"]"#),
-            "topologies[2].relations[0]: expected an object",
+            r#"topologies[2].relations[0]: invalid type: string "x", expected an object"#,
         ),
     ];
 
@@ -354,7 +358,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             error.to_string(),
-            r#"topologies[0].components[0].type: expected an object with "name""#
+            r#"topologies[0].components[0].type: invalid type: string "node", expected an object with "name""#
         );
     }
 

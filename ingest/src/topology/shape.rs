@@ -1,151 +1,152 @@
-//! The shape of a topology part that the correlator's materializer reads,
-//! checked before anything is published, with the path of what is wrong.
+//! The shape of a topology part, checked before anything is published: the
+//! part as its record must read as the materializer's [`TopologyPart`], and
+//! keep the few rules ingest adds ([`IntakeRules`]). An error names the path
+//! of what is wrong, then what serde says of it:
+//! ``topologies[2].components[0].externalId: invalid type: integer `7`, expected a string``.
 
-use std::fmt;
+use std::fmt::{self, Write};
+use std::marker::PhantomData;
 
+use proto::topology::TopologyPart;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Unexpected, Visitor};
 use serde_json::Value;
+use serde_path_to_error::{Path, Segment};
 
-/// A part the correlator could not read, and where: the message reads
-/// `topologies[2].components[5].type: expected an object with "name"`.
+/// A part that is refused, where and why.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ShapeError {
+    /// From the payload's root: `topologies[2].components[0].externalId`.
     pub path: String,
-    pub expected: &'static str,
+    pub problem: String,
 }
 
 impl fmt::Display for ShapeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: expected {}", self.path, self.expected)
+        write!(f, "{}: {}", self.path, self.problem)
     }
 }
 
-fn shape(path: String, expected: &'static str) -> ShapeError {
-    ShapeError { path, expected }
+impl ShapeError {
+    fn at(index: usize, error: serde_path_to_error::Error<serde_json::Error>) -> ShapeError {
+        ShapeError {
+            path: payload_path(index, error.path()),
+            problem: error.into_inner().to_string(),
+        }
+    }
 }
 
-/// The shape of one `topologies[]` part, as the agent sends it and the
-/// correlator's materializer reads it (`correlator::snapshot::TopologyPart`):
-///
-/// - `instance`: an object with non-empty string `type` and `url`;
-/// - `start_snapshot`, `stop_snapshot`: booleans, or absent;
-/// - `delete_ids`: an array of strings, or absent;
-/// - `components`: an array, or absent, of objects with a non-empty string
-///   `externalId`; `type` absent, null or `{"name": string}`; `data` absent,
-///   null or an object whose `identifiers`, if any, are an array of strings;
-/// - `relations`: an array of objects, absent or null (not read downstream).
-///
-/// Other fields are kept and ignored. Where the correlator would accept more
-/// (a `type` without `name`, a non-object `data`), ingest is the stricter one.
-pub fn check_part(path: &str, part: &Value) -> Result<(), ShapeError> {
-    let Value::Object(part) = part else {
-        return Err(shape(path.to_string(), "an object"));
-    };
-    let Some(Value::Object(instance)) = part.get("instance") else {
-        return Err(shape(
-            format!("{path}.instance"),
-            r#"an object with "type" and "url""#,
-        ));
-    };
-    for field in ["type", "url"] {
-        let present = instance
-            .get(field)
-            .and_then(Value::as_str)
-            .is_some_and(|value| !value.is_empty());
-        if !present {
-            return Err(shape(
-                format!("{path}.instance.{field}"),
-                "a non-empty string",
-            ));
+/// `topologies[index]` then the path inside the part.
+fn payload_path(index: usize, inside: &Path) -> String {
+    let mut path = format!("topologies[{index}]");
+    for segment in inside {
+        if !matches!(segment, Segment::Seq { .. }) {
+            path.push('.');
         }
+        write!(path, "{segment}").expect("writing to a String");
     }
-    for flag in ["start_snapshot", "stop_snapshot"] {
-        if part.get(flag).is_some_and(|value| !value.is_boolean()) {
-            return Err(shape(format!("{path}.{flag}"), "true or false"));
-        }
-    }
-    if let Some(delete_ids) = part.get("delete_ids") {
-        let Value::Array(delete_ids) = delete_ids else {
-            return Err(shape(format!("{path}.delete_ids"), "an array of strings"));
-        };
-        for (index, id) in delete_ids.iter().enumerate() {
-            if !id.is_string() {
-                return Err(shape(format!("{path}.delete_ids[{index}]"), "a string"));
+    path
+}
+
+/// Checks `topologies[index]` as the record ingest would write of it (the
+/// part with `tenant` and `collection_timestamp` stamped in) and returns it
+/// as the materializer will read it.
+pub fn check_part(index: usize, record: &Value) -> Result<TopologyPart, ShapeError> {
+    let part = serde_path_to_error::deserialize(record).map_err(|e| ShapeError::at(index, e))?;
+    serde_path_to_error::deserialize::<_, Object<IntakeRules>>(record)
+        .map_err(|e| ShapeError::at(index, e))?;
+    Ok(part)
+}
+
+/// What ingest asks of a part beyond what [`TopologyPart`] says: an object
+/// wherever serde would also read a struct from an array; non-empty instance
+/// `type` and `url` and component `externalId`; a component `type` with its
+/// `name`; `data` an object whose `identifiers` are strings; and `relations`,
+/// which the materializer does not read, objects.
+#[derive(serde::Deserialize)]
+struct IntakeRules {
+    #[serde(rename = "instance")]
+    _instance: Object<InstanceRules>,
+    #[serde(rename = "components", default)]
+    _components: Vec<Object<ComponentRules>>,
+    #[serde(rename = "relations", default)]
+    _relations: Option<Vec<Object<IgnoredAny>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct InstanceRules {
+    #[serde(rename = "type")]
+    _kind: Text<true>,
+    #[serde(rename = "url")]
+    _url: Text<true>,
+}
+
+#[derive(serde::Deserialize)]
+struct ComponentRules {
+    #[serde(rename = "externalId")]
+    _external_id: Text<true>,
+    #[serde(rename = "type", default)]
+    _kind: Option<Object<TypeRules>>,
+    #[serde(rename = "data", default)]
+    _data: Option<Object<DataRules>>,
+}
+
+/// The name's type is [`proto::topology::TypeName`]'s to say.
+#[derive(serde::Deserialize)]
+struct TypeRules {
+    #[serde(rename = "name")]
+    _name: IgnoredAny,
+}
+
+/// The rest of `data` is kept as sent, whatever it holds.
+#[derive(serde::Deserialize)]
+struct DataRules {
+    #[serde(rename = "identifiers", default)]
+    _identifiers: Option<Vec<Text<false>>>,
+}
+
+/// `T`, read only from a JSON object (serde reads a struct from an array too).
+struct Object<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Object<T>, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(Object(PhantomData))
             }
         }
+        deserializer.deserialize_map(ObjectVisitor(PhantomData))
     }
-    if let Some(components) = part.get("components") {
-        let Value::Array(components) = components else {
-            return Err(shape(
-                format!("{path}.components"),
-                "an array of components",
-            ));
-        };
-        for (index, component) in components.iter().enumerate() {
-            check_component(&format!("{path}.components[{index}]"), component)?;
-        }
-    }
-    match part.get("relations") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(relations)) => {
-            for (index, relation) in relations.iter().enumerate() {
-                if !relation.is_object() {
-                    return Err(shape(format!("{path}.relations[{index}]"), "an object"));
+}
+
+/// A string, checked and dropped; with `NON_EMPTY`, never "".
+struct Text<const NON_EMPTY: bool>;
+
+impl<'de, const NON_EMPTY: bool> Deserialize<'de> for Text<NON_EMPTY> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text<NON_EMPTY>, D::Error> {
+        struct TextVisitor<const NON_EMPTY: bool>;
+        impl<const NON_EMPTY: bool> Visitor<'_> for TextVisitor<NON_EMPTY> {
+            type Value = Text<NON_EMPTY>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str(if NON_EMPTY {
+                    "a non-empty string"
+                } else {
+                    "a string"
+                })
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Text<NON_EMPTY>, E> {
+                if NON_EMPTY && text.is_empty() {
+                    return Err(E::invalid_value(Unexpected::Str(text), &self));
                 }
+                Ok(Text)
             }
         }
-        Some(_) => {
-            return Err(shape(format!("{path}.relations"), "an array of relations"));
-        }
+        deserializer.deserialize_str(TextVisitor)
     }
-    Ok(())
-}
-
-fn check_component(path: &str, component: &Value) -> Result<(), ShapeError> {
-    let Value::Object(component) = component else {
-        return Err(shape(path.to_string(), r#"an object with "externalId""#));
-    };
-    let has_id = component
-        .get("externalId")
-        .and_then(Value::as_str)
-        .is_some_and(|id| !id.is_empty());
-    if !has_id {
-        return Err(shape(format!("{path}.externalId"), "a non-empty string"));
-    }
-    match component.get("type") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(kind)) => match kind.get("name") {
-            Some(Value::String(_)) => {}
-            Some(_) => return Err(shape(format!("{path}.type.name"), "a string")),
-            None => {
-                return Err(shape(format!("{path}.type"), r#"an object with "name""#));
-            }
-        },
-        Some(_) => {
-            return Err(shape(format!("{path}.type"), r#"an object with "name""#));
-        }
-    }
-    match component.get("data") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(data)) => match data.get("identifiers") {
-            None | Some(Value::Null) => {}
-            Some(Value::Array(identifiers)) => {
-                for (index, identifier) in identifiers.iter().enumerate() {
-                    if !identifier.is_string() {
-                        return Err(shape(
-                            format!("{path}.data.identifiers[{index}]"),
-                            "a string",
-                        ));
-                    }
-                }
-            }
-            Some(_) => {
-                return Err(shape(
-                    format!("{path}.data.identifiers"),
-                    "an array of strings",
-                ));
-            }
-        },
-        Some(_) => return Err(shape(format!("{path}.data"), "an object")),
-    }
-    Ok(())
 }
