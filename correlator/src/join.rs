@@ -231,17 +231,26 @@ impl SeriesCache {
         self.keys.clear();
     }
 
-    fn get_mut(&mut self, tenant: &str, key: &[u8]) -> Option<&mut SeriesEntry> {
-        let index = self.find(self.hash(tenant, key), tenant, key)?;
-        Some(&mut self.series[index].entry)
+    /// The hash of a series, for [`Self::insert_new`], and where it is
+    /// cached, if it is.
+    fn lookup(&self, tenant: &str, key: &[u8]) -> (u64, Option<usize>) {
+        let hash = self.hash(tenant, key);
+        (hash, self.find(hash, tenant, key))
     }
 
-    fn insert(&mut self, tenant: &Arc<str>, key: &[u8], entry: SeriesEntry, max_entries: usize) {
-        let hash = self.hash(tenant, key);
-        if let Some(index) = self.find(hash, tenant, key) {
-            self.series[index].entry = entry;
-            return;
-        }
+    fn entry_mut(&mut self, index: usize) -> &mut SeriesEntry {
+        &mut self.series[index].entry
+    }
+
+    /// Caches a series that [`Self::lookup`] did not find, `hash` its hash there.
+    fn insert_new(
+        &mut self,
+        hash: u64,
+        tenant: &Arc<str>,
+        key: &[u8],
+        entry: SeriesEntry,
+        max_entries: usize,
+    ) {
         if self.series.len() >= max_entries.max(1) {
             // Cheap and bounded: start over rather than track recency per series.
             self.clear();
@@ -1222,7 +1231,9 @@ impl Joiner {
         // One lookup of the series for its binding and its family alike.
         let family_generation = self.metadata.generation;
         let wants_family = wants_family && !self.metadata.by_tenant.is_empty();
-        if let Some(entry) = self.series_cache.get_mut(tenant, key) {
+        let (hash, cached) = self.series_cache.lookup(tenant, key);
+        if let Some(index) = cached {
+            let entry = self.series_cache.entry_mut(index);
             let family = if !wants_family || entry.name == 0 {
                 None
             } else if entry.family_generation == family_generation {
@@ -1239,7 +1250,7 @@ impl Joiner {
             }
             let targets = Arc::new(self.targets_of(tenant, &render));
             self.stats.series_resolved += 1;
-            let entry = self.series_cache.get_mut(tenant, key).expect("just found");
+            let entry = self.series_cache.entry_mut(index);
             entry.generation = generation;
             entry.targets = targets.clone();
             return Ok((render, targets, labels, family));
@@ -1278,7 +1289,7 @@ impl Joiner {
             },
         };
         self.series_cache
-            .insert(tenant, key, entry, self.settings.series_cache_max);
+            .insert_new(hash, tenant, key, entry, self.settings.series_cache_max);
         Ok((render, targets, labels, family))
     }
 
