@@ -1,8 +1,6 @@
 //! A payload's parts as `topology.raw` records: one per part, keyed by tenant
 //! and instance, the tenant stamped in.
 
-use std::borrow::Cow;
-
 use proto::keys::record_key;
 use serde_json::{Map, Value};
 
@@ -17,7 +15,7 @@ use crate::error::IngestError;
 pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8>)>, IngestError> {
     let payload: Value = serde_json::from_slice(json)
         .map_err(|e| IngestError::BadRequest(format!("invalid JSON: {e}")))?;
-    let Value::Object(payload) = payload else {
+    let Value::Object(mut payload) = payload else {
         return Err(IngestError::BadRequest(
             "intake payload must be a JSON object".into(),
         ));
@@ -31,7 +29,7 @@ pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8
                 .unwrap_or_default()
                 .as_secs_f64()
         });
-    let parts = match payload.get("topologies") {
+    let parts = match payload.remove("topologies") {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(parts)) => parts,
         Some(_) => {
@@ -41,11 +39,11 @@ pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8
         }
     };
     let mut records = Vec::with_capacity(parts.len());
-    for (index, part) in parts.iter().enumerate() {
+    for (index, part) in parts.into_iter().enumerate() {
         let record = match part {
-            Value::Object(fields) => Cow::Owned(stamped(fields, tenant, collection_timestamp)),
+            Value::Object(fields) => stamped(fields, tenant, collection_timestamp),
             // Not a part: the check refuses it, saying what it is.
-            other => Cow::Borrowed(other),
+            other => other,
         };
         let checked = check_part(index, &record)
             .map_err(|problem| IngestError::BadRequest(problem.to_string()))?;
@@ -57,8 +55,7 @@ pub fn parts_to_records(json: &[u8], tenant: &str) -> Result<Vec<(String, Vec<u8
 }
 
 /// The part as its record: as sent, plus `tenant` and `collection_timestamp`.
-fn stamped(part: &Map<String, Value>, tenant: &str, collection_timestamp: f64) -> Value {
-    let mut record = part.clone();
+fn stamped(mut record: Map<String, Value>, tenant: &str, collection_timestamp: f64) -> Value {
     record.insert("tenant".into(), Value::String(tenant.to_string()));
     record.insert(
         "collection_timestamp".into(),
